@@ -1,0 +1,94 @@
+"""User-facing errors, and turning Spark/JVM failures into one readable line.
+
+The library raises :class:`SparkDLError` subclasses for anything the user can fix
+(bad option, missing path, empty folder). The magics show those as a single line;
+Spark's own errors (Py4J, Spark Connect gRPC, AnalysisException) are shortened to
+their error class and first message line, with the full trace kept for ``--debug``.
+"""
+from __future__ import annotations
+
+import difflib
+from typing import Iterable, Optional
+
+
+class SparkDLError(Exception):
+    """Base class of every error the user can act on."""
+
+
+class OptionError(SparkDLError, ValueError):
+    """An option name or value is not valid."""
+
+
+class DataError(SparkDLError, ValueError):
+    """The input data cannot be used (missing path, no images, one class only, ...)."""
+
+
+class EnvironmentProblem(SparkDLError, RuntimeError):
+    """Something outside the package is missing (Java, TensorFlow, weights file, ...)."""
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """A ' — did you mean 'x'?' suffix when *word* is close to one of *choices*."""
+    choices = list(choices)
+    lowered = {c.lower(): c for c in choices}
+    if word.lower() in lowered:
+        return f" — did you mean '{lowered[word.lower()]}'?"
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    if not close:
+        close = difflib.get_close_matches(word.lower(), list(lowered), n=1, cutoff=0.6)
+        close = [lowered[c] for c in close]
+    return f" — did you mean '{close[0]}'?" if close else ""
+
+
+def unknown_choice(what: str, value: object, choices: Iterable[str]) -> OptionError:
+    """The standard error for a value outside a fixed set of choices."""
+    choices = list(choices)
+    return OptionError(
+        f"unknown {what} {value!r}{did_you_mean(str(value), choices)} "
+        f"(valid: {', '.join(choices)})"
+    )
+
+
+def _first_line(text: str) -> str:
+    for line in str(text).strip().splitlines():
+        line = line.strip()
+        if line:
+            return line
+    return ""
+
+
+def spark_error_summary(exc: BaseException) -> Optional[str]:
+    """A one-line description of a Spark/JVM error, or None if *exc* is not one."""
+    try:
+        from pyspark.errors import PySparkException
+    except ImportError:  # pragma: no cover - pyspark is a dependency
+        PySparkException = ()  # type: ignore[assignment]
+    if PySparkException and isinstance(exc, PySparkException):
+        cls = exc.getCondition() if hasattr(exc, "getCondition") else exc.getErrorClass()
+        msg = _first_line(exc.getMessage() if hasattr(exc, "getMessage") else str(exc))
+        if cls and msg.startswith(f"[{cls}]"):
+            msg = msg[len(cls) + 2:].strip()
+        prefix = f"Spark error [{cls}]" if cls else "Spark error"
+        return f"{prefix}: {_python_cause(msg)}"
+    if type(exc).__name__ == "Py4JJavaError":
+        java = getattr(exc, "java_exception", None)
+        text = str(java) if java is not None else str(exc)
+        return f"Spark (JVM) error: {_python_cause(_first_line(text))}"
+    if type(exc).__name__ == "Py4JNetworkError" or "Py4JNetworkError" in repr(type(exc).__mro__):
+        return "the Spark driver is not reachable (its JVM stopped?): run %dlspark to attach again"
+    return None
+
+
+def _python_cause(message: str) -> str:
+    """Pull the Python exception out of a 'PythonException: ... Traceback' message."""
+    marker = "Traceback (most recent call last)"
+    if marker in message:
+        message = message.split(marker)[0].strip() or message
+    return message
+
+
+def user_message(exc: BaseException) -> Optional[str]:
+    """The single line shown to a notebook user for *exc*, or None for a real bug."""
+    if isinstance(exc, SparkDLError):
+        return str(exc)
+    return spark_error_summary(exc)

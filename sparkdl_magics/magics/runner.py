@@ -1,0 +1,105 @@
+"""What every magic does around its own work: parse → call → store → show.
+
+A magic module provides ``SPEC`` (a :class:`~sparkdl_magics.options.MagicSpec`) and
+``run(call, ctx)``. This runner parses the line and body against the spec (with
+``%config`` defaults), gives the module a :class:`Context`, turns user-fixable and
+Spark errors into one ``UsageError`` line (full trace with ``--debug``), and stores
+results in the user namespace only when the whole call succeeded.
+"""
+from __future__ import annotations
+
+import contextlib
+import sys
+from typing import Any, Dict, Iterator, Optional
+
+from IPython.core.error import UsageError
+
+from ..errors import DataError, user_message
+from ..options import MagicCall, MagicSpec
+
+
+class Context:
+    """What a magic's ``run`` may touch: the user namespace and the Spark session."""
+
+    def __init__(self, shell: Any, spec: MagicSpec, call: MagicCall, magics: Any = None):
+        self.shell = shell
+        self.spec = spec
+        self.call = call
+        self.magics = magics
+        self._pending: Dict[str, Any] = {}
+
+    def lookup(self, name: str, expected: Optional[type] = None, what: str = "") -> Any:
+        """A user variable, with a clear error when missing or of the wrong kind."""
+        ns = self.shell.user_ns
+        if name not in ns:
+            raise DataError(f"no variable named {name!r} in the notebook"
+                            + (f" (expected {what})" if what else ""))
+        value = ns[name]
+        if expected is not None and not isinstance(value, expected):
+            raise DataError(f"{name!r} is a {type(value).__name__}, expected {what or expected.__name__}")
+        return value
+
+    def store(self, name: str, value: Any) -> None:
+        """Queue *value* for ``name``; written only if the whole magic succeeds."""
+        self._pending[name] = value
+
+    def spark(self) -> Any:
+        from ..session import get_spark
+        return get_spark()
+
+    def progress_scope(self, label: str) -> Any:
+        """Job progress and cancellation for this cell's Spark work."""
+        from .. import progress
+        return progress.cell_scope(self.spark(), label)
+
+    def commit(self) -> None:
+        self.shell.user_ns.update(self._pending)
+        self._pending.clear()
+
+
+def run_magic(module: Any, shell: Any, line: str, cell: Optional[str] = None,
+              magics: Any = None) -> Any:
+    """Run one magic module end to end; see the module docstring."""
+    spec: MagicSpec = module.SPEC
+    debug = bool(getattr(magics, "debug", False))
+    defaults = getattr(magics, spec.name, None) if magics is not None else None
+    call: Optional[MagicCall] = None
+    try:
+        call = spec.parse(line, cell, defaults=defaults)
+        debug = debug or call.debug
+        ctx = Context(shell, spec, call, magics)
+        with _interrupt_message(spec):
+            result = module.run(call, ctx)
+        ctx.commit()
+        return result
+    except UsageError:
+        raise
+    except Exception as exc:  # shorten what the user can act on; let real bugs show
+        if debug:
+            raise
+        message = user_message(exc)
+        if message is None:
+            raise
+        import sparkdl_magics
+        sparkdl_magics.last_error = exc
+        hint = "" if not _is_spark_error(exc) else " (run again with --debug for the full trace)"
+        raise UsageError(f"{_prefix(spec)}{spec.name}: {message}{hint}") from None
+
+
+def _prefix(spec: MagicSpec) -> str:
+    return "%%" if spec.is_cell else "%"
+
+
+def _is_spark_error(exc: BaseException) -> bool:
+    from ..errors import SparkDLError
+    return not isinstance(exc, SparkDLError)
+
+
+@contextlib.contextmanager
+def _interrupt_message(spec: MagicSpec) -> Iterator[None]:
+    try:
+        yield
+    except KeyboardInterrupt:
+        print(f"{_prefix(spec)}{spec.name}: interrupted; this cell's Spark jobs were cancelled "
+              "and no result was stored.", file=sys.stderr)
+        raise

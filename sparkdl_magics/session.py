@@ -1,0 +1,302 @@
+"""Which Spark session the magics use, and starting the embedded one.
+
+Order of preference: an active Spark Connect session (Databricks Connect included),
+then an active classic session (any master), else an embedded ``local[*]`` session
+started here with the running interpreter for its Python workers, quiet logs and
+Arrow on. :func:`attach` switches to another master or Connect URL.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, Dict, Mapping, Optional
+
+from .errors import EnvironmentProblem, OptionError
+
+EMBEDDED_APP_NAME = "sparkdl_magics"
+
+#: Settings for sessions this package starts (the user's own sessions are left alone).
+DEFAULT_CONF: Dict[str, str] = {
+    "spark.sql.execution.arrow.pyspark.enabled": "true",
+    "spark.sql.execution.pythonUDF.arrow.enabled": "true",
+    "spark.ui.showConsoleProgress": "false",
+    "spark.log.level": "WARN",
+    "spark.driver.memory": "3g",
+    "spark.sql.shuffle.partitions": "8",
+    "spark.python.worker.reuse": "true",
+}
+
+_started_here: Optional[Any] = None  # the session this module started, if any
+
+
+def is_connect(spark: Any) -> bool:
+    """True for a Spark Connect (or Databricks Connect) session."""
+    return type(spark).__module__.startswith("pyspark.sql.connect")
+
+
+def active_session() -> Optional[Any]:
+    """The user's active session (Connect first, then classic), without starting one."""
+    if "pyspark" not in sys.modules and "pyspark.sql" not in sys.modules:
+        return None
+    try:
+        from pyspark.sql.connect.session import SparkSession as ConnectSession
+        session = ConnectSession.getActiveSession()
+        if session is None and os.environ.get("SPARK_CONNECT_MODE_ENABLED"):
+            session = getattr(ConnectSession, "_default_session", None)
+        if session is not None and not _connect_closed(session):
+            return session
+    except ImportError:
+        pass
+    if os.environ.get("SPARK_CONNECT_MODE_ENABLED"):
+        return None  # a local Connect server's own classic session is not the user's
+    from pyspark.sql import SparkSession
+    session = SparkSession.getActiveSession()
+    if session is not None and getattr(session.sparkContext, "_jsc", None) is None:
+        return None
+    return session
+
+
+def _connect_closed(session: Any) -> bool:
+    client = getattr(session, "_client", None)
+    return bool(getattr(client, "is_closed", False))
+
+
+def get_spark() -> Any:
+    """The session to run on: the user's active one, else the embedded local one."""
+    session = active_session()
+    if session is not None:
+        return session
+    return start_local()
+
+
+def start_local(master: str = "local[*]", conf: Optional[Mapping[str, str]] = None) -> Any:
+    """Start (or get) a classic session on a local-style master, set up for this package."""
+    global _started_here
+    check_java()
+    _prepare_local_environment(master)
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder.master(master).appName(EMBEDDED_APP_NAME)
+    for key, value in {**_local_conf(), **dict(conf or {})}.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    _started_here = spark
+    return spark
+
+
+def start_connect(remote: str, conf: Optional[Mapping[str, str]] = None) -> Any:
+    """Connect to ``sc://host:port``, or start a local Connect server for ``local[N]``."""
+    global _started_here
+    from pyspark.sql import SparkSession
+
+    if remote.startswith("local"):
+        spark = _start_local_connect(remote, conf)
+    elif remote.startswith("sc://"):
+        builder = SparkSession.builder.remote(remote)
+        for key, value in dict(conf or {}).items():
+            builder = builder.config(key, value)
+        spark = builder.getOrCreate()
+    else:
+        raise OptionError(f"--remote {remote!r}: expected sc://host:port or local[N]")
+    _started_here = spark
+    return spark
+
+
+def _start_local_connect(master: str, conf: Optional[Mapping[str, str]]) -> Any:
+    """An in-process Connect server on a free port (pyspark's own path always takes 15002,
+    so two notebooks on one machine would collide), then a client session on it."""
+    from pyspark.sql.connect.session import SparkSession as ConnectSession
+
+    check_java()
+    _prepare_local_environment(master)
+    port = _free_port()
+    server_conf = {**_local_conf(), **dict(conf or {}),
+                   "spark.connect.grpc.binding.port": str(port)}
+    os.environ["SPARK_LOCAL_REMOTE"] = "1"  # lets session.stop() stop the server too
+    ConnectSession._start_connect_server(master, server_conf)
+    os.environ["SPARK_CONNECT_MODE_ENABLED"] = "1"
+    return ConnectSession.builder.remote(f"sc://localhost:{port}").getOrCreate()
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def attach(master: Optional[str] = None, remote: Optional[str] = None,
+           conf: Optional[Mapping[str, str]] = None) -> Any:
+    """Switch to another master or Connect URL, stopping the current session first."""
+    if master and remote:
+        raise OptionError("give either --master or --remote, not both")
+    stop()
+    if remote:
+        return start_connect(remote, conf)
+    return start_local(master or "local[*]", conf)
+
+
+def stop() -> None:
+    """Stop the active session (used before attaching elsewhere)."""
+    global _started_here
+    session = active_session()
+    for s in (session, _started_here):
+        if s is not None:
+            try:
+                s.stop()
+            except Exception:  # a dead session cannot be stopped twice; that is fine
+                pass
+    _started_here = None
+
+
+# --------------------------------------------------------------------------- environment
+
+def _local_conf() -> Dict[str, str]:
+    conf = dict(DEFAULT_CONF)
+    log4j = resources.files("sparkdl_magics") / "conf" / "log4j2.properties"
+    option = f"-Dlog4j2.configurationFile=file:{log4j}"
+    conf["spark.driver.extraJavaOptions"] = option
+    conf["spark.executor.extraJavaOptions"] = option
+    conf["spark.pyspark.python"] = sys.executable
+    conf["spark.pyspark.driver.python"] = sys.executable
+    return conf
+
+
+def _prepare_local_environment(master: str) -> None:
+    """Workers must run this interpreter; local-cluster needs SPARK_HOME for executors."""
+    os.environ["PYSPARK_PYTHON"] = sys.executable
+    os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
+    if "SPARK_HOME" not in os.environ or not os.path.isdir(os.environ["SPARK_HOME"]):
+        import pyspark
+        os.environ["SPARK_HOME"] = os.path.dirname(pyspark.__file__)
+
+
+def _required_java() -> int:
+    import pyspark
+    major = int(pyspark.__version__.split(".")[0])
+    return 17 if major >= 4 else 8
+
+
+def java_version(java: Optional[str] = None) -> Optional[int]:
+    """The major version of the Java that Spark will start, or None if there is none."""
+    if java is None:
+        home = os.environ.get("JAVA_HOME")
+        java = os.path.join(home, "bin", "java") if home else shutil.which("java")
+    if not java or not os.path.exists(java):
+        return None
+    try:
+        out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', out.stderr + out.stdout)
+    if not match:
+        return None
+    major = int(match.group(1))
+    return int(match.group(2)) if major == 1 and match.group(2) else major
+
+
+def check_java() -> None:
+    """One clear line when Java is missing or too old for the installed Spark."""
+    from pyspark.core.context import SparkContext  # noqa: F401 - classic must be available
+    if SparkContext._gateway is not None:
+        return  # a JVM is already running
+    need = _required_java()
+    have = java_version()
+    if have is None:
+        raise EnvironmentProblem(
+            f"Java not found: Spark needs Java {need}+ (install e.g. openjdk-{need}-jre-headless "
+            "and put it on PATH or set JAVA_HOME)")
+    if have < need:
+        raise EnvironmentProblem(
+            f"Java {have} is too old: this Spark needs Java {need}+ (install openjdk-{need} "
+            "and set JAVA_HOME)")
+
+
+# --------------------------------------------------------------------------- description
+
+@dataclass
+class SessionInfo:
+    """What `%dlspark` shows: the kind of session and where it runs."""
+
+    mode: str  # "classic" or "connect"
+    master: str
+    version: str
+    app_name: Optional[str] = None
+    executors: Optional[int] = None
+    cores: Optional[int] = None
+    started_here: bool = False
+
+    def as_dict(self) -> Dict[str, Any]:
+        return dict(self.__dict__)
+
+    def __str__(self) -> str:
+        where = "embedded, started by sparkdl_magics" if self.started_here else "user session"
+        parts = [f"Spark {self.version} ({self.mode}, {where})", f"master: {self.master}"]
+        if self.executors is not None:
+            parts.append(f"executors: {self.executors}")
+        if self.cores is not None:
+            parts.append(f"cores: {self.cores}")
+        return " | ".join(parts)
+
+    __repr__ = __str__
+
+    def _repr_html_(self) -> str:
+        import html
+        rows = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th>"
+                       f"<td style='text-align:left'>{html.escape(str(v))}</td></tr>"
+                       for k, v in self.as_dict().items() if v is not None)
+        return f"<table>{rows}</table>"
+
+
+def describe(spark: Any) -> SessionInfo:
+    """Facts about *spark* that work for both classic and Connect sessions."""
+    connect = is_connect(spark)
+    conf = spark.conf
+    if connect:
+        master = connect_url(spark)
+        server_master = _safe_conf(conf, "spark.master")
+        if server_master:
+            master = f"{master} (server master: {server_master})"
+    else:
+        master = spark.sparkContext.master
+    info = SessionInfo(
+        mode="connect" if connect else "classic",
+        master=master,
+        version=spark.version,
+        app_name=_safe_conf(conf, "spark.app.name"),
+        started_here=spark is _started_here,
+    )
+    if not connect:
+        sc = spark.sparkContext
+        info.cores = sc.defaultParallelism
+        try:  # executors known to the driver (the driver itself excluded)
+            infos = sc.statusTracker().getExecutorInfos()
+            info.executors = max(len(infos) - 1, 0) or (1 if sc.master.startswith("local[") else 0)
+        except Exception:
+            pass
+    return info
+
+
+def _safe_conf(conf: Any, key: str) -> Optional[str]:
+    try:
+        return conf.get(key, None)
+    except Exception:
+        return None
+
+
+def connect_url(spark: Any) -> str:
+    """The sc:// address a Connect session talks to (without its token)."""
+    url = getattr(getattr(getattr(spark, "_client", None), "_builder", None), "url", None)
+    netloc = getattr(url, "netloc", None)
+    return f"sc://{netloc}" if netloc else "sc://"
+
+
+def task_cores(spark: Any) -> int:
+    """Cores one task may use (spark.task.cpus), for sizing TensorFlow thread pools."""
+    value = _safe_conf(spark.conf, "spark.task.cpus")
+    return int(value) if value and value.isdigit() else 1

@@ -1,0 +1,142 @@
+"""Shared fixtures: Spark sessions in three modes, synthetic image folders, a test shell.
+
+Spark sessions: ``spark`` (local[2]), ``spark_cluster`` (local-cluster[2,1,1024]: two
+executor JVMs, so code really ships to other processes) and ``spark_connect`` (a local
+Spark Connect server). ``spark_any`` runs a test once per mode. Only one session lives
+at a time; tests are reordered so each mode starts once. These fixtures are function
+scoped on purpose: never cache a DataFrame across tests in a session-scoped fixture,
+since the session behind it may have been switched.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+from imagegen import write_corrupt_files, write_labelled_folder  # noqa: E402
+
+MODES = ("local", "cluster", "connect")
+MASTERS = {"local": "local[2]", "cluster": "local-cluster[2,1,1024]", "connect": "local[2]"}
+TEST_CONF = {"spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "4"}
+SPARK_FIXTURES = {"spark": "local", "spark_cluster": "cluster", "spark_connect": "connect"}
+
+
+class SessionPool:
+    """Holds the one live test session and switches mode on demand."""
+
+    def __init__(self):
+        self.mode = None
+        self.spark = None
+
+    def get(self, mode: str):
+        from sparkdl_magics import session
+        if self.mode != mode or self.spark is None or not _alive(self.spark):
+            session.stop()
+            if mode == "connect":
+                self.spark = session.start_connect(MASTERS[mode], conf=TEST_CONF)
+            else:
+                self.spark = session.start_local(MASTERS[mode], conf=TEST_CONF)
+            self.mode = mode
+        return self.spark
+
+    def close(self):
+        from sparkdl_magics import session
+        if self.spark is not None:
+            session.stop()
+        self.spark, self.mode = None, None
+
+
+def _alive(spark) -> bool:
+    try:
+        spark.range(1).count()
+        return True
+    except Exception:
+        return False
+
+
+_POOL = SessionPool()
+
+
+@pytest.fixture(scope="session")
+def session_pool():
+    yield _POOL
+    _POOL.close()
+
+
+@pytest.fixture
+def spark(session_pool):
+    return session_pool.get("local")
+
+
+@pytest.fixture
+def spark_cluster(session_pool):
+    return session_pool.get("cluster")
+
+
+@pytest.fixture
+def spark_connect(session_pool):
+    return session_pool.get("connect")
+
+
+@pytest.fixture(params=MODES)
+def spark_any(request, session_pool):
+    """A test using this runs once per mode: local, local-cluster, Connect."""
+    return session_pool.get(request.param)
+
+
+def _mode_of(item) -> int:
+    names = getattr(item, "fixturenames", ())
+    callspec = getattr(item, "callspec", None)
+    if "spark_any" in names and callspec is not None:
+        return 1 + MODES.index(callspec.params.get("spark_any", "local"))
+    for fixture, mode in SPARK_FIXTURES.items():
+        if fixture in names:
+            return 1 + MODES.index(mode)
+    return 0
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Group tests by Spark mode so each session starts once (stable within a mode)."""
+    items.sort(key=_mode_of)
+    for item in items:
+        mode = _mode_of(item)
+        if mode == 2:
+            item.add_marker(pytest.mark.cluster)
+        elif mode == 3:
+            item.add_marker(pytest.mark.connect)
+
+
+# --------------------------------------------------------------------------- images
+
+FLOWER_CLASSES = ("daisy", "roses", "tulips")
+
+
+@pytest.fixture(scope="session")
+def image_folder(tmp_path_factory) -> Path:
+    """root/<class>/<files>: 3 classes x 12 images, JPEG/PNG, RGB/L/RGBA, mixed sizes."""
+    root = tmp_path_factory.mktemp("flowers")
+    write_labelled_folder(root, FLOWER_CLASSES, per_class=12, seed=1)
+    return root
+
+
+@pytest.fixture(scope="session")
+def image_folder_with_corrupt(tmp_path_factory) -> Path:
+    """Like image_folder (2 classes x 8) plus zero-byte, text and truncated '.jpg' files."""
+    root = tmp_path_factory.mktemp("flowers_bad")
+    write_labelled_folder(root, FLOWER_CLASSES[:2], per_class=8, seed=2)
+    write_corrupt_files(root / FLOWER_CLASSES[0])
+    return root
+
+
+@pytest.fixture
+def ip():
+    """An IPython shell with the extension loaded whose run_cell raises cell errors."""
+    from shell import make_shell
+    return make_shell()

@@ -1,0 +1,89 @@
+"""Synthetic labelled images for tests: every file a test needs, made on the spot.
+
+Each class gets its own dominant colour (plus noise and a shape), so a classifier on
+CNN features can learn the classes; sizes, formats and modes vary so the decode path
+sees JPEG/PNG, RGB/grayscale/RGBA and odd sizes.
+"""
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+from typing import Dict, Iterable, List, Sequence, Tuple
+
+import numpy as np
+from PIL import Image
+
+CLASS_COLOURS = [
+    (220, 40, 40), (40, 180, 60), (50, 80, 220), (230, 200, 40), (160, 60, 200),
+    (40, 200, 200), (240, 130, 30), (120, 120, 120), (250, 250, 250), (20, 20, 20),
+]
+SIZES = [(64, 48), (96, 96), (120, 80), (50, 70), (200, 150)]
+VARIANTS = [("JPEG", "RGB", ".jpg"), ("PNG", "RGB", ".png"), ("JPEG", "L", ".jpeg"),
+            ("PNG", "RGBA", ".png"), ("PNG", "L", ".png")]
+
+
+def synthetic_image(class_index: int, seed: int, size: Tuple[int, int] = (96, 96),
+                    mode: str = "RGB") -> Image.Image:
+    """An image whose colour says its class, with seeded noise."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    base = np.array(CLASS_COLOURS[class_index % len(CLASS_COLOURS)], dtype=np.float32)
+    pixels = base + rng.normal(0, 25, size=(h, w, 3))
+    y0, x0 = rng.integers(0, max(h // 2, 1)), rng.integers(0, max(w // 2, 1))
+    pixels[y0:y0 + h // 3, x0:x0 + w // 3] = 255 - base  # a contrasting square
+    image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB")
+    if mode == "RGBA":
+        alpha = Image.fromarray(np.full((h, w), 200, dtype=np.uint8), "L")
+        image = image.convert("RGBA")
+        image.putalpha(alpha)
+    elif mode != "RGB":
+        image = image.convert(mode)
+    return image
+
+
+def encode(image: Image.Image, fmt: str) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format=fmt, **({"quality": 92} if fmt == "JPEG" else {}))
+    return buf.getvalue()
+
+
+def write_labelled_folder(root: os.PathLike, classes: Sequence[str], per_class: int | Sequence[int],
+                          seed: int = 0, variants: Sequence[Tuple[str, str, str]] = VARIANTS,
+                          sizes: Sequence[Tuple[int, int]] = SIZES) -> Dict[str, List[Path]]:
+    """Write ``root/<class>/<class>_<i><ext>``; returns the files written per class."""
+    root = Path(root)
+    counts = [per_class] * len(classes) if isinstance(per_class, int) else list(per_class)
+    written: Dict[str, List[Path]] = {}
+    for ci, (name, count) in enumerate(zip(classes, counts)):
+        folder = root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        written[name] = []
+        for i in range(count):
+            fmt, mode, ext = variants[(i + ci) % len(variants)]
+            size = sizes[(i * 7 + ci) % len(sizes)]
+            image = synthetic_image(ci, seed * 100_003 + ci * 1009 + i, size, mode)
+            path = folder / f"{name}_{i:04d}{ext}"
+            path.write_bytes(encode(image, fmt))
+            written[name].append(path)
+    return written
+
+
+def write_corrupt_files(folder: os.PathLike) -> Dict[str, Path]:
+    """Files that look like images but are not: zero bytes, text, truncated JPEG."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    good = encode(synthetic_image(0, 1, (80, 60)), "JPEG")
+    files = {
+        "empty": folder / "empty.jpg",
+        "text": folder / "notes.jpg",
+        "truncated": folder / "truncated.jpg",
+    }
+    files["empty"].write_bytes(b"")
+    files["text"].write_bytes(b"this is not an image\n" * 20)
+    files["truncated"].write_bytes(good[: len(good) // 3])
+    return files
+
+
+def image_bytes(paths: Iterable[os.PathLike]) -> List[bytes]:
+    return [Path(p).read_bytes() for p in paths]
