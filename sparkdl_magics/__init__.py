@@ -18,6 +18,22 @@ _LAZY = {
     "SparkDLError": "sparkdl_magics.errors",
     "OptionError": "sparkdl_magics.errors",
     "DataError": "sparkdl_magics.errors",
+    # issue 3: loading
+    "load_images": "sparkdl_magics.loading",
+    "ImageSet": "sparkdl_magics.loading",
+    # issue 4: featurizing and prediction
+    "featurize": "sparkdl_magics.featurizer",
+    "FeatureSet": "sparkdl_magics.featurizer",
+    "DeepImageFeaturizer": "sparkdl_magics.featurizer",
+    "list_models": "sparkdl_magics.models",
+    "predict": "sparkdl_magics.prediction",
+    # issue 5: training and evaluation
+    "fit": "sparkdl_magics.training",
+    "FittedModel": "sparkdl_magics.training",
+    "evaluate": "sparkdl_magics.evaluation",
+    "Evaluation": "sparkdl_magics.evaluation",
+    # issue 6: widget app
+    "App": "sparkdl_magics.app",
 }
 
 #: The last exception a magic shortened to one line (for inspection after the fact).

@@ -1,5 +1,7 @@
 """The IPython magics class. Each method is one line: the work is in the modules.
 
+Every magic lives in its own module here (``SPEC`` + ``run``). Modules import only the
+option framework at load time; Spark, Keras and TensorFlow are imported inside ``run``.
 Per-magic option defaults are traitlets, so ``%config SparkDLMagics.featurize =
 {'batch_size': 64}`` works and is checked against the same option declarations.
 """
@@ -7,10 +9,17 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from IPython.core.magic import Magics, line_magic, magics_class
+from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class, no_var_expand
 from traitlets import Bool, Dict
 
+from . import dlapp as _dlapp
+from . import dlload as _dlload
+from . import dlmodels as _dlmodels
 from . import dlspark as _dlspark
+from . import evaluate as _evaluate
+from . import featurize as _featurize
+from . import fit as _fit
+from . import predict as _predict
 from .runner import run_magic
 
 
@@ -22,15 +31,66 @@ def _documented(module: Any):
     return decorate
 
 
+def _defaults(name: str) -> Dict:
+    return Dict(config=True, help=f"Default options for the {name} magic.")
+
+
 @magics_class
 class SparkDLMagics(Magics):
     """Magics for loading, featurizing, training and evaluating image models on Spark."""
 
     debug = Bool(False, config=True,
                  help="Show full Python/JVM tracebacks instead of one-line errors.")
-    dlspark = Dict(config=True, help="Default options for %dlspark.")
+    dlspark = _defaults("dlspark")
+    dlload = _defaults("dlload")
+    featurize = _defaults("featurize")
+    predict = _defaults("predict")
+    fit = _defaults("fit")
+    evaluate = _defaults("evaluate")
+    dlmodels = _defaults("dlmodels")
+    dlapp = _defaults("dlapp")
 
     @line_magic("dlspark")
     @_documented(_dlspark)
     def dlspark_magic(self, line: str = "") -> Any:
         return run_magic(_dlspark, self.shell, line, None, self)
+
+    @line_cell_magic("dlload")
+    @no_var_expand
+    @_documented(_dlload)
+    def dlload_magic(self, line: str = "", cell: Optional[str] = None) -> Any:
+        return run_magic(_dlload, self.shell, line, cell, self)
+
+    @line_cell_magic("featurize")
+    @no_var_expand
+    @_documented(_featurize)
+    def featurize_magic(self, line: str = "", cell: Optional[str] = None) -> Any:
+        return run_magic(_featurize, self.shell, line, cell, self)
+
+    @line_cell_magic("predict")
+    @no_var_expand
+    @_documented(_predict)
+    def predict_magic(self, line: str = "", cell: Optional[str] = None) -> Any:
+        return run_magic(_predict, self.shell, line, cell, self)
+
+    @line_cell_magic("fit")
+    @no_var_expand
+    @_documented(_fit)
+    def fit_magic(self, line: str = "", cell: Optional[str] = None) -> Any:
+        return run_magic(_fit, self.shell, line, cell, self)
+
+    @line_cell_magic("evaluate")
+    @no_var_expand
+    @_documented(_evaluate)
+    def evaluate_magic(self, line: str = "", cell: Optional[str] = None) -> Any:
+        return run_magic(_evaluate, self.shell, line, cell, self)
+
+    @line_magic("dlmodels")
+    @_documented(_dlmodels)
+    def dlmodels_magic(self, line: str = "") -> Any:
+        return run_magic(_dlmodels, self.shell, line, None, self)
+
+    @line_magic("dlapp")
+    @_documented(_dlapp)
+    def dlapp_magic(self, line: str = "") -> Any:
+        return run_magic(_dlapp, self.shell, line, None, self)

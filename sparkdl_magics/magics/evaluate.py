@@ -1,0 +1,19 @@
+"""%%evaluate: metrics, confusion matrix and errors of a fitted model (issue 5).
+
+Placeholder until its issue lands: the magic is registered so the framework and help
+work, and running it says it is not available yet.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import SparkDLError
+from ..options import MagicCall, MagicSpec
+from .runner import Context
+
+SPEC = MagicSpec(name="evaluate", summary="%%evaluate: metrics, confusion matrix and errors of a fitted model (issue 5). Not implemented yet.", options=(),
+                 positional=("name",), is_cell=True)
+
+
+def run(call: MagicCall, ctx: Context) -> Any:
+    raise SparkDLError("%evaluate is not implemented yet")
