@@ -8,6 +8,7 @@ imported inside Spark Python workers, so it must stay light.
 from __future__ import annotations
 
 import io
+import re
 import warnings
 from typing import Optional, Tuple
 
@@ -131,6 +132,7 @@ def thumbnail_png(data: bytes, max_side: int = 96) -> bytes:
 
 def _reason(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    text = re.sub(r"\s*<_io\.BytesIO object at 0x[0-9a-f]+>", "", text)  # PIL's buffer repr
     return text[:160]
 
 
