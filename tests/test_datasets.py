@@ -1,0 +1,31 @@
+"""The offline digits dataset matches scikit-learn's own images and labels."""
+import numpy as np
+import pytest
+from PIL import Image
+from sklearn.datasets import load_digits
+
+from sparkdl_magics.datasets import write_digits
+from sparkdl_magics.errors import OptionError
+
+
+def test_write_digits_makes_one_folder_per_class_with_requested_counts(tmp_path):
+    counts = write_digits(tmp_path, per_class=7, size=32)
+    assert counts == {str(d): 7 for d in range(10)}
+    for digit in range(10):
+        files = sorted((tmp_path / str(digit)).glob("*.png"))
+        assert len(files) == 7
+        assert Image.open(files[0]).size == (32, 32)
+
+
+def test_write_digits_all_images_are_the_sklearn_scans(tmp_path):
+    write_digits(tmp_path, per_class=None, size=8)
+    digits = load_digits()
+    assert sum(len(list((tmp_path / str(d)).glob("*.png"))) for d in range(10)) == len(digits.target)
+    first_zero = np.asarray(Image.open(tmp_path / "0" / "0_0000.png"), dtype=float)
+    expected = 255 - digits.images[np.flatnonzero(digits.target == 0)[0]] * (255 / 16)
+    assert np.abs(first_zero - expected).max() <= 1.0
+
+
+def test_write_digits_rejects_nonpositive_count(tmp_path):
+    with pytest.raises(OptionError, match="per_class must be at least 1"):
+        write_digits(tmp_path, per_class=0)
