@@ -1,19 +1,50 @@
-"""%%evaluate: metrics, confusion matrix and errors of a fitted model (issue 5).
+"""%%evaluate: metrics, confusion matrix and mistakes of fitted models (issue 5).
 
-Placeholder until its issue lands: the magic is registered so the framework and help
-work, and running it says it is not available yet.
+Parse → ``sparkdl_magics.evaluation.evaluate`` → store → show. Several model names
+compare them side by side in one table.
 """
 from __future__ import annotations
 
 from typing import Any
 
-from ..errors import SparkDLError
-from ..options import MagicCall, MagicSpec
+from ..options import MagicCall, MagicSpec, Option, as_int, as_str
 from .runner import Context
 
-SPEC = MagicSpec(name="evaluate", summary="%%evaluate: metrics, confusion matrix and errors of a fitted model (issue 5). Not implemented yet.", options=(),
-                 positional=("name",), is_cell=True)
+MAX_MODELS = 6
+
+SPEC = MagicSpec(
+    name="evaluate",
+    summary="Evaluate fitted models (from %%fit) on their test split or other labelled "
+            "images: accuracy, weighted F1/precision/recall, per-class table, confusion "
+            "matrix, ROC/PR for two classes, log loss, the most confident mistakes. "
+            "Several models are compared in one table.",
+    positional=("model",) + tuple(f"model{i}" for i in range(2, MAX_MODELS + 1)),
+    min_positional=1,
+    output=True,
+    options=(
+        Option("data", None, "a FeatureSet or ImageSet variable to evaluate on "
+               "(default: the test split the model was trained with)", as_str),
+        Option("top_errors", 12, "how many misclassified images to show", as_int(minimum=0),
+               nullable=False),
+    ),
+    usage="Examples:\n  %%evaluate clf\n  %%evaluate clf_inception clf_resnet -> comparison\n"
+          "  %%evaluate clf --data other_images",
+)
 
 
 def run(call: MagicCall, ctx: Context) -> Any:
-    raise SparkDLError("%evaluate is not implemented yet")
+    from ..evaluation import evaluate
+    from ..training import FittedModel
+    names = call.positional
+    models = {n: ctx.lookup(n, FittedModel, "a fitted model from %%fit") for n in names}
+    data_name = call.options["data"]
+    data = ctx.lookup(data_name, what="a FeatureSet or ImageSet") if data_name else None
+    top = call.options["top_errors"]
+    with ctx.progress_scope("evaluate"):
+        if len(models) == 1:
+            result = evaluate(models[names[0]], data, top_errors=top, name=names[0])
+        else:
+            result = evaluate(models, data, top_errors=top)
+    if call.output:
+        ctx.store(call.output, result)
+    return result

@@ -1,19 +1,56 @@
-"""%%fit: train an MLlib classifier on features (issue 5).
+"""%%fit: train an MLlib classifier on features from %%featurize (issue 5).
 
-Placeholder until its issue lands: the magic is registered so the framework and help
-work, and running it says it is not available yet.
+Parse → ``sparkdl_magics.training.fit`` → store → show. Classifier params (maxIter,
+regParam, numTrees, ...) pass through the body and are checked against the chosen
+estimator's own Params; a list value makes a grid.
 """
 from __future__ import annotations
 
 from typing import Any
 
-from ..errors import SparkDLError
-from ..options import MagicCall, MagicSpec
+from ..classifiers import CLASSIFIERS, DEFAULT
+from ..options import MagicCall, MagicSpec, Option, as_choice, as_float, as_int, kwargs_for
 from .runner import Context
 
-SPEC = MagicSpec(name="fit", summary="%%fit: train an MLlib classifier on features (issue 5). Not implemented yet.", options=(),
-                 positional=("name",), is_cell=True)
+METRIC_NAMES = ("f1", "accuracy", "precision", "recall", "log_loss", "auc", "pr_auc")
+
+SPEC = MagicSpec(
+    name="fit",
+    summary="Train a Spark MLlib classifier on the features of %%featurize, optionally "
+            "tuning a grid of params with cross-validation.",
+    positional=("features",),
+    min_positional=1,
+    output=True,
+    options=(
+        Option("classifier", DEFAULT, "the MLlib classifier", as_choice(*CLASSIFIERS),
+               nullable=False),
+        Option("folds", None, "k-fold cross-validation over the grid", as_int(minimum=2)),
+        Option("validation", None, "tune on one held-out fraction of the training split "
+               "(TrainValidationSplit) instead of folds",
+               as_float(minimum=0.0, maximum=1.0, exclusive_min=True)),
+        Option("metric", "f1", "what tuning maximises (log_loss is minimised)",
+               as_choice(*METRIC_NAMES), nullable=False),
+        Option("parallelism", 1, "grid points fitted at once", as_int(minimum=1),
+               nullable=False),
+        Option("seed", 42, "random seed (folds, forests, MLP weights)", as_int()),
+    ),
+    passthrough="Any other key is a param of the chosen classifier (e.g. maxIter, regParam, "
+                "elasticNetParam for logistic_regression; numTrees, maxDepth for "
+                "random_forest; hidden: [64] for mlp). A list value makes a grid: "
+                "regParam: [0.01, 0.1].\nClassifiers: "
+                + "; ".join(f"{c.name} ({c.summary})" for c in CLASSIFIERS.values()),
+    usage="Example:\n  %%fit flowers_features -> clf\n  classifier: logistic_regression\n"
+          "  maxIter: 20\n  regParam: [0.01, 0.1]\n  folds: 3",
+)
 
 
 def run(call: MagicCall, ctx: Context) -> Any:
-    raise SparkDLError("%fit is not implemented yet")
+    from ..training import fit
+    features = ctx.lookup(call.positional[0], what="features from %%featurize")
+    kwargs = kwargs_for(call, ("classifier", "folds", "validation", "metric", "parallelism",
+                               "seed"))
+    with ctx.progress_scope("fit"):
+        model = fit(features, **kwargs, **call.extra)
+    if call.output:
+        ctx.store(call.output, model)
+    return model

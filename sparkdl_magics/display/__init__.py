@@ -1,0 +1,1 @@
+"""Display: widgets, plots and progress views. They render results; they never compute them."""

@@ -1,0 +1,420 @@
+"""Training an MLlib classifier on a FeatureSet (what %%fit calls).
+
+``fit(features, "logistic_regression", regParam=[0.01, 0.1], folds=3)`` builds the
+estimator from :mod:`sparkdl_magics.classifiers`, turns list-valued params into a
+``ParamGridBuilder`` grid, tunes it with ``CrossValidator`` (``folds``) or
+``TrainValidationSplit`` (``validation``) on the chosen metric, and returns a
+:class:`FittedModel` whose ``pipeline_model`` is a plain ``pyspark.ml.PipelineModel``:
+``[featurizer] → classifier → IndexToString`` so it predicts class names from raw
+images and loads back with ``PipelineModel.load`` alone.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Tuple
+
+from . import classifiers as registry
+from .errors import DataError, OptionError, unknown_choice
+from .featureset import FEATURES_COL, LABEL_COL, LABEL_NAME_COL, FeatureSet
+
+#: Column with the predicted class name (IndexToString of ``prediction``).
+PREDICTION_NAME_COL = "prediction_name"
+PREDICTION_COL = "prediction"
+PROBABILITY_COL = "probability"
+
+#: metric option -> (evaluator kind, Spark metricName, larger is better)
+METRICS: Dict[str, Tuple[str, str, bool]] = {
+    "f1": ("multiclass", "f1", True),
+    "accuracy": ("multiclass", "accuracy", True),
+    "precision": ("multiclass", "weightedPrecision", True),
+    "recall": ("multiclass", "weightedRecall", True),
+    "log_loss": ("multiclass", "logLoss", False),
+    "auc": ("binary", "areaUnderROC", True),
+    "pr_auc": ("binary", "areaUnderPR", True),
+}
+
+#: Folds used when a grid is given without ``folds`` or ``validation``.
+DEFAULT_FOLDS = 3
+
+_SIDECAR = "sparkdl_magics.json"
+
+
+@dataclass
+class FittedModel:
+    """A trained classifier pipeline and how it was chosen.
+
+    ``pipeline_model`` is the whole ``PipelineModel`` (featurizer stage first when the
+    FeatureSet had one). ``grid`` is a pandas frame with one row per grid point (its
+    params, its ``score`` on ``metric``, and ``chosen``); ``params`` the chosen values;
+    ``objective_history`` the logistic-regression loss per iteration when available.
+    """
+
+    pipeline_model: Any
+    classes: List[str]
+    classifier: str
+    metric: str = "f1"
+    params: Dict[str, Any] = field(default_factory=dict)
+    grid: Any = None  # pandas.DataFrame or None
+    tuning: str = ""  # e.g. "3-fold cross-validation"
+    notes: List[str] = field(default_factory=list)
+    objective_history: Optional[List[float]] = None
+    features: Optional[FeatureSet] = None  # what it was trained on (not saved)
+    num_features: int = 0
+    has_probabilities: bool = True
+    model_name: str = ""  # featurizer model (InceptionV3, ...) when known
+    train_count: int = 0
+
+    # ---- stages
+    @property
+    def has_featurizer(self) -> bool:
+        return len(self.pipeline_model.stages) > 2
+
+    @property
+    def classifier_model(self) -> Any:
+        return self.pipeline_model.stages[-2]
+
+    def _classifier_pipeline(self) -> Any:
+        from pyspark.ml import PipelineModel
+        return PipelineModel(stages=list(self.pipeline_model.stages[-2:]))
+
+    # ---- applying
+    def transform(self, df: Any) -> Any:
+        """Predictions for *df*: from its ``features`` column when present, else from
+        raw images through the featurizer stage."""
+        if FEATURES_COL in df.columns:
+            return self._classifier_pipeline().transform(df)
+        if not self.has_featurizer:
+            raise DataError(
+                "this model has no featurizer stage (it was fit on precomputed features), so "
+                f"it needs a DataFrame with a '{FEATURES_COL}' column")
+        return self.pipeline_model.transform(df)
+
+    def predict(self, images: Any) -> Any:
+        """Predict class names for new images: an ImageSet, a FeatureSet, or a DataFrame
+        of raw images (or of features). Returns a DataFrame with ``prediction_name``."""
+        return self.transform(_as_dataframe(images))
+
+    # ---- persistence
+    def save(self, path: str, overwrite: bool = True) -> str:
+        """Save the PipelineModel at *path* (loadable with ``PipelineModel.load``), plus
+        a small JSON with the grid and chosen params when *path* is local."""
+        writer = self.pipeline_model.write()
+        if overwrite:
+            writer = writer.overwrite()
+        writer.save(path)
+        local = _local_path(path)
+        if local is not None and os.path.isdir(local):
+            with open(os.path.join(local, _SIDECAR), "w") as fh:
+                json.dump(self._meta(), fh, default=str)
+        return path
+
+    def _meta(self) -> Dict[str, Any]:
+        return {
+            "classifier": self.classifier, "metric": self.metric, "params": self.params,
+            "tuning": self.tuning, "notes": self.notes,
+            "objective_history": self.objective_history,
+            "grid": None if self.grid is None else self.grid.to_dict(orient="list"),
+            "num_features": self.num_features, "has_probabilities": self.has_probabilities,
+            "model_name": self.model_name, "train_count": self.train_count,
+        }
+
+    @classmethod
+    def load(cls, path: str, spark: Any = None) -> "FittedModel":
+        """Load a model saved with :meth:`save` (any session; the magics not needed)."""
+        from pyspark.ml import PipelineModel
+        from pyspark.ml.feature import IndexToString
+        if spark is None:
+            from .session import get_spark
+            get_spark()
+        pipeline_model = PipelineModel.load(path)
+        last = pipeline_model.stages[-1]
+        classes = list(last.getLabels()) if isinstance(last, IndexToString) else []
+        meta: Dict[str, Any] = {}
+        local = _local_path(path)
+        if local is not None and os.path.exists(os.path.join(local, _SIDECAR)):
+            with open(os.path.join(local, _SIDECAR)) as fh:
+                meta = json.load(fh)
+        grid = meta.pop("grid", None)
+        if grid is not None:
+            import pandas as pd
+            grid = pd.DataFrame(grid)
+        kind = type(pipeline_model.stages[-2]).__name__
+        return cls(pipeline_model=pipeline_model, classes=classes,
+                   classifier=meta.pop("classifier", kind), grid=grid, **meta)
+
+    # ---- display
+    def _repr_html_(self) -> str:
+        from .display.training import fitted_model_html
+        return fitted_model_html(self)
+
+    def __repr__(self) -> str:
+        chosen = ", ".join(f"{k}={v}" for k, v in self.params.items())
+        return (f"FittedModel({self.classifier}, {len(self.classes)} classes"
+                + (f", {chosen}" if chosen else "") + ")")
+
+
+def fit(features: Any, classifier: str = registry.DEFAULT, *, folds: Optional[int] = None,
+        validation: Optional[float] = None, parallelism: int = 1, metric: str = "f1",
+        seed: Optional[int] = 42, spark: Any = None, **params: Any) -> FittedModel:
+    """Train *classifier* on ``features.train``; see the module docstring.
+
+    A list as a param value (``regParam=[0.01, 0.1]``) makes a grid; ``folds=k`` tunes
+    it with k-fold cross-validation, ``validation=f`` with one train/validation split
+    holding out the fraction f. A grid without either uses 3-fold cross-validation.
+    """
+    features = _check_featureset(features)
+    info = registry.lookup(classifier)
+    registry.check_params(info, params)
+    metric = _check_metric(metric)
+    folds, validation = _check_tuning(folds, validation)
+    fixed, grid_values = _split_grid(info, params)
+
+    train = features.train
+    num_classes = len(features.classes)
+    present = _class_counts(train)
+    if not present:
+        raise DataError("the training split is empty: nothing to fit "
+                        "(check the split fraction and that images were loaded)")
+    if len(features.classes) < 2 or len(present) < 2:
+        only = features.classes[int(next(iter(present)))] if present else "?"
+        raise DataError(
+            f"only one class ({only!r}) in the training split: a classifier needs at "
+            "least two classes")
+    notes: List[str] = []
+    missing = [c for i, c in enumerate(features.classes) if float(i) not in present]
+    if missing:
+        notes.append(f"no training images for class(es) {', '.join(missing)}: "
+                     "the model can never predict them")
+    num_features = _num_features(train, features.feature_col)
+    registry.check_features(info, train, features.feature_col)
+    kind, _, _ = METRICS[metric]
+    if kind == "binary" and num_classes != 2:
+        raise OptionError(f"option 'metric': {metric!r} is for two classes; this data has "
+                          f"{num_classes} (use f1, accuracy, precision, recall or log_loss)")
+    if metric == "log_loss" and not info.has_probabilities(num_classes):
+        raise OptionError(f"option 'metric': classifier '{info.name}' gives no probabilities"
+                          + (" for more than two classes" if info.binary_only else "")
+                          + ", so log_loss cannot be computed")
+
+    estimator, inner = registry.build(info, num_classes, num_features, fixed, seed)
+    param_maps, grid_keys = _param_maps(inner, grid_values, num_classes, num_features)
+    if param_maps and folds is None and validation is None:
+        folds = DEFAULT_FOLDS
+        notes.append(f"a grid was given without 'folds' or 'validation': "
+                     f"using {DEFAULT_FOLDS}-fold cross-validation")
+
+    if train.columns and features.feature_col != FEATURES_COL:
+        train = train.withColumnRenamed(features.feature_col, FEATURES_COL)
+    train = train.select(LABEL_COL, FEATURES_COL)
+
+    grid = None
+    tuning = ""
+    if folds is None and validation is None:
+        model = estimator.fit(train)
+    else:
+        from pyspark.ml.tuning import CrossValidator, ParamGridBuilder, TrainValidationSplit
+        maps = param_maps or ParamGridBuilder().build()
+        evaluator = _evaluator(metric)
+        if folds is not None:
+            tuner = CrossValidator(estimator=estimator, estimatorParamMaps=maps,
+                                   evaluator=evaluator, numFolds=folds,
+                                   parallelism=parallelism, seed=seed)
+            tuning = f"{folds}-fold cross-validation"
+        else:
+            tuner = TrainValidationSplit(estimator=estimator, estimatorParamMaps=maps,
+                                         evaluator=evaluator, trainRatio=1.0 - validation,
+                                         parallelism=parallelism, seed=seed)
+            tuning = f"train/validation split holding out {validation:g}"
+        tuned = tuner.fit(train)
+        scores = list(tuned.avgMetrics if folds is not None else tuned.validationMetrics)
+        model = tuned.bestModel
+        grid = _grid_table(maps, grid_keys, scores, metric, folds, tuned)
+        tuning += f", optimising {metric}"
+
+    chosen = _chosen_params(inner, fixed, grid)
+    stages = ([features.featurizer] if features.featurizer is not None else []) + [
+        model, _index_to_string(features.classes)]
+    from pyspark.ml import PipelineModel
+    return FittedModel(
+        pipeline_model=PipelineModel(stages=stages), classes=list(features.classes),
+        classifier=info.name, metric=metric, params=chosen, grid=grid, tuning=tuning,
+        notes=notes, objective_history=_objective_history(model), features=features,
+        num_features=num_features, has_probabilities=info.has_probabilities(num_classes),
+        model_name=features.model_name, train_count=int(sum(present.values())))
+
+
+# --------------------------------------------------------------------------- checks
+
+def _check_featureset(features: Any) -> FeatureSet:
+    if isinstance(features, FeatureSet):
+        if features.train is None:
+            raise DataError("the FeatureSet has no training split")
+        return features
+    kind = type(features).__name__
+    if kind == "ImageSet" or hasattr(features, "df"):
+        raise DataError("these are images without features: run %%featurize first "
+                        "(or sparkdl_magics.featurize) and fit on its result")
+    raise DataError(f"expected features from %%featurize (a FeatureSet), got a {kind}")
+
+
+def _check_metric(metric: str) -> str:
+    key = str(metric).strip().lower()
+    if key not in METRICS:
+        raise unknown_choice("metric", metric, list(METRICS))
+    return key
+
+
+def _check_tuning(folds: Any, validation: Any) -> Tuple[Optional[int], Optional[float]]:
+    if folds is not None and validation is not None:
+        raise OptionError("give either 'folds' (cross-validation) or 'validation' "
+                          "(one held-out fraction), not both")
+    if folds is not None and (isinstance(folds, bool) or int(folds) < 2):
+        raise OptionError(f"option 'folds': must be at least 2 (got {folds!r})")
+    if validation is not None and not 0.0 < float(validation) < 1.0:
+        raise OptionError(f"option 'validation': must be between 0 and 1 (got {validation!r})")
+    return (None if folds is None else int(folds),
+            None if validation is None else float(validation))
+
+
+def _split_grid(info: registry.ClassifierInfo,
+                params: Dict[str, Any]) -> Tuple[Dict[str, Any], Dict[str, List[Any]]]:
+    """Scalar params are fixed; list values are grids (MLP 'hidden': see classifiers)."""
+    fixed: Dict[str, Any] = {}
+    grid: Dict[str, List[Any]] = {}
+    for key, value in params.items():
+        if value is None:
+            continue
+        if key == "hidden" and isinstance(value, (list, tuple)) and value and \
+                all(isinstance(v, (list, tuple)) for v in value):
+            # [[128, 64], [32]]: a grid over architectures (one item: fixed)
+            if len(value) == 1:
+                fixed[key] = list(value[0])
+            else:
+                grid[key] = [list(v) for v in value]
+        elif isinstance(value, (list, tuple)):
+            if not value:
+                raise OptionError(f"option '{key}': the list of values is empty")
+            if len(value) == 1:
+                fixed[key] = value[0]
+            else:
+                grid[key] = list(value)
+        else:
+            fixed[key] = value
+    return fixed, grid
+
+
+def _class_counts(train: Any) -> Dict[float, int]:
+    rows = train.groupBy(LABEL_COL).count().collect()
+    return {float(r[LABEL_COL]): int(r["count"]) for r in rows if r[LABEL_COL] is not None}
+
+
+def _num_features(train: Any, col: str) -> int:
+    row = train.select(col).first()
+    if row is None or row[0] is None:
+        raise DataError("the training split has no feature vectors: run %%featurize first")
+    return int(row[0].size)
+
+
+def _param_maps(inner: Any, grid: Dict[str, List[Any]], num_classes: int,
+                num_features: int) -> Tuple[List[Dict[Any, Any]], List[str]]:
+    if not grid:
+        return [], []
+    from pyspark.ml.tuning import ParamGridBuilder
+    builder = ParamGridBuilder()
+    for key, values in grid.items():
+        if key == "hidden":
+            layers = [[num_features, *registry.hidden_layers(v), num_classes] for v in values]
+            builder.addGrid(inner.getParam("layers"), layers)
+        else:
+            param = inner.getParam(key)
+            builder.addGrid(param, [registry.convert_param(param, v) for v in values])
+    return builder.build(), list(grid)
+
+
+def _evaluator(metric: str) -> Any:
+    kind, name, _ = METRICS[metric]
+    if kind == "binary":
+        from pyspark.ml.evaluation import BinaryClassificationEvaluator
+        return BinaryClassificationEvaluator(metricName=name, labelCol=LABEL_COL)
+    from pyspark.ml.evaluation import MulticlassClassificationEvaluator
+    return MulticlassClassificationEvaluator(metricName=name, labelCol=LABEL_COL)
+
+
+def _param_value(key: str, value: Any) -> Any:
+    if key == "layers":
+        return list(value)[1:-1]  # shown as the hidden sizes
+    return value
+
+
+def _grid_table(maps: List[Dict[Any, Any]], keys: List[str], scores: List[float],
+                metric: str, folds: Optional[int], tuned: Any) -> Any:
+    import pandas as pd
+    rows = []
+    for param_map in maps:
+        by_name = {p.name: v for p, v in param_map.items()}
+        row = {}
+        for key in keys:
+            name = "layers" if key == "hidden" else key
+            row[key] = _param_value(name, by_name.get(name))
+        rows.append(row)
+    table = pd.DataFrame(rows, columns=keys) if keys else pd.DataFrame(index=range(len(maps)))
+    table[metric] = scores
+    if folds is not None:
+        std = getattr(tuned, "stdMetrics", None)
+        if std:
+            table[f"{metric}_std"] = list(std)
+    larger = METRICS[metric][2]
+    best = max(range(len(scores)), key=lambda i: scores[i] if larger else -scores[i])
+    table["chosen"] = [i == best for i in range(len(scores))]
+    return table
+
+
+def _chosen_params(inner: Any, fixed: Dict[str, Any], grid: Any) -> Dict[str, Any]:
+    chosen = dict(fixed)
+    if grid is not None and len(grid.columns):
+        row = grid[grid["chosen"]].iloc[0]
+        for key in grid.columns:
+            if key in ("chosen",) or key.endswith("_std") or key in METRICS:
+                continue
+            value = row[key]
+            chosen[key] = value.item() if hasattr(value, "item") else value
+    return chosen
+
+
+def _index_to_string(classes: List[str]) -> Any:
+    from pyspark.ml.feature import IndexToString
+    return IndexToString(inputCol=PREDICTION_COL, outputCol=PREDICTION_NAME_COL,
+                         labels=list(classes))
+
+
+def _objective_history(model: Any) -> Optional[List[float]]:
+    try:
+        if getattr(model, "hasSummary", False):
+            history = model.summary.objectiveHistory
+            return [float(v) for v in history] if history else None
+    except Exception:  # summaries are optional (not kept on some paths)
+        return None
+    return None
+
+
+def _as_dataframe(data: Any) -> Any:
+    if isinstance(data, FeatureSet):
+        return data.test if data.test is not None else data.train
+    df = getattr(data, "df", None)
+    if df is not None:
+        return df
+    return data
+
+
+def _local_path(path: str) -> Optional[str]:
+    text = str(path)
+    if text.startswith("file:"):
+        return text[len("file:"):].lstrip("/") and "/" + text[len("file:"):].lstrip("/")
+    if "://" in text:
+        return None
+    return text
+
+
+__all__ = ["fit", "FittedModel", "METRICS", "PREDICTION_NAME_COL"]
