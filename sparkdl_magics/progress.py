@@ -1,33 +1,531 @@
-"""Per-cell Spark job scope: a tag on every job the cell starts, cancelled on interrupt.
+"""Per-cell Spark work: a tag on every job, live progress fed by Spark, cancel on interrupt.
 
-Tags (``spark.addTag`` / ``spark.interruptTag``) work the same for classic and Spark
-Connect sessions, so one mechanism cancels exactly this cell's jobs either way.
+:func:`cell_scope` is what every magic (through ``ctx.progress_scope``) and the widget
+app wrap their Spark work in. Inside it:
+
+- **Cancellation.** Every job the cell starts carries a tag (``spark.addTag``, classic
+  and Connect alike) and, on classic sessions, a job group. A KeyboardInterrupt (the
+  notebook's stop button) cancels exactly those jobs and re-raises; other threads' jobs
+  keep running. ``scope.cancel()`` does the same from any thread (the app's Cancel).
+  PySpark's own SIGINT handler cancels *all* jobs of the context, so the scope swaps in
+  Python's default handler while it runs on the main thread.
+- **Progress, from Spark itself.** Classic sessions: the status tracker
+  (``sparkContext.statusTracker()``) is polled for the cell's job group from one
+  background thread. Spark Connect: ``spark.registerProgressHandler`` delivers the
+  server's stage progress (the handler is called with keyword arguments ``stages``,
+  ``inflight_tasks``, ``operation_id``, ``done``); only calls made on the scope's own
+  thread count. Either way the result is a :class:`ProgressSnapshot` (plain data:
+  stages, tasks done/total, failed tasks, rates, ETA) that a view renders.
+- **Display.** ``widget`` (an ipywidgets bar, in a kernel with comm support), ``text``
+  (throttled lines on stderr plus one summary line: terminal IPython, logs) or
+  ``none``. The default ``auto`` picks widget inside a Jupyter kernel and text
+  elsewhere; set ``SPARKDL_PROGRESS=widget|text|none|auto`` or call :func:`configure`.
+
+The ticker thread stops when the scope ends, whatever way it ends.
 """
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
+import sys
+import threading
+import time
 import uuid
-from dataclasses import dataclass
-from typing import Any, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Iterator, List, Optional
+
+MODES = ("auto", "widget", "text", "none")
 
 
 @dataclass
-class CellScope:
-    tag: str
+class Settings:
+    """Module-wide progress settings (``configure`` changes them)."""
+
+    mode: str = "auto"
+    poll_interval: float = 0.5  # seconds between status-tracker polls / view refreshes
+    text_interval: float = 5.0  # text mode: at most one progress line this often
+    text_delay: float = 2.0  # text mode: no running lines for cells shorter than this
+
+
+settings = Settings(mode=os.environ.get("SPARKDL_PROGRESS", "auto").strip().lower() or "auto")
+
+#: The snapshot of the most recently finished scope (for inspection after a cell).
+last: Optional["ProgressSnapshot"] = None
+
+
+def configure(mode: Optional[str] = None, poll_interval: Optional[float] = None,
+              text_interval: Optional[float] = None, text_delay: Optional[float] = None) -> Settings:
+    """Change how progress is shown: ``configure(mode='text')``; returns the settings."""
+    if mode is not None:
+        mode = str(mode).strip().lower()
+        if mode not in MODES:
+            from .errors import OptionError
+            raise OptionError(f"progress mode {mode!r}: expected one of {', '.join(MODES)}")
+        settings.mode = mode
+    if poll_interval is not None:
+        settings.poll_interval = float(poll_interval)
+    if text_interval is not None:
+        settings.text_interval = float(text_interval)
+    if text_delay is not None:
+        settings.text_delay = float(text_delay)
+    return settings
+
+
+def resolve_mode(mode: Optional[str] = None) -> str:
+    """``widget``, ``text`` or ``none``: *mode* or the setting, with ``auto`` resolved."""
+    mode = (mode or settings.mode or "auto").lower()
+    if mode not in MODES:
+        mode = "auto"
+    if mode != "auto":
+        return mode
+    return "widget" if _widget_frontend() else "text"
+
+
+def _widget_frontend() -> bool:
+    """True inside a Jupyter kernel (comms available) with ipywidgets importable."""
+    try:
+        from IPython import get_ipython
+        shell = get_ipython()
+    except ImportError:
+        return False
+    if shell is None or getattr(shell, "kernel", None) is None:
+        return False  # terminal IPython, plain Python, test shells
+    try:
+        import ipywidgets  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+# --------------------------------------------------------------------------- data
+
+@dataclass
+class StageProgress:
+    """One Spark stage as last reported."""
+
+    stage_id: int
+    name: str = ""
+    num_tasks: int = 0
+    completed: int = 0
+    active: int = 0
+    failed: Optional[int] = None  # None where the source does not report it (Connect)
+    done: bool = False
+    skipped: bool = False
+
+    def as_dict(self) -> Dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class ProgressSnapshot:
+    """What a progress view shows, as data: one cell's Spark work so far."""
+
     label: str
+    source: str  # "status-tracker" (classic), "connect", or "none"
+    stages: List[StageProgress] = field(default_factory=list)
+    jobs: int = 0
+    elapsed: float = 0.0
+    status: str = "running"  # running | done | cancelled | failed
+    items: Optional[int] = None  # optional total of rows/images the work covers
+    unit: str = "rows"
+    bytes_read: Optional[int] = None
+
+    @property
+    def counted(self) -> List[StageProgress]:
+        return [s for s in self.stages if not s.skipped]
+
+    @property
+    def tasks_total(self) -> int:
+        return sum(s.num_tasks for s in self.counted)
+
+    @property
+    def tasks_done(self) -> int:
+        return sum(min(s.completed, s.num_tasks) for s in self.counted)
+
+    @property
+    def tasks_failed(self) -> Optional[int]:
+        known = [s.failed for s in self.counted if s.failed is not None]
+        return sum(known) if known else (None if self.source == "connect" else 0)
+
+    @property
+    def tasks_active(self) -> int:
+        return sum(s.active for s in self.counted)
+
+    @property
+    def current_stage(self) -> Optional[StageProgress]:
+        """The running stage (the latest one not done), else the last stage."""
+        running = [s for s in self.counted if not s.done and s.completed < s.num_tasks]
+        if running:
+            return running[-1]
+        return self.counted[-1] if self.counted else None
+
+    @property
+    def fraction(self) -> float:
+        total = self.tasks_total
+        return self.tasks_done / total if total else (1.0 if self.status == "done" else 0.0)
+
+    @property
+    def tasks_per_s(self) -> Optional[float]:
+        return self.tasks_done / self.elapsed if self.elapsed > 0 and self.tasks_done else None
+
+    @property
+    def items_per_s(self) -> Optional[float]:
+        """Rows/images per second, estimated from the task fraction when a total is known."""
+        if not self.items or self.elapsed <= 0 or not self.tasks_total:
+            return None
+        return self.items * self.fraction / self.elapsed
+
+    @property
+    def eta(self) -> Optional[float]:
+        """Seconds left for the stages known so far (later stages may add more)."""
+        if self.status != "running":
+            return 0.0
+        rate = self.tasks_per_s
+        if not rate:
+            return None
+        return (self.tasks_total - self.tasks_done) / rate
+
+    def as_dict(self) -> Dict[str, Any]:
+        current = self.current_stage
+        return {
+            "label": self.label, "source": self.source, "status": self.status,
+            "jobs": self.jobs, "stages": [s.as_dict() for s in self.stages],
+            "current_stage": current.name if current else None,
+            "tasks_done": self.tasks_done, "tasks_total": self.tasks_total,
+            "tasks_failed": self.tasks_failed, "tasks_active": self.tasks_active,
+            "elapsed": self.elapsed, "tasks_per_s": self.tasks_per_s,
+            "items": self.items, "unit": self.unit, "items_per_s": self.items_per_s,
+            "eta": self.eta, "bytes_read": self.bytes_read,
+        }
+
+    def describe(self) -> str:
+        """One line: ``featurize: stage 3 'map at ...' 10/16 tasks (1 failed), 4.2 tasks/s, ETA 2 s``."""
+        parts = [f"{self.label}:"]
+        if self.status != "running":
+            parts.append(self.status)
+        current = self.current_stage
+        if current is not None and self.status == "running":
+            parts.append(f"stage {current.stage_id}" + (f" ({_short(current.name)})" if current.name else ""))
+        parts.append(f"{self.tasks_done}/{self.tasks_total} tasks")
+        if self.status != "running":
+            parts.append(f"in {len(self.counted)} stage{'s' if len(self.counted) != 1 else ''}")
+        failed = self.tasks_failed
+        if failed:
+            parts.append(f"({failed} failed)")
+        if self.items_per_s:
+            parts.append(f"~{self.items_per_s:,.1f} {self.unit}/s")
+        elif self.tasks_per_s:
+            parts.append(f"{self.tasks_per_s:.1f} tasks/s")
+        if self.status == "running" and self.eta is not None:
+            parts.append(f"ETA {_seconds(self.eta)}")
+        parts.append(f"{'elapsed' if self.status == 'running' else 'took'} {_seconds(self.elapsed)}")
+        return " ".join(parts)
+
+
+def _short(text: str, width: int = 40) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _seconds(value: float) -> str:
+    if value < 60:
+        return f"{value:.1f} s"
+    minutes, secs = divmod(int(value), 60)
+    return f"{minutes} min {secs:02d} s"
+
+
+# --------------------------------------------------------------------------- sources
+
+def _mark_skipped(stages: List[StageProgress]) -> None:
+    """In one job (or Connect operation), stages in id order: a stage with no task run
+    while a later one has started was skipped (its shuffle output already existed)."""
+    for i, stage in enumerate(stages):
+        if stage.completed or stage.active or stage.done:
+            continue
+        if any(later.completed or later.active for later in stages[i + 1:]):
+            stage.skipped = True
+
+
+class _ClassicSource:
+    """Classic sessions: poll the status tracker for the scope's job group."""
+
+    name = "status-tracker"
+
+    def __init__(self, spark: Any, group: str):
+        self.sc = spark.sparkContext
+        self.tracker = self.sc.statusTracker()
+        self.group = group
+        self.stages: Dict[int, StageProgress] = {}
+        self.jobs: Dict[int, str] = {}
+
+    def poll(self) -> None:
+        for job_id in self.tracker.getJobIdsForGroup(self.group):
+            info = self.tracker.getJobInfo(job_id)
+            if info is None:
+                continue
+            self.jobs[job_id] = info.status
+            for stage_id in info.stageIds:
+                stage_info = self.tracker.getStageInfo(stage_id)
+                stage = self.stages.setdefault(stage_id, StageProgress(stage_id))
+                if stage_info is None:
+                    continue
+                stage.name = stage_info.name
+                stage.num_tasks = stage_info.numTasks
+                stage.completed = stage_info.numCompletedTasks
+                stage.active = stage_info.numActiveTasks
+                stage.failed = stage_info.numFailedTasks
+                stage.done = stage.completed >= stage.num_tasks > 0
+            _mark_skipped([self.stages[k] for k in sorted(info.stageIds) if k in self.stages])
+
+    def finish(self) -> None:
+        """Last poll; stages of finished jobs that never ran were skipped (reused shuffle)."""
+        self.poll()
+        finished = {"SUCCEEDED", "FAILED"}
+        ended = all(str(status) in finished for status in self.jobs.values())
+        for stage in self.stages.values():
+            if ended and not stage.done and stage.completed == 0 and stage.active == 0:
+                stage.skipped = True
+
+    def fill(self, snap: ProgressSnapshot) -> None:
+        snap.stages = [self.stages[k] for k in sorted(self.stages) if self.stages[k].num_tasks
+                       or self.stages[k].skipped]
+        snap.jobs = len(self.jobs)
+
+
+class _ConnectSource:
+    """Spark Connect: a progress handler fed by the server, for this thread's operations."""
+
+    name = "connect"
+
+    def __init__(self, spark: Any):
+        self.spark = spark
+        self.thread = threading.get_ident()
+        self.lock = threading.Lock()
+        self.stages: Dict[tuple, StageProgress] = {}
+        self.operations: Dict[str, bool] = {}
+        self.bytes: Dict[tuple, int] = {}
+        spark.registerProgressHandler(self)
+
+    def __call__(self, stages: Any = None, inflight_tasks: int = 0,
+                 operation_id: Optional[str] = None, done: bool = False, **_: Any) -> None:
+        if threading.get_ident() != self.thread:
+            return  # another thread's (another cell's or the app's) query
+        op = operation_id or ""
+        with self.lock:
+            self.operations[op] = bool(done) or self.operations.get(op, False)
+            stages = list(stages or [])
+            for info in stages:
+                key = (op, info.stage_id)
+                stage = self.stages.setdefault(key, StageProgress(info.stage_id, f"stage {info.stage_id}"))
+                stage.num_tasks = info.num_tasks
+                stage.completed = info.num_completed_tasks
+                stage.done = bool(info.done)
+                self.bytes[key] = info.num_bytes_read
+            running = [s for (o, _), s in self.stages.items() if o == op and not s.done]
+            for stage in running:  # the server reports in-flight tasks per operation only
+                stage.active = 0
+            if running:
+                running[-1].active = int(inflight_tasks or 0)
+            _mark_skipped([s for (o, _), s in sorted(self.stages.items()) if o == op])
+            if done:
+                for (o, _), stage in self.stages.items():
+                    if o == op:
+                        stage.active = 0
+
+    def poll(self) -> None:
+        pass
+
+    def finish(self) -> None:
+        with contextlib.suppress(Exception):
+            self.spark.removeProgressHandler(self)
+
+    def fill(self, snap: ProgressSnapshot) -> None:
+        with self.lock:
+            snap.stages = [self.stages[k] for k in self.stages]
+            snap.jobs = len(self.operations)
+            snap.bytes_read = sum(self.bytes.values())
+
+
+# --------------------------------------------------------------------------- the scope
+
+class CellScope:
+    """One cell's (or one app step's) Spark work: its tag, its progress, its cancel."""
+
+    def __init__(self, spark: Any, label: str, mode: str = "none", view: Any = None):
+        from .session import is_connect
+        self.spark = spark
+        self.label = label
+        self.tag = f"sparkdl_magics-{_tag_safe(label)}-{uuid.uuid4().hex[:12]}"
+        self.connect = is_connect(spark)
+        self.mode = mode
+        self.view = view
+        self.cancelled = threading.Event()
+        self.interrupted: List[str] = []  # operation ids interruptTag reported (Connect)
+        self.started = time.perf_counter()
+        self.items: Optional[int] = None
+        self.unit = "rows"
+        self._source: Any = None
+        self._thread: Optional[threading.Thread] = None
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._status = "running"
+        self._finished_at: Optional[float] = None
+
+    # -- public
+    def set_items(self, total: Optional[int], unit: str = "rows") -> None:
+        """Tell the display how many rows/images the work covers (for a per-second rate)."""
+        self.items = None if total is None else int(total)
+        self.unit = unit
+
+    def cancel(self) -> None:
+        """Cancel this scope's Spark jobs; safe from any thread (the app's Cancel button)."""
+        self.cancelled.set()
+        if not self.connect:
+            with contextlib.suppress(Exception):
+                self.spark.sparkContext.cancelJobGroup(self.tag)
+        with contextlib.suppress(Exception):
+            self.interrupted.extend(self.spark.interruptTag(self.tag) or [])
+
+    def snapshot(self) -> ProgressSnapshot:
+        snap = ProgressSnapshot(label=self.label, source=self._source.name if self._source else "none",
+                                items=self.items, unit=self.unit, status=self._status)
+        end = self._finished_at if self._finished_at is not None else time.perf_counter()
+        snap.elapsed = end - self.started
+        if self._source is not None:
+            with self._lock:
+                self._source.fill(snap)
+        return snap
+
+    @property
+    def progress(self) -> ProgressSnapshot:
+        return self.snapshot()
+
+    # -- lifecycle (used by cell_scope)
+    def _start(self) -> None:
+        if self.mode == "none" and self.view is None:
+            return
+        try:
+            self._source = (_ConnectSource(self.spark) if self.connect
+                            else _ClassicSource(self.spark, self.tag))
+        except Exception:  # progress is a nicety: never fail the cell for it
+            self._source = None
+        self._thread = threading.Thread(target=self._tick_loop, name=f"sparkdl-progress-{self.tag}",
+                                        daemon=True)
+        self._thread.start()
+
+    def _tick_loop(self) -> None:
+        while not self._stop.wait(settings.poll_interval):
+            self._refresh()
+
+    def _refresh(self) -> None:
+        if self._source is not None:
+            with self._lock:
+                with contextlib.suppress(Exception):
+                    self._source.poll()
+        if self.view is not None:
+            with contextlib.suppress(Exception):
+                self.view.update(self.snapshot())
+
+    def _finish(self, status: str) -> ProgressSnapshot:
+        global last
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self._status = "cancelled" if self.cancelled.is_set() and status != "done" else status
+        self._finished_at = time.perf_counter()
+        if self._source is not None:
+            with self._lock:
+                with contextlib.suppress(Exception):
+                    self._source.finish()
+        snap = self.snapshot()
+        if self.view is not None:
+            with contextlib.suppress(Exception):
+                self.view.finish(snap)
+        last = snap
+        return snap
+
+
+def _tag_safe(label: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in label) or "cell"
 
 
 @contextlib.contextmanager
-def cell_scope(spark: Any, label: str) -> Iterator[CellScope]:
-    """Tag the cell's Spark jobs; on KeyboardInterrupt cancel them and re-raise."""
-    scope = CellScope(tag=f"sparkdl_magics-{label}-{uuid.uuid4().hex[:12]}", label=label)
-    spark.addTag(scope.tag)
+def _default_sigint() -> Iterator[None]:
+    """PySpark's SIGINT handler cancels every job of the context; use Python's default
+    (raise KeyboardInterrupt) so only this scope's jobs are cancelled."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
     try:
-        yield scope
-    except KeyboardInterrupt:
+        previous = signal.getsignal(signal.SIGINT)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    except (ValueError, OSError):  # not allowed here (embedded interpreters)
+        yield
+        return
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ValueError, OSError, TypeError):
+            signal.signal(signal.SIGINT, previous)
+
+
+def make_view(mode: str, label: str) -> Any:
+    """The view for a resolved mode (``widget`` falls back to text if ipywidgets fails)."""
+    from .display import progress as display
+    if mode == "widget":
+        try:
+            return display.WidgetProgressView(label)
+        except Exception:
+            mode = "text"
+    if mode == "text":
+        return display.TextProgressView(interval=settings.text_interval, delay=settings.text_delay)
+    return None
+
+
+@contextlib.contextmanager
+def cell_scope(spark: Any, label: str, mode: Optional[str] = None, view: Any = None,
+               show: bool = True) -> Iterator[CellScope]:
+    """Tag the work's Spark jobs, show live progress, cancel the jobs on KeyboardInterrupt.
+
+    *mode* overrides the setting for this scope; *view* supplies a ready view (the app
+    passes its own widget view, and then nothing is displayed here). The yielded
+    :class:`CellScope` gives ``cancel()``, ``snapshot()`` and ``set_items()``.
+    """
+    resolved = resolve_mode(mode)
+    if view is None and resolved != "none":
+        view = make_view(resolved, label)
+        if view is not None and show:
+            with contextlib.suppress(Exception):
+                view.show()
+    scope = CellScope(spark, label, mode=resolved, view=view)
+    classic = not scope.connect
+    previous_group = None
+    spark.addTag(scope.tag)
+    if classic:
         with contextlib.suppress(Exception):
-            spark.interruptTag(scope.tag)
+            sc = spark.sparkContext
+            previous_group = (sc.getLocalProperty("spark.jobGroup.id"),
+                              sc.getLocalProperty("spark.job.description"),
+                              sc.getLocalProperty("spark.job.interruptOnCancel"))
+            sc.setJobGroup(scope.tag, label, interruptOnCancel=True)
+    scope._start()
+    status = "failed"
+    try:
+        with _default_sigint():
+            yield scope
+        status = "done"
+    except KeyboardInterrupt:
+        scope.cancel()
+        status = "cancelled"
         raise
     finally:
+        scope._finish(status)
+        if classic and previous_group is not None:
+            with contextlib.suppress(Exception):
+                sc = spark.sparkContext
+                for key, value in zip(("spark.jobGroup.id", "spark.job.description",
+                                       "spark.job.interruptOnCancel"), previous_group):
+                    sc.setLocalProperty(key, value)  # None removes the property
         with contextlib.suppress(Exception):
             spark.removeTag(scope.tag)

@@ -47,10 +47,11 @@ class Context:
         from ..session import get_spark
         return get_spark()
 
-    def progress_scope(self, label: str) -> Any:
-        """Job progress and cancellation for this cell's Spark work."""
+    def progress_scope(self, label: str, **options: Any) -> Any:
+        """Job progress and cancellation for this cell's Spark work (options: see
+        :func:`sparkdl_magics.progress.cell_scope`)."""
         from .. import progress
-        return progress.cell_scope(self.spark(), label)
+        return progress.cell_scope(self.spark(), label, **options)
 
     def commit(self) -> None:
         self.shell.user_ns.update(self._pending)

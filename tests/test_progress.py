@@ -1,0 +1,292 @@
+"""Live progress and cancellation, against real Spark (classic and Connect).
+
+The progress display is fed by Spark itself (status tracker / Connect progress
+handler); these tests run real multi-stage jobs and check the final widget and text
+state against the snapshot's own stage data, cancel long jobs from another thread and
+with a real SIGINT, and check no ticker thread outlives its cell.
+"""
+from __future__ import annotations
+
+import io
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from sparkdl_magics import progress
+from sparkdl_magics.display.progress import TextProgressView, WidgetProgressView
+
+
+def _multistage(spark):
+    """A shuffle: a map stage over 4 partitions, then the reduce side."""
+    df = spark.range(0, 2000, numPartitions=4)
+    return df.groupBy((df.id % 5).alias("k")).count().collect()
+
+
+def _sleepy_udf(seconds):
+    from pyspark.sql import functions as F
+
+    @F.udf("long")
+    def sleepy(x):
+        import time as _time
+        _time.sleep(seconds)
+        return x
+    return sleepy
+
+
+def _wait_for(predicate, timeout=60.0, step=0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return False
+
+
+def _assert_complete(snap, source):
+    assert snap.status == "done"
+    assert snap.source == source
+    assert snap.tasks_total > 0
+    assert snap.tasks_done == snap.tasks_total
+    assert len(snap.counted) >= 2, snap.as_dict()  # a map stage and a reduce stage
+    assert snap.tasks_failed in (0, None)
+
+
+# --------------------------------------------------------------------------- classic
+
+def test_classic_widget_ends_with_every_task_of_every_stage(spark):
+    view = WidgetProgressView("featurize")
+    with progress.cell_scope(spark, "featurize", view=view) as scope:
+        rows = _multistage(spark)
+    assert sorted(r["k"] for r in rows) == [0, 1, 2, 3, 4]
+    snap = scope.snapshot()
+    _assert_complete(snap, "status-tracker")
+    assert all("collect at" in s.name for s in snap.counted)  # Spark's own stage names
+    assert snap.jobs >= 1
+    assert view.bar.value == view.bar.max == snap.tasks_total
+    assert view.bar.bar_style == "success"
+    assert f"{snap.tasks_total}/{snap.tasks_total} tasks" in view.stats.value
+    assert "done" in view.stats.value
+    assert progress.last is not None and progress.last.as_dict() == snap.as_dict()
+
+
+def test_text_view_prints_a_final_summary_from_the_same_data(spark):
+    out = io.StringIO()
+    view = TextProgressView(interval=5.0, delay=2.0, stream=out)
+    with progress.cell_scope(spark, "fit", view=view) as scope:
+        _multistage(spark)
+    snap = scope.snapshot()
+    _assert_complete(snap, "status-tracker")
+    lines = out.getvalue().splitlines()
+    assert lines[-1] == view.lines[-1] == snap.describe()
+    assert lines[-1].startswith("fit: done")
+    assert f"{snap.tasks_total}/{snap.tasks_total} tasks" in lines[-1]
+
+
+def test_cancel_from_another_thread_stops_only_that_work(spark):
+    _check_cancel_from_thread(spark)
+
+
+def test_keyboard_interrupt_cancels_this_cells_jobs_and_not_others(spark):
+    other = _check_keyboard_interrupt(spark)
+    sc = spark.sparkContext
+
+    def statuses(tag):
+        tracker = sc.statusTracker()
+        return {str(tracker.getJobInfo(j).status) for j in tracker.getJobIdsForGroup(tag)}
+    # cancelled jobs end as failed (the listener bus reports it a moment later)
+    assert _wait_for(lambda: statuses(other["long"].tag) == {"FAILED"}, timeout=15)
+    assert statuses(other["tag"]) == {"SUCCEEDED"}
+
+
+def test_no_thread_leak_after_many_scopes(spark):
+    before = set(threading.enumerate())
+    for i in range(20):
+        view = TextProgressView(interval=0, delay=0, stream=io.StringIO())
+        with progress.cell_scope(spark, f"cell{i}", view=view):
+            spark.range(0, 10, numPartitions=1).count()
+    time.sleep(0.2)
+    leaked = [t for t in set(threading.enumerate()) - before if t.name.startswith("sparkdl-progress")]
+    assert leaked == []
+    assert threading.active_count() <= len(before)
+
+
+def test_scope_restores_the_users_job_group_and_tags(spark):
+    sc = spark.sparkContext
+    sc.setJobGroup("mine", "my group")
+    try:
+        with progress.cell_scope(spark, "x", mode="none") as scope:
+            assert sc.getLocalProperty("spark.jobGroup.id") == scope.tag
+            assert scope.tag in spark.getTags()
+        assert sc.getLocalProperty("spark.jobGroup.id") == "mine"
+        assert scope.tag not in spark.getTags()
+    finally:
+        sc.setLocalProperty("spark.jobGroup.id", None)
+        sc.setLocalProperty("spark.job.description", None)
+        sc.setLocalProperty("spark.job.interruptOnCancel", None)
+
+
+def test_magic_context_scope_is_the_cell_scope(spark, ip):
+    from sparkdl_magics.magics import dlspark
+    from sparkdl_magics.magics.runner import Context
+    ctx = Context(ip, dlspark.SPEC, None)
+    view = TextProgressView(stream=io.StringIO())
+    with ctx.progress_scope("evaluate", view=view) as scope:
+        spark.range(5).count()
+    assert scope.label == "evaluate" and scope.snapshot().status == "done"
+
+
+# --------------------------------------------------------------------------- Connect
+
+def test_connect_widget_ends_with_every_task_of_every_stage(spark_connect):
+    view = WidgetProgressView("featurize")
+    with progress.cell_scope(spark_connect, "featurize", view=view) as scope:
+        rows = _multistage(spark_connect)
+    assert sorted(r["k"] for r in rows) == [0, 1, 2, 3, 4]
+    snap = scope.snapshot()
+    _assert_complete(snap, "connect")
+    assert view.bar.value == view.bar.max == snap.tasks_total
+    assert view.bar.bar_style == "success"
+    # the handler is removed when the cell ends
+    assert scope._source not in spark_connect._client._progress_handlers
+
+
+def test_connect_cancel_from_another_thread(spark_connect):
+    scope = _check_cancel_from_thread(spark_connect)
+    assert scope.interrupted  # the server reported the interrupted operation
+
+
+def test_connect_keyboard_interrupt_cancels_this_cells_jobs(spark_connect):
+    _check_keyboard_interrupt(spark_connect)
+
+
+def test_connect_handler_ignores_other_threads(spark_connect):
+    """Another thread's query (e.g. the app running beside a cell) is not counted."""
+    with progress.cell_scope(spark_connect, "mine", mode="none",
+                             view=TextProgressView(stream=io.StringIO())) as scope:
+        worker = threading.Thread(target=lambda: _multistage(spark_connect))
+        worker.start()
+        worker.join(120)
+    assert scope.snapshot().tasks_total == 0
+
+
+# --------------------------------------------------------------------------- shared checks
+
+def _check_cancel_from_thread(spark):
+    sleepy = _sleepy_udf(120)
+    box = {}
+
+    def cell():
+        try:
+            with progress.cell_scope(spark, "long", view=TextProgressView(stream=io.StringIO())) as scope:
+                box["scope"] = scope
+                spark.range(0, 2, numPartitions=2).select(sleepy("id")).collect()
+        except Exception as exc:  # the cancelled query fails
+            box["error"] = exc
+        box["ended"] = time.monotonic()
+
+    worker = threading.Thread(target=cell)
+    worker.start()
+    assert _wait_for(lambda: "scope" in box and box["scope"].snapshot().tasks_active > 0
+                     or "ended" in box, timeout=90), "the long job never started"
+    started = time.monotonic()
+    box["scope"].cancel()
+    worker.join(30)
+    assert not worker.is_alive()
+    assert box["ended"] - started < 15
+    assert "error" in box
+    snap = box["scope"].snapshot()
+    assert snap.status == "cancelled" and snap.tasks_done < snap.tasks_total
+    assert spark.range(10).count() == 10  # the session still runs queries
+    return box["scope"]
+
+
+def _check_keyboard_interrupt(spark):
+    """SIGINT while this thread's job runs: KeyboardInterrupt here within seconds, the
+    other thread's job (another cell's work) still finishes."""
+    sleepy, short = _sleepy_udf(120), _sleepy_udf(4)
+    other = {}
+
+    def other_cell():
+        with progress.cell_scope(spark, "other", mode="none") as scope:
+            other["tag"] = scope.tag
+            other["rows"] = spark.range(0, 1, numPartitions=1).select(short("id")).collect()
+
+    box = {}
+
+    def interrupt_when_running():
+        if _wait_for(lambda: "scope" in box and box["scope"].snapshot().tasks_active > 0, 90):
+            time.sleep(0.5)
+        box["sent"] = time.monotonic()
+        os.kill(os.getpid(), signal.SIGINT)
+
+    worker = threading.Thread(target=other_cell)
+    worker.start()
+    killer = threading.Thread(target=interrupt_when_running)
+    killer.start()
+    with pytest.raises(KeyboardInterrupt):
+        with progress.cell_scope(spark, "long", view=TextProgressView(stream=io.StringIO())) as scope:
+            box["scope"] = scope
+            spark.range(0, 1, numPartitions=1).select(sleepy("id")).collect()
+    assert time.monotonic() - box["sent"] < 10
+    killer.join(5)
+    worker.join(120)
+    assert len(other.get("rows", [])) == 1  # the other cell's job was not cancelled
+    assert scope.snapshot().status == "cancelled"
+    assert spark.range(10).count() == 10
+    return {**other, "long": scope}
+
+
+# --------------------------------------------------------------------------- no Spark
+
+def _fake_snapshot(done, total, elapsed, status="running"):
+    snap = progress.ProgressSnapshot(label="featurize", source="status-tracker", status=status,
+                                     elapsed=elapsed, items=400, unit="images")
+    snap.stages = [progress.StageProgress(0, "mapPartitions at x", total, done, 2, 0)]
+    return snap
+
+
+def test_text_view_does_not_flood():
+    out = io.StringIO()
+    view = TextProgressView(interval=5.0, delay=2.0, stream=out)
+    for i in range(200):  # 200 updates within a second of work: too short to print
+        view.update(_fake_snapshot(i % 40, 40, elapsed=i / 200))
+    assert out.getvalue() == ""
+    for i in range(200):  # past the delay: at most one line per interval
+        view.update(_fake_snapshot(i % 40, 40, elapsed=3 + i / 200))
+    assert len(out.getvalue().splitlines()) == 1
+    view.finish(_fake_snapshot(40, 40, elapsed=4.0, status="done"))
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2 and lines[-1].startswith("featurize: done 40/40 tasks")
+
+
+def test_snapshot_rates_and_eta_are_data():
+    snap = _fake_snapshot(10, 40, elapsed=5.0)
+    data = snap.as_dict()
+    assert data["tasks_done"] == 10 and data["tasks_total"] == 40
+    assert data["tasks_per_s"] == pytest.approx(2.0)
+    assert data["items_per_s"] == pytest.approx(400 * 0.25 / 5.0)
+    assert data["eta"] == pytest.approx(15.0)
+    assert "images/s" in snap.describe() and "ETA 15.0 s" in snap.describe()
+
+
+def test_skipped_stages_do_not_count():
+    stages = [progress.StageProgress(1, "a", 4), progress.StageProgress(2, "b", 1, completed=1)]
+    progress._mark_skipped(stages)
+    assert stages[0].skipped and not stages[1].skipped
+
+
+def test_mode_setting(monkeypatch):
+    old = progress.settings.mode
+    try:
+        assert progress.resolve_mode("auto") == "text"  # no kernel here
+        progress.configure(mode="none")
+        assert progress.resolve_mode() == "none"
+        assert progress.resolve_mode("widget") == "widget"
+        from sparkdl_magics.errors import OptionError
+        with pytest.raises(OptionError, match="expected one of auto, widget, text, none"):
+            progress.configure(mode="bars")
+    finally:
+        progress.settings.mode = old
