@@ -40,7 +40,59 @@ class FeatureSet:
     validation: Optional[Any] = None
     invalid: Any = None  # pandas DataFrame [path, reason] of images that failed to decode
     stats: Dict[str, Any] = field(default_factory=dict)  # counts, images/s, feature dim...
+    untrained: bool = False  # weights='none': random features, not a pretrained model
 
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    @property
+    def feature_dim(self) -> Optional[int]:
+        return self.stats.get("feature_dim")
+
+    def summary(self) -> Dict[str, Any]:
+        """What the rich display shows, as plain data."""
+        return {
+            "model": self.model_name, "weights": self.weights, "untrained": self.untrained,
+            "classes": list(self.classes), "feature_dim": self.feature_dim,
+            **{k: v for k, v in self.stats.items() if k not in ("feature_dim", "untrained")},
+        }
+
+    def unpersist(self) -> None:
+        """Release cached features (memory-and-disk cache)."""
+        for df in (self.train, self.test, self.validation):
+            if df is not None:
+                try:
+                    df.unpersist()
+                except Exception:
+                    pass
+
+    def _repr_html_(self) -> str:
+        from html import escape
+        s = self.stats
+        per_split = s.get("per_split", {})
+        rows = "".join(f"<tr><td>{escape(str(k))}</td><td>{escape(str(v))}</td></tr>"
+                       for k, v in per_split.items())
+        warn = ("<p style='color:#b00;font-weight:bold'>weights: none: the model is "
+                "UNTRAINED; these features are random projections, not ImageNet features."
+                "</p>" if self.untrained else "")
+        invalid = ""
+        n_invalid = 0 if self.invalid is None else len(self.invalid)
+        if n_invalid:
+            items = "".join(
+                f"<li>{escape(str(r.get('path')))}: {escape(str(r.get('reason')))}</li>"
+                for r in self.invalid.head(10).to_dict("records"))
+            more = f"<li>... {n_invalid - 10} more</li>" if n_invalid > 10 else ""
+            invalid = (f"<details><summary>{n_invalid} image(s) could not be decoded and "
+                       f"were left out</summary><ul>{items}{more}</ul></details>")
+        speed = s.get("images_per_s")
+        return (
+            f"<div><b>FeatureSet</b>: {escape(str(self.model_name))} "
+            f"(weights: {escape(str(self.weights))}), {escape(str(self.feature_dim))}-dim "
+            f"features, {len(self.classes)} classes "
+            f"({escape(', '.join(map(str, self.classes[:10])))}"
+            f"{', ...' if len(self.classes) > 10 else ''}){warn}"
+            f"<table><tr><th>split</th><th>images</th></tr>{rows}</table>"
+            f"<p>{escape(str(s.get('seconds', '?')))} s"
+            + (f", {escape(str(speed))} images/s" if speed else "")
+            + f"; cache: {escape(str(s.get('cache', '?')))}</p>{invalid}</div>")

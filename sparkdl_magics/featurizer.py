@@ -1,0 +1,332 @@
+"""DeepImageFeaturizer (a Spark ML Transformer) and ``featurize`` (images -> FeatureSet).
+
+The transformer is a plain ``pyspark.ml`` stage: keyword-only Params, ``_transform``,
+MLlib persistence. Its work is one scalar-iterator pandas UDF over the *compressed*
+image column (or a Spark image-source struct column): each Arrow batch is decoded,
+resized and run through the model ``batchSize`` images at a time in the Python
+worker (see :mod:`sparkdl_magics.inference`, which also keeps one model per worker).
+Weights are resolved and shipped once per session on the driver
+(:mod:`sparkdl_magics.weights`). Output: an MLlib dense vector of pooled features;
+a file that cannot be decoded gives null features (and a reason in ``errorCol``).
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, Dict, Iterator, List, Optional, Tuple
+
+import pandas as pd
+from pyspark import keyword_only
+from pyspark.ml import Transformer
+from pyspark.ml.param import Param, Params, TypeConverters
+from pyspark.ml.param.shared import HasInputCol, HasOutputCol
+from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
+
+from .errors import DataError, OptionError
+from .featureset import (CONTENT_COL, FEATURES_COL, IMAGE_COL, LABEL_COL, LABEL_NAME_COL,
+                         PATH_COL, FeatureSet)
+
+ERROR_COL = "featurize_error"
+_TMP_COL = "__sparkdl_featurize"
+DEFAULT_BATCH_SIZE = 32
+UDF_RETURN = "features array<float>, error string"
+
+
+class DeepImageFeaturizer(Transformer, HasInputCol, HasOutputCol,
+                          DefaultParamsReadable, DefaultParamsWritable):
+    """Pooled CNN features of an image column, as MLlib vectors.
+
+    ``inputCol``: compressed image bytes (``binaryFile``'s ``content``) or a Spark
+    image-source struct (``image``, BGR). ``modelName``: a registry name (see
+    ``list_models()``) or a ``.keras`` / ``.h5`` / SavedModel path. ``weights``:
+    ``imagenet`` (Keras' cache), ``none`` (seeded, untrained) or a weights file.
+    ``layer``: where to cut a user model (default: its penultimate/pooled output).
+    """
+
+    modelName = Param(Params._dummy(), "modelName",
+                      "registry model name (InceptionV3, ResNet50, ...) or a model file path",
+                      typeConverter=TypeConverters.toString)
+    weights = Param(Params._dummy(), "weights",
+                    "imagenet, none (untrained), or a local weights file",
+                    typeConverter=TypeConverters.toString)
+    layer = Param(Params._dummy(), "layer", "user models: the layer to cut at ('' = default)",
+                  typeConverter=TypeConverters.toString)
+    preprocess = Param(Params._dummy(), "preprocess",
+                       "user models: none, unit, tf, caffe or torch ('' = none)",
+                       typeConverter=TypeConverters.toString)
+    batchSize = Param(Params._dummy(), "batchSize", "images per model call",
+                      typeConverter=TypeConverters.toInt)
+    errorCol = Param(Params._dummy(), "errorCol",
+                     "column for the reason an image failed to decode ('' = no column)",
+                     typeConverter=TypeConverters.toString)
+    unsafe = Param(Params._dummy(), "unsafe",
+                   "user models: allow Python code (Lambda layers) when loading",
+                   typeConverter=TypeConverters.toBoolean)
+
+    @keyword_only
+    def __init__(self, *, inputCol: str = CONTENT_COL, outputCol: str = FEATURES_COL,
+                 modelName: str = "InceptionV3", weights: str = "imagenet", layer: str = "",
+                 preprocess: str = "", batchSize: int = DEFAULT_BATCH_SIZE, errorCol: str = "",
+                 unsafe: bool = False):
+        super().__init__()
+        self._setDefault(inputCol=CONTENT_COL, outputCol=FEATURES_COL, modelName="InceptionV3",
+                         weights="imagenet", layer="", preprocess="",
+                         batchSize=DEFAULT_BATCH_SIZE, errorCol="", unsafe=False)
+        self._resolved_cache: Dict[Tuple, Any] = {}
+        self.setParams(**self._input_kwargs)
+
+    @keyword_only
+    def setParams(self, *, inputCol: str = CONTENT_COL, outputCol: str = FEATURES_COL,
+                  modelName: str = "InceptionV3", weights: str = "imagenet", layer: str = "",
+                  preprocess: str = "", batchSize: int = DEFAULT_BATCH_SIZE,
+                  errorCol: str = "", unsafe: bool = False) -> "DeepImageFeaturizer":
+        kwargs = self._input_kwargs
+        if "batchSize" in kwargs and int(kwargs["batchSize"]) < 1:
+            raise OptionError(f"option 'batch_size': must be at least 1 (got {kwargs['batchSize']})")
+        return self._set(**kwargs)
+
+    # getters, MLlib style
+    def getModelName(self) -> str:
+        return self.getOrDefault(self.modelName)
+
+    def getWeights(self) -> str:
+        return self.getOrDefault(self.weights)
+
+    def getLayer(self) -> str:
+        return self.getOrDefault(self.layer)
+
+    def getBatchSize(self) -> int:
+        return self.getOrDefault(self.batchSize)
+
+    def getErrorCol(self) -> str:
+        return self.getOrDefault(self.errorCol)
+
+    # ---- driver side
+    def resolve(self, spark: Any = None) -> Any:
+        """Resolve model and weights once per session (ships files to executors)."""
+        from .weights import _session_id, resolve_spec
+        if not hasattr(self, "_resolved_cache"):  # instances made by MLlib's loader
+            self._resolved_cache = {}
+        key = (self.getModelName(), self.getWeights(), self.getLayer(),
+               self.getOrDefault(self.preprocess), self.getOrDefault(self.unsafe),
+               _session_id(spark) if spark is not None else None)
+        if key not in self._resolved_cache:
+            self._resolved_cache[key] = resolve_spec(
+                self.getModelName(), self.getWeights(), self.getLayer() or None,
+                self.getOrDefault(self.preprocess) or None,
+                unsafe=self.getOrDefault(self.unsafe), spark=spark)
+        return self._resolved_cache[key]
+
+    def _transform(self, dataset: Any) -> Any:
+        from pyspark.ml.functions import array_to_vector
+        from pyspark.sql import functions as F
+        from pyspark.sql.types import BinaryType, StructType
+
+        from .session import task_cores
+        spark = dataset.sparkSession
+        resolved = self.resolve(spark)
+        in_col = self.getInputCol()
+        if in_col not in dataset.columns:
+            raise DataError(f"the images have no column {in_col!r} (columns: "
+                            f"{', '.join(dataset.columns)})")
+        dtype = dataset.schema[in_col].dataType
+        if isinstance(dtype, StructType):
+            kind = "struct"
+        elif isinstance(dtype, BinaryType):
+            kind = "bytes"
+        else:
+            raise DataError(f"column {in_col!r} is {dtype.simpleString()}; expected image "
+                            "bytes (binaryFile 'content') or an image struct ('image')")
+        udf = features_udf(resolved.spec, self.getBatchSize(), kind, task_cores(spark))
+        tmp = F.col(_TMP_COL)
+        out = dataset.withColumn(_TMP_COL, udf(F.col(in_col)))
+        out = out.withColumn(self.getOutputCol(), F.when(
+            tmp["features"].isNotNull(), array_to_vector(tmp["features"])))
+        if self.getErrorCol():
+            out = out.withColumn(self.getErrorCol(), tmp["error"])
+        return out.drop(_TMP_COL)
+
+
+def features_udf(spec: Any, batch_size: int, kind: str = "bytes", threads: int = 1) -> Any:
+    """The pandas UDF: image column -> struct<features array<float>, error string>.
+
+    Reusable for any :class:`~sparkdl_magics.inference.ModelSpec` (``include_top`` gives
+    class scores instead of features). Only *spec* (a few hundred bytes) travels.
+    """
+    from pyspark.sql.functions import pandas_udf
+
+    def run(items: List[Any], decoder: Any) -> pd.DataFrame:
+        from . import inference
+        model = inference.get_model(spec, threads)
+        feats, errors = inference.run_decoded(model, items, batch_size, decoder)
+        return pd.DataFrame({"features": feats, "error": errors})
+
+    if kind == "struct":
+        @pandas_udf(UDF_RETURN)
+        def from_structs(batches: Iterator[pd.DataFrame]) -> Iterator[pd.Series]:
+            from .inference import decode_struct
+            for frame in batches:
+                cols = list(frame.columns)
+                nulls = frame.isna().all(axis=1).tolist()
+                items = [None if null else dict(zip(cols, values))
+                         for null, values in zip(nulls, zip(*(frame[c] for c in cols)))]
+                yield run(items, decode_struct)
+        return from_structs
+
+    @pandas_udf(UDF_RETURN)
+    def from_bytes(batches: Iterator[pd.Series]) -> Iterator[pd.Series]:
+        from .inference import decode_bytes
+        for series in batches:
+            yield run(series.tolist(), decode_bytes)
+    return from_bytes
+
+
+# --------------------------------------------------------------------------- featurize
+
+CACHE_CHOICES = ("memory", "none")
+
+
+def featurize(images: Any, model: str = "InceptionV3", weights: Optional[str] = "imagenet",
+              layer: Optional[str] = None, batch_size: int = DEFAULT_BATCH_SIZE,
+              cache: Optional[str] = "memory", preprocess: Optional[str] = None,
+              input_col: Optional[str] = None, unsafe: bool = False,
+              spark: Any = None) -> FeatureSet:
+    """Features for every split of *images* (an ImageSet, or a DataFrame of images).
+
+    ``cache``: ``memory`` (persist MEMORY_AND_DISK, the default), ``none`` (recompute
+    when used), or a folder path (each split written as Parquet and read back). Images
+    that fail to decode are dropped from the splits and listed in ``FeatureSet.invalid``.
+    Only counts and the (small) invalid list come back to the driver.
+    """
+    splits, classes = _splits_of(images)
+    first = splits["train"]
+    spark = spark or first.sparkSession
+    col = input_col or _image_column(first)
+    featurizer = DeepImageFeaturizer(inputCol=col, modelName=str(model),
+                                     weights="none" if weights is None else str(weights),
+                                     layer=layer or "", preprocess=preprocess or "",
+                                     batchSize=int(batch_size), unsafe=bool(unsafe))
+    resolved = featurizer.resolve(spark)
+    cache_mode, cache_path = _cache_choice(cache)
+
+    started = time.perf_counter()
+    out: Dict[str, Any] = {}
+    counts: Dict[str, int] = {}
+    invalid_frames = []
+    keep_error = featurizer.copy()._set(errorCol=ERROR_COL)  # shares the resolved spec
+    n_bad = 0
+    for name, df in splits.items():
+        if df is None:
+            continue
+        feats = keep_error.transform(df).drop(*[c for c in (CONTENT_COL, IMAGE_COL, col)
+                                                if c in df.columns])
+        feats = _cached(feats, cache_mode, cache_path, name)
+        total, bad, bad_rows = _count_invalid(feats)
+        counts[name] = total - bad
+        n_bad += bad
+        if bad:
+            invalid_frames.append(bad_rows.assign(split=name))
+        out[name] = feats.filter(feats[FEATURES_COL].isNotNull()).drop(ERROR_COL)
+    seconds = time.perf_counter() - started
+
+    import pandas as pd
+    invalid = (pd.concat(invalid_frames, ignore_index=True) if invalid_frames
+               else pd.DataFrame({PATH_COL: [], "reason": [], "split": []}))
+    invalid = _merge_load_invalid(images, invalid)
+    n_images = sum(counts.values()) + n_bad
+    stats = {
+        "images": int(sum(counts.values())),
+        "invalid": int(len(invalid)),
+        "per_split": counts,
+        "feature_dim": resolved.feature_dim,
+        "seconds": round(seconds, 2),
+        "images_per_s": round(n_images / seconds, 2) if seconds > 0 and cache_mode != "none" else None,
+        "batch_size": int(batch_size),
+        "cache": cache_path or cache_mode,
+        "untrained": resolved.untrained,
+    }
+    return FeatureSet(train=out["train"], test=out.get("test"), classes=classes,
+                      featurizer=featurizer, images=images if _is_imageset(images) else None,
+                      model_name=resolved.model_name, weights=resolved.weights,
+                      validation=out.get("validation"), invalid=invalid, stats=stats,
+                      untrained=resolved.untrained)
+
+
+def _is_imageset(images: Any) -> bool:
+    return hasattr(images, "train") and hasattr(images, "classes")
+
+
+def _splits_of(images: Any) -> Tuple[Dict[str, Any], List[str]]:
+    if _is_imageset(images):
+        splits = {"train": images.train, "test": getattr(images, "test", None),
+                  "validation": getattr(images, "validation", None)}
+        if splits["train"] is None:
+            raise DataError("the image set has no train split")
+        return splits, list(images.classes or [])
+    if hasattr(images, "schema") and hasattr(images, "sparkSession"):
+        classes: List[str] = []
+        if LABEL_NAME_COL in images.columns and LABEL_COL in images.columns:
+            rows = images.select(LABEL_COL, LABEL_NAME_COL).distinct().collect()
+            classes = [r[1] for r in sorted(rows, key=lambda r: r[0])]
+        return {"train": images}, classes
+    raise DataError(f"cannot featurize a {type(images).__name__}: expected an image set "
+                    "from %%dlload / load_images, or a DataFrame of images")
+
+
+def _image_column(df: Any) -> str:
+    for name in (CONTENT_COL, IMAGE_COL):
+        if name in df.columns:
+            return name
+    raise DataError(f"the images have no {CONTENT_COL!r} (bytes) or {IMAGE_COL!r} (image "
+                    f"struct) column (columns: {', '.join(df.columns)})")
+
+
+def _cache_choice(cache: Optional[str]) -> Tuple[str, Optional[str]]:
+    text = "none" if cache is None or cache is False else str(cache).strip()
+    if text.lower() in ("memory", "true", "memory_and_disk"):
+        return "memory", None
+    if text.lower() in ("none", "false", "no"):
+        return "none", None
+    if "/" in text or "\\" in text or "." in text or ":" in text:
+        return "parquet", text
+    raise OptionError(f"option 'cache': got {text!r} (valid: memory, none, or a folder path "
+                      "for Parquet)")
+
+
+def _cached(feats: Any, mode: str, path: Optional[str], split: str) -> Any:
+    if mode == "memory":
+        from pyspark import StorageLevel
+        return feats.persist(StorageLevel.MEMORY_AND_DISK)
+    if mode == "parquet":
+        target = f"{path.rstrip('/')}/{split}"
+        feats.write.mode("overwrite").parquet(target)
+        return feats.sparkSession.read.parquet(target)
+    return feats
+
+
+def _count_invalid(feats: Any) -> Tuple[int, int, Any]:
+    """(rows, invalid rows, invalid [path, reason] as pandas) — one job, then a small one."""
+    from pyspark.sql import functions as F
+    row = feats.agg(F.count(F.lit(1)).alias("n"),
+                    F.sum(F.when(F.col(FEATURES_COL).isNull(), 1).otherwise(0)).alias("bad")
+                    ).collect()[0]
+    total, bad = int(row["n"] or 0), int(row["bad"] or 0)
+    rows = None
+    if bad:
+        path = F.col(PATH_COL) if PATH_COL in feats.columns else F.lit(None).cast("string")
+        rows = (feats.filter(F.col(FEATURES_COL).isNull())
+                .select(path.alias(PATH_COL), F.col(ERROR_COL).alias("reason"))
+                .limit(10_000).toPandas())
+    return total, bad, rows
+
+
+def _merge_load_invalid(images: Any, invalid: Any) -> Any:
+    """Files the loader already found invalid are listed too."""
+    import pandas as pd
+    earlier = getattr(images, "invalid", None)
+    if earlier is None or not isinstance(earlier, pd.DataFrame) or earlier.empty:
+        return invalid.reset_index(drop=True)
+    earlier = earlier.assign(split="load") if "split" not in earlier.columns else earlier
+    return pd.concat([earlier, invalid], ignore_index=True)
+
+
+__all__ = ["DeepImageFeaturizer", "featurize", "features_udf", "FeatureSet", "ERROR_COL"]

@@ -1,0 +1,342 @@
+"""Batch inference inside a Python worker: the per-worker model cache and batch runner.
+
+Everything here runs where the data is (a Spark Python worker, or any process):
+
+- :class:`ModelSpec` — a small, hashable, picklable description of a model to run
+  (which network, which shipped weights/model file, where to cut, how to preprocess).
+  The driver builds it once (:mod:`sparkdl_magics.weights`); it travels in the UDF's
+  closure (a few hundred bytes — never the weights themselves).
+- :func:`get_model` — builds the Keras model for a spec once per Python process and
+  keeps it (a small LRU keyed by the spec), so every batch and every task a reused
+  worker runs shares one model. TensorFlow's thread pools are sized to the task's cores
+  before the first model is built.
+- :func:`predict_images` — numpy uint8 RGB batch in, float32 features out (the model's
+  own ``preprocess_input`` applied). :func:`make_predict_fn` wraps it in the
+  ``pyspark.ml.functions.predict_batch_udf`` contract.
+- :func:`run_decoded` — decode (compressed bytes or Spark image structs) and infer in
+  chunks of ``batch_size``, decoding the next chunk in a background thread while the
+  model runs on the current one; a row that fails to decode yields ``None`` and a
+  reason instead of failing the task.
+
+Pure numpy/Pillow at import time; Keras/TensorFlow are imported on first use.
+"""
+from __future__ import annotations
+
+import collections
+import os
+import threading
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from . import imaging
+
+#: How many models one worker keeps alive (switching models evicts the oldest).
+MAX_CACHED_MODELS = 2
+
+
+# --------------------------------------------------------------------------- specs
+
+@dataclass(frozen=True)
+class ShippedFile:
+    """A file the driver made available to executors (``spark.addArtifacts``).
+
+    ``name`` is unique (content-keyed) in the session's SparkFiles; ``driver_path`` is
+    the staged copy on the driver, used when the worker shares the driver's filesystem
+    and SparkFiles has no copy (e.g. a model run in the driver process itself).
+    ``archive``: a zipped directory (SavedModel), unpacked once per worker.
+    """
+
+    name: str
+    driver_path: str
+    archive: bool = False
+
+    def local_path(self) -> str:
+        path = _sparkfiles_path(self.name)
+        if path is None:
+            if not os.path.exists(self.driver_path):
+                raise FileNotFoundError(
+                    f"{self.name} was not shipped to this worker (SparkFiles) and "
+                    f"{self.driver_path} does not exist here")
+            path = self.driver_path
+        return _unpacked(path) if self.archive else path
+
+
+def _sparkfiles_path(name: str) -> Optional[str]:
+    try:
+        from pyspark import SparkFiles
+        path = SparkFiles.get(name)
+    except Exception:  # no Spark here (plain process) or no SparkFiles root
+        return None
+    return path if os.path.exists(path) else None
+
+
+_unpack_lock = threading.Lock()
+
+
+def _unpacked(zip_path: str) -> str:
+    target = zip_path[: -len(".zip")] if zip_path.endswith(".zip") else zip_path + ".d"
+    with _unpack_lock:
+        if not os.path.isdir(target):
+            tmp = f"{target}.tmp{os.getpid()}"
+            with zipfile.ZipFile(zip_path) as archive:
+                archive.extractall(tmp)
+            try:
+                os.rename(tmp, target)
+            except OSError:  # another worker won the race; use theirs
+                pass
+    return target
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What to run. Hashable: it is the per-worker cache key.
+
+    ``model``: a registry name (``ResNet50``) — or ``""`` with ``model_file`` set for a
+    user model. ``weights_file``: weights loaded into the registry architecture (Keras
+    cache file, user file, or the seeded initial weights for ``weights='none'``).
+    ``layer``: user models are cut at this layer's output (None: the model's output).
+    ``preprocess``: ``"model"`` (the registry model's own ``preprocess_input``), or an
+    ``imagenet_utils`` mode for user models: ``none`` (0..255), ``unit`` (0..1), ``tf``
+    (-1..1), ``caffe``, ``torch``. ``include_top``: the full classifier (top-K
+    prediction) instead of pooled features.
+    """
+
+    model: str = ""
+    weights_file: Optional[ShippedFile] = None
+    model_file: Optional[ShippedFile] = None
+    layer: Optional[str] = None
+    input_size: Tuple[int, int] = (224, 224)  # (width, height)
+    preprocess: str = "model"
+    include_top: bool = False
+    safe_mode: bool = True
+    pooling: str = "avg"
+
+    @property
+    def label(self) -> str:
+        return self.model or (self.model_file.name if self.model_file else "?")
+
+
+# --------------------------------------------------------------------------- the cache
+
+class LoadedModel:
+    """A built Keras model plus its preprocessing: uint8 RGB batches in, features out."""
+
+    def __init__(self, spec: ModelSpec, model: Any, preprocess: Callable[[np.ndarray], Any]):
+        self.spec = spec
+        self.model = model
+        self.preprocess = preprocess
+        self._lock = threading.Lock()
+
+    @property
+    def input_size(self) -> Tuple[int, int]:
+        return self.spec.input_size
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        """(n, h, w, 3) uint8 RGB -> (n, d) float32."""
+        if len(images) == 0:
+            return np.zeros((0, 0), dtype=np.float32)
+        x = self.preprocess(np.asarray(images, dtype=np.float32))
+        with self._lock:  # one model, one caller at a time (Keras models are not re-entrant)
+            out = _call(self.model, x)
+        out = np.asarray(out, dtype=np.float32)
+        if out.ndim > 2:  # an unpooled map (user layer): average over space
+            out = out.reshape(out.shape[0], -1, out.shape[-1]).mean(axis=1)
+        return out
+
+
+def _call(model: Any, x: np.ndarray) -> Any:
+    if hasattr(model, "predict_on_batch"):
+        out = model.predict_on_batch(x)
+    else:  # a TFSMLayer (SavedModel)
+        out = model(x)
+    if isinstance(out, dict):
+        out = next(iter(out.values())) if len(out) == 1 else out[sorted(out)[0]]
+    if isinstance(out, (list, tuple)):
+        out = out[0]
+    return out.numpy() if hasattr(out, "numpy") else out
+
+
+_cache: "collections.OrderedDict[ModelSpec, LoadedModel]" = collections.OrderedDict()
+_cache_lock = threading.Lock()
+_threads_set = False
+#: How many times this process built a model (tests read it to check reuse).
+build_count = 0
+
+
+def get_model(spec: ModelSpec, threads: Optional[int] = None) -> LoadedModel:
+    """The model for *spec*, built on first use in this process and then reused."""
+    global build_count
+    with _cache_lock:
+        loaded = _cache.get(spec)
+        if loaded is not None:
+            _cache.move_to_end(spec)
+            return loaded
+        if threads:
+            set_tf_threads(threads)
+        loaded = build(spec)
+        build_count += 1
+        _cache[spec] = loaded
+        while len(_cache) > MAX_CACHED_MODELS:
+            _cache.popitem(last=False)
+        return loaded
+
+
+def clear_cache() -> None:
+    with _cache_lock:
+        _cache.clear()
+
+
+def set_tf_threads(threads: int) -> None:
+    """Size TensorFlow's pools to the cores a task owns (once, before TF starts)."""
+    global _threads_set
+    if _threads_set:
+        return
+    _threads_set = True
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        import tensorflow as tf
+        tf.config.threading.set_intra_op_parallelism_threads(int(threads))
+        tf.config.threading.set_inter_op_parallelism_threads(int(threads))
+    except Exception:  # TF already initialised in this process (e.g. the driver): keep it
+        pass
+
+
+def build(spec: ModelSpec) -> LoadedModel:
+    """Build the Keras model a spec describes (no caching; see :func:`get_model`)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if spec.model:
+        from .models import get_model_info
+        info = get_model_info(spec.model)
+        w, h = spec.input_size
+        model = info.constructor()(
+            include_top=spec.include_top, weights=None, input_shape=(h, w, 3),
+            pooling=None if spec.include_top else spec.pooling)
+        if spec.weights_file is not None:
+            model.load_weights(spec.weights_file.local_path())
+        preprocess = info.preprocess() if spec.preprocess == "model" else \
+            preprocess_function(spec.preprocess)
+        return LoadedModel(spec, model, preprocess)
+    if spec.model_file is None:
+        raise ValueError("a ModelSpec needs a model name or a model file")
+    model = load_user_model(spec.model_file.local_path(), spec.layer, spec.safe_mode)
+    return LoadedModel(spec, model, preprocess_function(spec.preprocess))
+
+
+def load_user_model(path: str, layer: Optional[str], safe_mode: bool = True) -> Any:
+    """A user's ``.keras`` / ``.h5`` model (cut at *layer*), or a SavedModel directory."""
+    import keras
+    if os.path.isdir(path):
+        return keras.layers.TFSMLayer(path, call_endpoint="serving_default")
+    model = keras.saving.load_model(path, compile=False, safe_mode=safe_mode)
+    if layer:
+        model = keras.Model(model.inputs, model.get_layer(layer).output)
+    return model
+
+
+def preprocess_function(mode: str) -> Callable[[np.ndarray], np.ndarray]:
+    """Preprocessing for user models: ``none``, ``unit``, or an imagenet_utils mode."""
+    if mode == "none":
+        return lambda x: x
+    if mode == "unit":
+        return lambda x: x / np.float32(255.0)
+    from keras.applications import imagenet_utils
+
+    def apply(x: np.ndarray) -> np.ndarray:
+        return imagenet_utils.preprocess_input(x, mode=mode)
+    return apply
+
+
+# --------------------------------------------------------------------------- batches
+
+def predict_images(spec: ModelSpec, images: np.ndarray, threads: Optional[int] = None) -> np.ndarray:
+    """Features (or class scores with ``include_top``) for a uint8 RGB batch."""
+    return get_model(spec, threads).predict(images)
+
+
+def make_predict_fn(spec: ModelSpec, threads: Optional[int] = None) -> Callable[[np.ndarray], np.ndarray]:
+    """``predict_batch_udf``-style factory: the model is built once, on first call here."""
+    model = get_model(spec, threads)
+    return model.predict
+
+
+Decoder = Callable[[Any, Tuple[int, int]], np.ndarray]
+
+
+def decode_bytes(item: Any, size: Tuple[int, int]) -> np.ndarray:
+    """Compressed bytes -> (h, w, 3) uint8 RGB at *size* (shared decode rules)."""
+    return imaging.decode_array(item, size)
+
+
+def decode_struct(item: Any, size: Tuple[int, int]) -> np.ndarray:
+    """A Spark image-source struct (dict/Row/tuple, BGR) -> resized RGB array."""
+    if item is None:
+        raise imaging.InvalidImage("no image (null)")
+    get = item.get if isinstance(item, dict) else (lambda k: getattr(item, k))
+    rgb = imaging.struct_to_rgb(int(get("height")), int(get("width")), int(get("nChannels")),
+                                int(get("mode")), get("data"))
+    return imaging.resize_array(rgb, size)
+
+
+def run_decoded(model: LoadedModel, items: Sequence[Any], batch_size: int,
+                decoder: Decoder = decode_bytes
+                ) -> Tuple[List[Optional[np.ndarray]], List[Optional[str]]]:
+    """Decode *items* and run *model* on them, ``batch_size`` images at a time.
+
+    Returns one feature vector (or None) and one error reason (or None) per item. The
+    next chunk is decoded in a background thread while the model runs (Pillow and
+    TensorFlow both release the GIL), so decoding costs little wall time.
+    """
+    n = len(items)
+    features: List[Optional[np.ndarray]] = [None] * n
+    errors: List[Optional[str]] = [None] * n
+    if n == 0:
+        return features, errors
+    size = model.input_size
+    starts = list(range(0, n, max(int(batch_size), 1)))
+
+    def decode_chunk(start: int):
+        arrays, rows = [], []
+        for i in range(start, min(start + batch_size, n)):
+            try:
+                arrays.append(decoder(items[i], size))
+                rows.append(i)
+            except imaging.InvalidImage as exc:
+                errors[i] = str(exc)
+            except Exception as exc:  # anything else about one file is still that file's
+                errors[i] = f"cannot decode ({type(exc).__name__}: {str(exc)[:120]})"
+        return rows, (np.stack(arrays) if arrays else None)
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sparkdl-decode") as pool:
+        pending = pool.submit(decode_chunk, starts[0])
+        for k in range(len(starts)):
+            rows, batch = pending.result()
+            if k + 1 < len(starts):
+                pending = pool.submit(decode_chunk, starts[k + 1])
+            if batch is None:
+                continue
+            out = model.predict(batch)
+            for j, i in enumerate(rows):
+                features[i] = out[j]
+            del batch, out
+    return features, errors
+
+
+def iter_chunks(items: Iterable[Any], size: int) -> Iterator[List[Any]]:
+    chunk: List[Any] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+__all__ = ["ShippedFile", "ModelSpec", "LoadedModel", "get_model", "clear_cache", "build",
+           "load_user_model", "preprocess_function", "predict_images", "make_predict_fn",
+           "decode_bytes", "decode_struct", "run_decoded", "set_tf_threads",
+           "MAX_CACHED_MODELS"]
