@@ -1,19 +1,34 @@
-"""%dlapp: the transfer-learning widget app (issue 6).
+"""%dlapp: the transfer-learning widget app (load → featurize → fit → evaluate).
 
-Placeholder until its issue lands: the magic is registered so the framework and help
-work, and running it says it is not available yet.
+``%dlapp`` shows a fresh :class:`~sparkdl_magics.app.App`; ``%dlapp app --path
+data/flowers --model ResNet50`` also keeps it as ``app`` (its ``.results``,
+``.steps``, ``.code()`` stay reachable as data).
 """
 from __future__ import annotations
 
 from typing import Any
 
-from ..errors import SparkDLError
-from ..options import MagicCall, MagicSpec
+from ..options import MagicCall, MagicSpec, Option, as_str
 from .runner import Context
 
-SPEC = MagicSpec(name="dlapp", summary="%dlapp: the transfer-learning widget app (issue 6). Not implemented yet.", options=(),
-                 positional=("name",), is_cell=False)
+SPEC = MagicSpec(
+    name="dlapp",
+    summary="Show the transfer-learning app: pick images, a model and a classifier, Run, and "
+            "see the preview, metrics, confusion matrix and misclassified images in tabs.",
+    positional=("name",),
+    is_cell=False,
+    options=(
+        Option("path", "", "image folder, glob or URI to start the form with", as_str),
+        Option("model", "InceptionV3", "model to start the form with (see %dlmodels)", as_str),
+        Option("classifier", "logistic_regression", "classifier to start the form with", as_str),
+    ),
+)
 
 
 def run(call: MagicCall, ctx: Context) -> Any:
-    raise SparkDLError("%dlapp is not implemented yet")
+    from ..app import App
+    opts = call.options
+    app = App(path=opts["path"] or "", model=opts["model"], classifier=opts["classifier"])
+    if call.positional:
+        ctx.store(call.positional[0], app)
+    return app
