@@ -1,19 +1,98 @@
-"""%%dlload: load a labelled image collection into Spark (issue 3).
+"""%%dlload: load a labelled image collection into Spark (an ImageSet).
 
-Placeholder until its issue lands: the magic is registered so the framework and help
-work, and running it says it is not available yet.
+Thin: parse → :func:`sparkdl_magics.loading.load_images` (same option names) → store
+the ImageSet under the name on the line → return it (it renders inline).
 """
 from __future__ import annotations
 
 from typing import Any
 
-from ..errors import SparkDLError
-from ..options import MagicCall, MagicSpec
+from ..options import (MagicCall, MagicSpec, Option, as_choice, as_float, as_int, as_list_of,
+                       as_str)
 from .runner import Context
 
-SPEC = MagicSpec(name="dlload", summary="%%dlload: load a labelled image collection into Spark (issue 3). Not implemented yet.", options=(),
-                 positional=("name",), is_cell=True)
+
+def _paths(value: Any) -> Any:
+    """One path / glob / URI, or a list of them."""
+    if isinstance(value, (list, tuple)):
+        return [as_str(v) for v in value]
+    return as_str(value)
+
+
+def _split(value: Any) -> Any:
+    """A train fraction, or a [train, test] / [train, validation, test] list."""
+    if isinstance(value, (list, tuple)):
+        return [as_float(0, 1)(v) for v in value]
+    return as_float(0, 1, exclusive_min=True)(value)
+
+
+_paths.__name__ = "path"
+_split.__name__ = "split"
+
+SPEC = MagicSpec(
+    name="dlload",
+    summary="Load labelled images into Spark (compressed), with class counts, a preview, "
+            "invalid files listed, sampling and a stratified seeded train/test split.",
+    positional=("name", "path"),
+    usage="The ImageSet is stored under 'name' and shown (class counts, thumbnails).\n"
+          "'path' may also be the name of a notebook variable holding a Spark DataFrame\n"
+          "(a binaryFile frame, or an image-source frame). Same options as\n"
+          "sparkdl_magics.load_images(...).",
+    options=(
+        Option("path", None, "folder with one sub-folder per class, a glob, a list of "
+               "paths, or any URI Spark reads (s3a://, abfss://, gs://, dbfs:/)", _paths),
+        Option("labels", "folders", "where labels come from: folders (parent folder "
+               "name), none (unlabelled), or a CSV/Parquet label table path", as_str),
+        Option("id_column", "ImageID", "label table: column matched to the file name "
+               "without extension", as_str),
+        Option("label_column", "LabelName", "label table: column with the class name", as_str),
+        Option("confidence_column", "Confidence", "label table: confidence column (used "
+               "if present)", as_str),
+        Option("min_confidence", 0.5, "label table: ignore rows with a lower confidence",
+               as_float()),
+        Option("classes", None, "keep only these classes, e.g. [Car, Tree] (class index "
+               "order as given)", as_list_of(as_str)),
+        Option("multi_label", "drop", "images with several of the chosen labels: drop "
+               "them, keep the first class, or keep all (one row per label)",
+               as_choice("drop", "first", "all")),
+        Option("sample", None, "keep this fraction of each class (seeded)",
+               as_float(0, 1, exclusive_min=True)),
+        Option("per_class", None, "keep at most this many images per class (seeded)",
+               as_int(1)),
+        Option("split", 0.8, "train fraction, or [train, test] / [train, validation, test]; "
+               "stratified and seeded; 1 = no test set", _split),
+        Option("seed", 42, "seed for sampling and splitting", as_int()),
+        Option("check", "header", "invalid-file check: header (header + end marker), "
+               "decode (decode every image, slow), none", as_choice("header", "decode", "none")),
+        Option("extensions", None, "image file extensions to list (default: jpg, jpeg, png, "
+               "gif, bmp, webp, tif, tiff)", as_list_of(as_str)),
+    ),
+)
 
 
 def run(call: MagicCall, ctx: Context) -> Any:
-    raise SparkDLError("%dlload is not implemented yet")
+    from ..errors import OptionError
+    from ..loading import _is_dataframe, load_images
+
+    opts = {k: v for k, v in call.options.items() if v is not None}
+    name = call.positional[0] if call.positional else None
+    if name is not None and not name.isidentifier():
+        raise OptionError(f"{name!r} is not a Python variable name (usage: "
+                          f"{ctx.spec.usage_line()})")
+    if len(call.positional) > 1:
+        if "path" in call.given:
+            raise OptionError("give the path either on the line or as 'path:', not both")
+        opts["path"] = call.positional[1]
+    source = opts.get("path")
+    if isinstance(source, str) and source.isidentifier() \
+            and _is_dataframe(ctx.shell.user_ns.get(source)):
+        opts["path"] = ctx.shell.user_ns[source]
+    if source is None:
+        raise OptionError("option 'path' is required: a folder (one sub-folder per class), "
+                          "a glob, a list of paths, or a DataFrame variable")
+    spark = opts["path"].sparkSession if _is_dataframe(opts["path"]) else ctx.spark()
+    with ctx.progress_scope("dlload"):
+        images = load_images(spark=spark, **opts)
+    if name is not None:
+        ctx.store(name, images)
+    return images

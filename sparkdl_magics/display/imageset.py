@@ -1,0 +1,80 @@
+"""HTML for an :class:`~sparkdl_magics.loading.ImageSet`: summary, class bars, previews.
+
+Everything shown comes from the ImageSet's own data (``counts``, ``invalid``,
+``thumbnails()``); every string from files or labels goes through ``html.escape``.
+The bar chart is plain HTML/CSS, so it renders in any notebook front end and in
+exported HTML without JavaScript.
+"""
+from __future__ import annotations
+
+import base64
+import html
+from typing import Any, List
+
+SPLIT_COLOURS = {"train": "#4c78a8", "validation": "#f58518", "test": "#54a24b",
+                 "images": "#4c78a8"}
+MAX_CLASSES_SHOWN = 30
+MAX_INVALID_SHOWN = 10
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def render_html(images: Any) -> str:
+    parts = [f"<div class='sparkdl-imageset'><p><b>ImageSet</b>: {_e(images.summary())}</p>",
+             f"<p style='color:#666;font-size:smaller'>source: {_e(images.source)}</p>",
+             _bars(images), _previews(images), _invalid(images), "</div>"]
+    return "".join(parts)
+
+
+def _bars(images: Any) -> str:
+    counts = images.counts
+    splits = [c for c in counts.columns if c in SPLIT_COLOURS]
+    top = max(int(counts["total"].max()), 1) if len(counts) else 1
+    legend = " ".join(f"<span style='display:inline-block;width:10px;height:10px;"
+                      f"background:{SPLIT_COLOURS[s]}'></span> {_e(s)}" for s in splits)
+    rows: List[str] = []
+    for name, row in list(counts.iterrows())[:MAX_CLASSES_SHOWN]:
+        segs = "".join(
+            f"<div title='{_e(s)}: {int(row[s])}' style='width:{300 * int(row[s]) / top:.1f}px;"
+            f"background:{SPLIT_COLOURS[s]};height:14px'></div>" for s in splits if int(row[s]))
+        bad = int(row.get("invalid", 0))
+        note = f" <span style='color:#b00'>({bad} invalid)</span>" if bad else ""
+        rows.append(
+            f"<tr><td style='text-align:right;padding-right:6px'>{_e(name)}</td>"
+            f"<td style='text-align:left'><div style='display:flex'>{segs}</div></td>"
+            f"<td style='text-align:left'>{int(row['total'])}{note}</td></tr>")
+    more = len(counts) - MAX_CLASSES_SHOWN
+    if more > 0:
+        rows.append(f"<tr><td colspan=3>… and {more} more classes (see .counts)</td></tr>")
+    return (f"<div style='font-size:smaller'>{legend}</div>"
+            f"<table class='sparkdl-counts'>{''.join(rows)}</table>")
+
+
+def _previews(images: Any) -> str:
+    try:
+        thumbs = images.thumbnails()
+    except Exception as exc:  # a preview must never break showing the result
+        return f"<p style='color:#666'>(no preview: {_e(type(exc).__name__)}: {_e(exc)})</p>"
+    rows = []
+    for name, items in list(thumbs.items())[:MAX_CLASSES_SHOWN]:
+        cells = "".join(
+            f"<img src='data:image/png;base64,{base64.b64encode(png).decode('ascii')}' "
+            f"title='{_e(path)}' alt='{_e(path.rsplit('/', 1)[-1])}' "
+            f"style='margin:2px;max-height:96px'/>" for path, png in items if png)
+        label = name if name else "(unlabelled)"
+        rows.append(f"<div><div style='font-weight:bold'>{_e(label)}</div>{cells}</div>")
+    return "<div class='sparkdl-previews'>" + "".join(rows) + "</div>"
+
+
+def _invalid(images: Any) -> str:
+    invalid = images.invalid
+    if not len(invalid):
+        return ""
+    items = "".join(f"<li>{_e(r.path)}: {_e(r.reason)}</li>"
+                    for r in invalid.head(MAX_INVALID_SHOWN).itertuples())
+    more = len(invalid) - MAX_INVALID_SHOWN
+    tail = f"<li>… {more} more (see .invalid)</li>" if more > 0 else ""
+    return (f"<details><summary>{len(invalid)} invalid file(s), not loaded</summary>"
+            f"<ul>{items}{tail}</ul></details>")
