@@ -200,7 +200,7 @@ def featurize(images: Any, model: str = "InceptionV3", weights: Optional[str] = 
     splits, classes = _splits_of(images)
     first = splits["train"]
     spark = spark or first.sparkSession
-    col = input_col or _image_column(first)
+    col = input_col or getattr(images, "image_col", None) or _image_column(first)
     featurizer = DeepImageFeaturizer(inputCol=col, modelName=str(model),
                                      weights="none" if weights is None else str(weights),
                                      layer=layer or "", preprocess=preprocess or "",

@@ -1,0 +1,195 @@
+"""Benchmark: plain Keras in one process vs the Spark featurize path, same images/cores.
+
+    python benchmarks/featurize.py --model ResNet50 --images 200 --cores 2
+    python benchmarks/featurize.py --memory-images 1000,10000 --memory-model MobileNetV3Small
+
+Both sides decode the same generated JPEGs (default 500x375) with the package's decode
+rules, apply the model's own preprocess_input and predict in batches; model build time
+is excluded (each side is warmed up first). Prints images/s for each, their ratio,
+peak RSS of the driver (Python + JVM) and of the Python workers, and the driver's peak
+memory when featurizing the counts given by --memory-images (flat = good).
+Weights: ``none`` by default (offline machines); ``imagenet`` when Keras' cache has them.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def write_jpegs(folder: str, count: int, size=(500, 375)) -> None:
+    from PIL import Image
+    os.makedirs(folder, exist_ok=True)
+    rng = np.random.default_rng(0)
+    w, h = size
+    base = rng.integers(0, 255, size=(h // 8, w // 8, 3), dtype=np.uint8)
+    for i in range(count):
+        path = os.path.join(folder, f"img_{i:06d}.jpg")
+        if os.path.exists(path):
+            continue
+        tile = np.roll(base, i, axis=(0, 1))
+        img = Image.fromarray(tile).resize((w, h), Image.Resampling.BILINEAR)
+        noise = rng.integers(0, 40, size=(h, w, 3), dtype=np.uint8)
+        Image.fromarray(np.asarray(img) // 2 + noise).save(path, quality=90)
+
+
+# --------------------------------------------------------------------------- plain Keras
+
+PLAIN = r"""
+import json, os, resource, sys, time
+import numpy as np
+sys.path.insert(0, {root!r})
+import tensorflow as tf
+tf.config.threading.set_intra_op_parallelism_threads({cores})
+tf.config.threading.set_inter_op_parallelism_threads({cores})
+from sparkdl_magics import imaging
+from sparkdl_magics.weights import resolve_spec
+from sparkdl_magics.inference import build
+spec = resolve_spec({model!r}, {weights!r}).spec
+model = build(spec)
+files = sorted(os.path.join({folder!r}, f) for f in os.listdir({folder!r}))
+def run(paths):
+    for i in range(0, len(paths), {batch}):
+        batch = np.stack([imaging.decode_array(open(p, 'rb').read(), spec.input_size)
+                          for p in paths[i:i + {batch}]])
+        model.predict(batch)
+run(files[:{batch}])  # warm-up (graph tracing)
+t = time.perf_counter(); run(files); dt = time.perf_counter() - t
+print(json.dumps({{"images_per_s": len(files) / dt, "seconds": dt,
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+"""
+
+
+def plain_keras(folder, model, weights, cores, batch):
+    code = PLAIN.format(root=ROOT, cores=cores, model=model, weights=weights, folder=folder,
+                        batch=batch)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if out.returncode:
+        raise SystemExit(out.stderr[-3000:])
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# --------------------------------------------------------------------------- memory sampling
+
+class PeakSampler:
+    """Samples RSS of this process, the JVM and the Python workers every 0.2 s."""
+
+    def __init__(self):
+        import psutil
+        self.me = psutil.Process()
+        self.peaks = {"driver_python": 0.0, "driver_jvm": 0.0, "python_worker": 0.0}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self):
+        while not self._stop.is_set():
+            self.sample()
+            time.sleep(0.2)
+
+    def sample(self):
+        import psutil
+        mb = 1 / (1024 * 1024)
+        self.peaks["driver_python"] = max(self.peaks["driver_python"],
+                                          self.me.memory_info().rss * mb)
+        for child in self.me.children(recursive=True):
+            try:
+                cmd = " ".join(child.cmdline())
+                rss = child.memory_info().rss * mb
+            except psutil.Error:
+                continue
+            key = "driver_jvm" if "java" in cmd.split(" ")[0] else (
+                "python_worker" if "pyspark" in cmd or "python" in cmd else None)
+            if key:
+                self.peaks[key] = max(self.peaks[key], rss)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.sample()
+
+
+# --------------------------------------------------------------------------- Spark path
+
+def spark_path(spark, folder, model, weights, batch):
+    from sparkdl_magics.featurizer import DeepImageFeaturizer
+    featurizer = DeepImageFeaturizer(modelName=model, weights=weights, batchSize=batch)
+    featurizer.resolve(spark)
+    df = spark.read.format("binaryFile").load(folder)
+    n = df.count()
+    # warm-up: every Python worker builds (and caches) its model on a few images
+    featurizer.transform(df.limit(batch * 2).repartition(spark.sparkContext.defaultParallelism
+                                                         if hasattr(spark, "sparkContext")
+                                                         else 2)).write.format("noop") \
+        .mode("overwrite").save()
+    t = time.perf_counter()
+    featurizer.transform(df).write.format("noop").mode("overwrite").save()
+    dt = time.perf_counter() - t
+    return {"images_per_s": n / dt, "seconds": dt, "images": n}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="ResNet50")
+    ap.add_argument("--weights", default=None, help="imagenet, none, or a file "
+                    "[default: imagenet if cached, else none]")
+    ap.add_argument("--images", type=int, default=200)
+    ap.add_argument("--size", default="500x375")
+    ap.add_argument("--cores", type=int, default=2)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--memory-images", default="1000,10000",
+                    help="comma-separated counts for the driver-memory check ('' to skip)")
+    ap.add_argument("--memory-model", default="MobileNetV3Small")
+    ap.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "sparkdl_bench"))
+    args = ap.parse_args(argv)
+    from sparkdl_magics.models import cached_weights_path, get_model_info
+    weights = args.weights or ("imagenet" if cached_weights_path(get_model_info(args.model))
+                               else "none")
+    size = tuple(int(v) for v in args.size.split("x"))
+    folder = os.path.join(args.workdir, f"jpeg_{args.size}_{args.images}")
+    write_jpegs(folder, args.images, size)
+
+    plain = plain_keras(folder, args.model, weights, args.cores, args.batch_size)
+    print(f"plain Keras  {args.model} ({weights}): {plain['images_per_s']:.2f} images/s "
+          f"({args.images} images, {plain['seconds']:.1f} s, peak RSS "
+          f"{plain['peak_rss_mb']:.0f} MB)", flush=True)
+
+    from sparkdl_magics import session
+    spark = session.start_local(f"local[{args.cores}]", conf={"spark.ui.enabled": "false"})
+    with PeakSampler() as peaks:
+        sp = spark_path(spark, folder, args.model, weights, args.batch_size)
+    print(f"Spark path   {args.model} ({weights}): {sp['images_per_s']:.2f} images/s "
+          f"({sp['seconds']:.1f} s)", flush=True)
+    print(f"ratio Spark / plain Keras: {sp['images_per_s'] / plain['images_per_s']:.2f}x")
+    print("peak RSS MB: " + ", ".join(f"{k} {v:.0f}" for k, v in peaks.peaks.items()))
+
+    counts = [int(c) for c in args.memory_images.split(",") if c.strip()]
+    for count in counts:
+        mfolder = os.path.join(args.workdir, f"jpeg_{args.size}_{count}")
+        write_jpegs(mfolder, count, size)
+        with PeakSampler() as mpeaks:
+            res = spark_path(spark, mfolder, args.memory_model, "none", args.batch_size)
+        print(f"driver memory at {count} images ({args.memory_model}, "
+              f"{res['images_per_s']:.1f} images/s): python {mpeaks.peaks['driver_python']:.0f} "
+              f"MB, JVM {mpeaks.peaks['driver_jvm']:.0f} MB; worker peak "
+              f"{mpeaks.peaks['python_worker']:.0f} MB", flush=True)
+    session.stop()
+
+
+if __name__ == "__main__":
+    main()
