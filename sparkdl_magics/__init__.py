@@ -27,6 +27,12 @@ _LAZY = {
     "DeepImageFeaturizer": "sparkdl_magics.featurizer",
     "list_models": "sparkdl_magics.models",
     "predict": "sparkdl_magics.prediction",
+    "Predictions": "sparkdl_magics.prediction",
+    "register_sql_function": "sparkdl_magics.sql",
+    "read_image_stream": "sparkdl_magics.streaming",
+    "featurize_stream": "sparkdl_magics.streaming",
+    "run_available_now": "sparkdl_magics.streaming",
+    "apply_keras_model": "sparkdl_magics.tensors",
     # issue 5: training and evaluation
     "fit": "sparkdl_magics.training",
     "FittedModel": "sparkdl_magics.training",

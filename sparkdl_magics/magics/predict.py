@@ -1,19 +1,55 @@
-"""%%predict: top-K ImageNet labels with a pretrained model (issue 4).
+"""%%predict: top-K ImageNet labels per image with a full pretrained model (issue 4).
 
-Placeholder until its issue lands: the magic is registered so the framework and help
-work, and running it says it is not available yet.
+Parse → ``sparkdl_magics.prediction.predict`` → store → show. No training: the model's
+own 1000-class head is applied, class names come from the package.
 """
 from __future__ import annotations
 
 from typing import Any
 
-from ..errors import SparkDLError
-from ..options import MagicCall, MagicSpec
+from ..options import MagicCall, MagicSpec, Option, as_bool, as_int, as_list_of, as_str, kwargs_for
 from .runner import Context
 
-SPEC = MagicSpec(name="predict", summary="%%predict: top-K ImageNet labels with a pretrained model (issue 4). Not implemented yet.", options=(),
-                 positional=("name",), is_cell=True)
+SPEC = MagicSpec(
+    name="predict",
+    summary="Top-K ImageNet labels with probabilities for every image, with a full "
+            "pretrained Keras model (no training), distributed on Spark.",
+    positional=("images",),
+    min_positional=1,
+    output=True,
+    options=(
+        Option("model", "InceptionV3", "a model from %dlmodels (run with its ImageNet "
+               "head), or a .keras/.h5 classifier file", as_str, nullable=False),
+        Option("weights", "imagenet", "imagenet (Keras' cache), none (untrained), or a "
+               "weights file of the full model", as_str),
+        Option("top_k", 5, "how many classes to return per image", as_int(minimum=1),
+               nullable=False),
+        Option("batch_size", 32, "images per model call in each Spark task",
+               as_int(minimum=1), nullable=False),
+        Option("labels", None, "user model files: class names, in output order [default: "
+               "ImageNet names for 1000 outputs, else the index]", as_list_of(as_str)),
+        Option("preprocess", None, "user model files: none, unit (0..1), tf (-1..1), caffe "
+               "or torch", as_str),
+        Option("unsafe", False, "user model files: allow Python code (Lambda layers); only "
+               "for files you trust", as_bool),
+        Option("show", 20, "rows to show", as_int(minimum=0), nullable=False),
+    ),
+    usage="Example:\n  %%predict photos -> preds\n  model: ResNet50\n  top_k: 3\n"
+          "The output defaults to <images>_predictions; preds.df has one row per image "
+          "(prediction, probability, predictions = top-K [label, probability]).",
+)
 
 
 def run(call: MagicCall, ctx: Context) -> Any:
-    raise SparkDLError("%predict is not implemented yet")
+    from ..prediction import predict
+    name = call.positional[0]
+    images = ctx.lookup(name, what="an image set from %%dlload or a DataFrame of images")
+    kwargs = kwargs_for(call, ("model", "weights", "top_k", "batch_size", "labels",
+                               "preprocess", "unsafe"))
+    with ctx.progress_scope("predict"):
+        result = predict(images, **kwargs)
+        result.show = call.options["show"]
+        if result.show and not result.is_streaming:
+            result.preview()  # computed here, under the progress bar
+    ctx.store(call.output or f"{name}_predictions", result)
+    return result

@@ -1,0 +1,310 @@
+"""Prediction without training: top-K ImageNet labels per image (``%%predict``).
+
+``predict(images, model="InceptionV3", weights="imagenet", top_k=5)`` runs a registry
+model *with* its 1000-class ImageNet head (``include_top``) over compressed image bytes
+(or Spark image-source structs) and returns, per image, the top-K class names with
+their probabilities. It is built on the featurize core: weights are resolved once on
+the driver and shipped (:func:`sparkdl_magics.weights.resolve_spec` with
+``include_top=True``), each Python worker builds the model once
+(:func:`sparkdl_magics.inference.get_model`) and decodes/infers in batches
+(:func:`sparkdl_magics.inference.run_decoded`). Top-K is taken inside the batch, so
+only K (label, probability) pairs per image leave the worker.
+
+Class names come from ``sparkdl_magics/data/imagenet_class_index.json`` (Keras'
+format), shipped in the package: nothing is downloaded. A user model file works too:
+its output classes are named by ``labels`` (a list), else by their index.
+
+The same batch function backs :func:`sparkdl_magics.sql.register_sql_function` and
+works on streaming DataFrames (no Spark action is run on the input).
+"""
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass, field
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+import pandas as pd
+
+from .errors import DataError, OptionError
+from .featureset import CONTENT_COL, IMAGE_COL, LABEL_COL, LABEL_NAME_COL, PATH_COL
+
+DEFAULT_BATCH_SIZE = 32
+PREDICTIONS_COL = "predictions"   # array<struct<class_id, wnid, label, probability>>
+PREDICTION_COL = "prediction"     # top-1 label
+PROBABILITY_COL = "probability"   # top-1 probability
+ERROR_COL = "predict_error"
+_TMP_COL = "__sparkdl_predict"
+
+#: One predicted class.
+CLASS_TYPE = "struct<class_id:int,wnid:string,label:string,probability:float>"
+#: What the batch function returns per image (``outputs='labels'``).
+LABELS_RETURN = f"predictions array<{CLASS_TYPE}>, error string"
+#: The shapes the shared batch function can return, by ``output``.
+OUTPUT_TYPES = {
+    "labels": LABELS_RETURN,
+    "topk": f"array<{CLASS_TYPE}>",
+    "label": "string",
+    "probabilities": "array<float>",
+    "features": "array<float>",
+}
+
+
+# --------------------------------------------------------------------------- class names
+
+@functools.lru_cache(maxsize=1)
+def imagenet_classes() -> Tuple[Tuple[str, str], ...]:
+    """The 1000 ImageNet classes as (wnid, name), in class-index order (from the package)."""
+    from importlib import resources
+    text = resources.files("sparkdl_magics").joinpath("data/imagenet_class_index.json") \
+        .read_text(encoding="utf-8")
+    index = json.loads(text)
+    return tuple((index[str(i)][0], index[str(i)][1]) for i in range(len(index)))
+
+
+def class_names(n_classes: int, labels: Optional[Sequence[str]] = None
+                ) -> Tuple[List[Optional[str]], List[str]]:
+    """(wnids, names) for a model with *n_classes* outputs."""
+    if labels is not None:
+        if len(labels) != n_classes:
+            raise OptionError(f"option 'labels': the model has {n_classes} classes but "
+                              f"{len(labels)} labels were given")
+        return [None] * n_classes, [str(x) for x in labels]
+    if n_classes == 1000:
+        pairs = imagenet_classes()
+        return [p[0] for p in pairs], [p[1] for p in pairs]
+    return [None] * n_classes, [str(i) for i in range(n_classes)]
+
+
+def top_k_indices(scores: np.ndarray, k: int) -> np.ndarray:
+    """Per row, the indices of the *k* largest scores, largest first (ties: lower index)."""
+    scores = np.asarray(scores)
+    k = min(int(k), scores.shape[-1])
+    return np.argsort(-scores, axis=-1, kind="stable")[..., :k]
+
+
+def decode_scores(scores: np.ndarray, k: int, labels: Optional[Sequence[str]] = None
+                  ) -> List[List[Dict[str, Any]]]:
+    """Class scores (n, classes) -> per row the top-*k* classes as dicts (no Keras needed)."""
+    scores = np.asarray(scores, dtype=np.float32)
+    wnids, names = class_names(scores.shape[-1], labels)
+    out = []
+    for row, idx in zip(scores, top_k_indices(scores, k)):
+        out.append([{"class_id": int(i), "wnid": wnids[i], "label": names[i],
+                     "probability": float(row[i])} for i in idx])
+    return out
+
+
+# --------------------------------------------------------------------------- batch function
+
+def image_udf(spec: Any, batch_size: int, output: str = "labels", top_k: int = 5,
+              labels: Optional[Sequence[str]] = None, threads: int = 1) -> Any:
+    """A pandas UDF over an image column: bytes (``content``) *or* image structs.
+
+    The input kind is seen per batch (a Series of bytes, or a DataFrame of struct
+    fields), so one UDF serves both and can be registered for SQL without knowing the
+    column. ``output``: ``labels`` (struct of top-K classes + decode error), ``topk``
+    (the top-K array alone), ``label``
+    (top-1 name), ``probabilities`` (all class scores) or ``features`` (the spec's
+    output as is, e.g. pooled features). Undecodable images give nulls.
+    """
+    from pyspark.sql.functions import pandas_udf
+    if output not in OUTPUT_TYPES:
+        raise OptionError(f"unknown output {output!r} (valid: {', '.join(OUTPUT_TYPES)})")
+    labels = list(labels) if labels is not None else None
+
+    @pandas_udf(OUTPUT_TYPES[output])
+    def apply(batches: Iterator[pd.Series]) -> Iterator[pd.Series]:  # or struct DataFrames
+        from . import inference
+        model = inference.get_model(spec, threads)
+        for batch in batches:
+            items, decoder = _items_of(batch)
+            scores, errors = inference.run_decoded(model, items, batch_size, decoder)
+            yield _format(scores, errors, output, top_k, labels)
+    return apply
+
+
+def _items_of(batch: Any) -> Tuple[List[Any], Any]:
+    from .inference import decode_bytes, decode_struct
+    if isinstance(batch, pd.DataFrame):  # a struct column arrives as its fields
+        cols = list(batch.columns)
+        nulls = batch.isna().all(axis=1).tolist()
+        items = [None if null else dict(zip(cols, values))
+                 for null, values in zip(nulls, zip(*(batch[c] for c in cols)))]
+        return items, decode_struct
+    return batch.tolist(), decode_bytes
+
+
+def _format(scores: List[Optional[np.ndarray]], errors: List[Optional[str]], output: str,
+            top_k: int, labels: Optional[List[str]]) -> Any:
+    rows = [i for i, s in enumerate(scores) if s is not None]
+    decoded: Dict[int, List[Dict[str, Any]]] = {}
+    if rows and output in ("labels", "topk", "label"):
+        k = 1 if output == "label" else top_k
+        for i, top in zip(rows, decode_scores(np.stack([scores[i] for i in rows]), k, labels)):
+            decoded[i] = top
+    n = len(scores)
+    if output == "labels":
+        return pd.DataFrame({"predictions": [decoded.get(i) for i in range(n)],
+                             "error": errors})
+    if output == "topk":
+        return pd.Series([decoded.get(i) for i in range(n)])
+    if output == "label":
+        return pd.Series([decoded[i][0]["label"] if i in decoded else None for i in range(n)])
+    return pd.Series([None if s is None else np.asarray(s, dtype=np.float32) for s in scores])
+
+
+# --------------------------------------------------------------------------- predict()
+
+@dataclass
+class Predictions:
+    """Top-K predictions per image.
+
+    ``df``: the input rows (``path``, ``label``/``label_name``/``split`` when present;
+    image bytes dropped) plus ``prediction`` (top-1 class name), ``probability``
+    (its probability), ``predictions`` (top-K ``class_id``/``wnid``/``label``/
+    ``probability``, best first) and ``predict_error`` (why an image could not be
+    decoded; its predictions are null). Lazy: it runs when used, and works on a
+    streaming DataFrame (write it with ``writeStream``).
+    """
+
+    df: Any
+    model_name: str
+    weights: str
+    top_k: int
+    untrained: bool = False
+    stats: Dict[str, Any] = field(default_factory=dict)
+    show: int = 20  # rows the rich display shows
+    _preview: Optional[Any] = field(default=None, repr=False)
+
+    @property
+    def is_streaming(self) -> bool:
+        return bool(getattr(self.df, "isStreaming", False))
+
+    def to_pandas(self, limit: Optional[int] = 1000) -> pd.DataFrame:
+        """Rows as pandas (``limit`` rows; None for all — only for small results)."""
+        df = self.df if limit is None else self.df.limit(int(limit))
+        return df.toPandas()
+
+    def preview(self, n: Optional[int] = None) -> pd.DataFrame:
+        """The first *n* rows (default: ``show``) as pandas (computed once and kept)."""
+        n = self.show if n is None else int(n)
+        if self._preview is None or len(self._preview) < n:
+            cols = [c for c in (PATH_COL, LABEL_NAME_COL, PREDICTION_COL, PROBABILITY_COL,
+                                PREDICTIONS_COL, ERROR_COL) if c in self.df.columns]
+            self._preview = self.df.select(*cols).limit(int(n)).toPandas()
+        return self._preview.head(n)
+
+    def summary(self) -> Dict[str, Any]:
+        return {"model": self.model_name, "weights": self.weights, "top_k": self.top_k,
+                "untrained": self.untrained, **self.stats}
+
+    def _repr_html_(self) -> str:
+        from html import escape
+        warn = ("<p style='color:#b00;font-weight:bold'>weights: none: the model is "
+                "UNTRAINED; these labels are meaningless.</p>" if self.untrained else "")
+        head = (f"<div><b>Predictions</b>: {escape(self.model_name)} (weights: "
+                f"{escape(str(self.weights))}), top {self.top_k}{warn}")
+        if self.is_streaming:
+            return head + "<p>streaming DataFrame: write it with <code>.df.writeStream</code>" \
+                          "</p></div>"
+        if self.show <= 0:
+            return head + "</div>"
+        rows = []
+        for r in self.preview().to_dict("records"):
+            top = r.get(PREDICTIONS_COL)
+            top = [] if top is None else list(top)
+            text = ", ".join(f"{escape(str(c['label']))} ({float(c['probability']):.3f})"
+                             for c in top)
+            err = r.get(ERROR_COL)
+            rows.append(f"<tr><td>{escape(str(r.get(PATH_COL, '')))}</td>"
+                        + (f"<td>{escape(str(r.get(LABEL_NAME_COL)))}</td>"
+                           if LABEL_NAME_COL in r else "")
+                        + f"<td>{text or escape(str(err or ''))}</td></tr>")
+        label_th = "<th>label</th>" if LABEL_NAME_COL in self.preview().columns else ""
+        return (head + f"<table><tr><th>path</th>{label_th}<th>top {self.top_k}</th></tr>"
+                + "".join(rows) + "</table></div>")
+
+
+def predict(images: Any, model: str = "InceptionV3", weights: Optional[str] = "imagenet",
+            top_k: int = 5, batch_size: int = DEFAULT_BATCH_SIZE,
+            labels: Optional[Sequence[str]] = None, preprocess: Optional[str] = None,
+            input_col: Optional[str] = None, unsafe: bool = False,
+            spark: Any = None) -> Predictions:
+    """Top-K classes per image with a full pretrained model (no training).
+
+    *images*: an ImageSet (its ``df``: every split) or a DataFrame with ``content``
+    bytes or an ``image`` struct — a streaming DataFrame too. *model*: a registry name
+    (run with its ImageNet head: ``weights`` is ``imagenet``, ``none``, or a weights
+    file of the full model) or a ``.keras`` / ``.h5`` classifier file (its outputs are
+    named by *labels*, else by index). Nothing runs until the result is used.
+    """
+    from pyspark.sql import functions as F
+
+    from .session import task_cores
+    df = _frame_of(images)
+    top_k = _check_int("top_k", top_k)
+    batch_size = _check_int("batch_size", batch_size)
+    spark = spark or df.sparkSession
+    col = input_col or getattr(images, "image_col", None) or _image_column(df)
+    if col not in df.columns:
+        raise DataError(f"the images have no column {col!r} (columns: {', '.join(df.columns)})")
+    resolved = resolve_classifier(model, weights, preprocess, unsafe, spark)
+    udf = image_udf(resolved.spec, batch_size, "labels", top_k, labels, task_cores(spark))
+    tmp = F.col(_TMP_COL)
+    out = df.withColumn(_TMP_COL, udf(F.col(col)))
+    out = (out.withColumn(PREDICTION_COL, tmp[PREDICTIONS_COL][0]["label"])
+              .withColumn(PROBABILITY_COL, tmp[PREDICTIONS_COL][0]["probability"])
+              .withColumn(PREDICTIONS_COL, tmp[PREDICTIONS_COL])
+              .withColumn(ERROR_COL, tmp["error"])
+              .drop(_TMP_COL, *[c for c in (CONTENT_COL, IMAGE_COL, col) if c in df.columns]))
+    return Predictions(out, resolved.model_name, resolved.weights, top_k, resolved.untrained,
+                       stats={"batch_size": batch_size})
+
+
+def resolve_classifier(model: str, weights: Optional[str], preprocess: Optional[str] = None,
+                       unsafe: bool = False, spark: Any = None) -> Any:
+    """Resolve a full classifier: a registry model with its ImageNet head, or a user
+    model file run to its final output (not cut at the penultimate layer)."""
+    import dataclasses
+
+    from .models import is_model_name
+    from .weights import resolve_spec
+    resolved = resolve_spec(str(model), "none" if weights is None else str(weights), None,
+                            preprocess, include_top=True, unsafe=bool(unsafe), spark=spark)
+    if not is_model_name(str(model)) and resolved.spec.layer is not None:
+        resolved.spec = dataclasses.replace(resolved.spec, layer=None)
+    return resolved
+
+
+def _check_int(name: str, value: Any) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise OptionError(f"option '{name}': expected a whole number (got {value!r})") from None
+    if number < 1:
+        raise OptionError(f"option '{name}': must be at least 1 (got {value!r})")
+    return number
+
+
+def _frame_of(images: Any) -> Any:
+    df = getattr(images, "df", None)
+    if df is not None and hasattr(df, "schema"):
+        return df
+    if hasattr(images, "schema") and hasattr(images, "sparkSession"):
+        return images
+    raise DataError(f"cannot predict on a {type(images).__name__}: expected an image set "
+                    "from %%dlload / load_images, or a DataFrame of images")
+
+
+def _image_column(df: Any) -> str:
+    for name in (CONTENT_COL, IMAGE_COL):
+        if name in df.columns:
+            return name
+    raise DataError(f"the images have no {CONTENT_COL!r} (bytes) or {IMAGE_COL!r} (image "
+                    f"struct) column (columns: {', '.join(df.columns)})")
+
+
+__all__ = ["predict", "Predictions", "resolve_classifier", "image_udf", "imagenet_classes", "decode_scores",
+           "top_k_indices", "class_names", "LABEL_COL"]

@@ -1,0 +1,105 @@
+"""Images as a stream: a ``binaryFile`` file-source stream, featurized or predicted.
+
+The featurizer and :func:`~sparkdl_magics.prediction.predict` only add columns (a
+batched pandas UDF), so they run on a streaming DataFrame as they do on a static one.
+This module adds the two stream ends:
+
+- :func:`read_image_stream` — ``spark.readStream.format("binaryFile")`` with its schema
+  (a file-source stream needs one up front), ``path`` / ``content`` columns and an
+  optional ``label_name`` from the parent folder;
+- :func:`featurize_stream` — the :class:`~sparkdl_magics.featurizer.DeepImageFeaturizer`
+  output (features as MLlib vectors, image bytes dropped);
+- :func:`run_available_now` — write to a Parquet folder or an in-memory table with an
+  ``availableNow`` trigger (every file present now, then stop) and wait for it.
+
+All of it works over Spark Connect.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from .errors import OptionError, unknown_choice
+from .featureset import CONTENT_COL, IMAGE_COL, LABEL_NAME_COL, PATH_COL
+
+BINARY_FILE_SCHEMA = "path string, modificationTime timestamp, length bigint, content binary"
+SINKS = ("parquet", "memory")
+
+
+def read_image_stream(path: str, glob: Optional[str] = None, recursive: bool = True,
+                      labels_from_folders: bool = False,
+                      max_files_per_trigger: Optional[int] = None, spark: Any = None) -> Any:
+    """A streaming DataFrame of image files under *path*: ``path``, ``content``
+    (compressed bytes) and, with ``labels_from_folders``, ``label_name``."""
+    from pyspark.sql import functions as F
+
+    from .session import get_spark
+    spark = spark or get_spark()
+    reader = spark.readStream.format("binaryFile").schema(BINARY_FILE_SCHEMA)
+    if glob:
+        reader = reader.option("pathGlobFilter", glob)
+    if recursive:
+        reader = reader.option("recursiveFileLookup", "true")
+    if max_files_per_trigger:
+        reader = reader.option("maxFilesPerTrigger", int(max_files_per_trigger))
+    df = reader.load(str(path)).select(PATH_COL, CONTENT_COL)
+    if labels_from_folders:
+        df = df.withColumn(LABEL_NAME_COL, F.element_at(F.split(PATH_COL, "/"), -2))
+    return df
+
+
+def featurize_stream(df: Any, model: str = "InceptionV3", weights: Optional[str] = "imagenet",
+                     layer: Optional[str] = None, batch_size: int = 32,
+                     preprocess: Optional[str] = None, input_col: Optional[str] = None,
+                     unsafe: bool = False) -> Any:
+    """Pooled features of a (streaming) image DataFrame; failed images keep null
+    ``features`` and a reason in ``featurize_error``. Nothing runs until it is written."""
+    from .featurizer import ERROR_COL, DeepImageFeaturizer, _image_column
+    col = input_col or _image_column(df)
+    featurizer = DeepImageFeaturizer(inputCol=col, modelName=str(model),
+                                     weights="none" if weights is None else str(weights),
+                                     layer=layer or "", preprocess=preprocess or "",
+                                     batchSize=int(batch_size), unsafe=bool(unsafe),
+                                     errorCol=ERROR_COL)
+    out = featurizer.transform(df)
+    return out.drop(*[c for c in (CONTENT_COL, IMAGE_COL, col) if c in out.columns])
+
+
+def run_available_now(df: Any, sink: str = "parquet", path: Optional[str] = None,
+                      query_name: Optional[str] = None, checkpoint: Optional[str] = None,
+                      timeout: Optional[float] = None) -> Any:
+    """Process every file available now into *sink* and stop; returns the finished query.
+
+    ``parquet``: needs *path* (and a *checkpoint* folder, default ``<path>/_checkpoint``).
+    ``memory``: an in-memory table named *query_name* (``SELECT * FROM <name>``).
+    """
+    if not getattr(df, "isStreaming", False):
+        raise OptionError("run_available_now needs a streaming DataFrame "
+                          "(spark.readStream / read_image_stream)")
+    sink = str(sink).lower()
+    if sink not in SINKS:
+        raise unknown_choice("sink", sink, SINKS)
+    writer = df.writeStream.trigger(availableNow=True)
+    if sink == "parquet":
+        if not path:
+            raise OptionError("option 'path': the parquet sink needs a folder to write to")
+        writer = writer.format("parquet").option("path", str(path)).option(
+            "checkpointLocation", checkpoint or f"{str(path).rstrip('/')}/_checkpoint")
+    else:
+        if not query_name or not str(query_name).isidentifier():
+            raise OptionError("option 'query_name': the memory sink needs a table name")
+        writer = writer.format("memory").queryName(str(query_name))
+        if checkpoint:
+            writer = writer.option("checkpointLocation", checkpoint)
+    query = writer.start()
+    finished = query.awaitTermination(timeout) if timeout else query.awaitTermination()
+    if finished is False:
+        query.stop()
+        raise OptionError(f"option 'timeout': the stream did not finish in {timeout} s")
+    error = query.exception()
+    if error is not None:
+        raise error
+    return query
+
+
+__all__ = ["read_image_stream", "featurize_stream", "run_available_now", "BINARY_FILE_SCHEMA",
+           "SINKS"]
