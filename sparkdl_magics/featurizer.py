@@ -189,13 +189,14 @@ def featurize(images: Any, model: str = "InceptionV3", weights: Optional[str] = 
               layer: Optional[str] = None, batch_size: int = DEFAULT_BATCH_SIZE,
               cache: Optional[str] = "memory", preprocess: Optional[str] = None,
               input_col: Optional[str] = None, unsafe: bool = False,
-              spark: Any = None) -> FeatureSet:
+              augment: Any = None, seed: int = 42, spark: Any = None) -> FeatureSet:
     """Features for every split of *images* (an ImageSet, or a DataFrame of images).
 
     ``cache``: ``memory`` (persist MEMORY_AND_DISK, the default), ``none`` (recompute
     when used), or a folder path (each split written as Parquet and read back). Images
     that fail to decode are dropped from the splits and listed in ``FeatureSet.invalid``.
-    Only counts and the (small) invalid list come back to the driver.
+    Only counts and the (small) invalid list come back to the driver. ``augment``: add
+    seeded flipped/rotated copies of the train images (see :mod:`sparkdl_magics.augment`).
     """
     splits, classes = _splits_of(images)
     first = splits["train"]
@@ -219,6 +220,12 @@ def featurize(images: Any, model: str = "InceptionV3", weights: Optional[str] = 
             continue
         feats = keep_error.transform(df).drop(*[c for c in (CONTENT_COL, IMAGE_COL, col)
                                                 if c in df.columns])
+        if augment and name == "train":  # seeded transformed copies, same bytes
+            from .augment import augmented_rows
+            from .session import task_cores
+            feats = feats.unionByName(augmented_rows(df, col, resolved.spec, augment, seed,
+                                                     batch_size, task_cores(spark)),
+                                      allowMissingColumns=True)
         feats = _cached(feats, cache_mode, cache_path, name)
         total, bad, bad_rows = _count_invalid(feats)
         counts[name] = total - bad
