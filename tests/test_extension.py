@@ -100,3 +100,18 @@ def test_lazy_public_api():
     assert sparkdl_magics.OptionError.__name__ == "OptionError"
     with pytest.raises(AttributeError):
         sparkdl_magics.no_such_thing
+
+
+def test_config_progress_mode_reaches_the_progress_settings(ip):
+    from sparkdl_magics import progress
+    before = progress.settings.mode
+    try:
+        ip.run_line_magic("config", "SparkDLMagics.progress = 'text'")
+        assert progress.settings.mode == "text"
+        try:  # IPython reports the TraitError itself; the setting must not change
+            ip.run_line_magic("config", "SparkDLMagics.progress = 'sparkles'")
+        except Exception:
+            pass
+        assert progress.settings.mode == "text"
+    finally:
+        progress.configure(mode=before)

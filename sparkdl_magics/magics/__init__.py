@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class, no_var_expand
-from traitlets import Bool, Dict
+from traitlets import Bool, Dict, Enum, observe
 
 from . import dlapp as _dlapp
 from . import dlload as _dlload
@@ -41,6 +41,9 @@ class SparkDLMagics(Magics):
 
     debug = Bool(False, config=True,
                  help="Show full Python/JVM tracebacks instead of one-line errors.")
+    progress = Enum(("auto", "widget", "text", "none"), "auto", config=True,
+                    help="How Spark progress is shown: a widget bar, plain text, or nothing "
+                         "('auto': a widget inside a Jupyter kernel, else text).")
     dlspark = _defaults("dlspark")
     dlload = _defaults("dlload")
     featurize = _defaults("featurize")
@@ -49,6 +52,11 @@ class SparkDLMagics(Magics):
     evaluate = _defaults("evaluate")
     dlmodels = _defaults("dlmodels")
     dlapp = _defaults("dlapp")
+
+    @observe("progress")
+    def _progress_changed(self, change: Any) -> None:
+        from .. import progress
+        progress.configure(mode=change["new"])
 
     @line_magic("dlspark")
     @_documented(_dlspark)
