@@ -411,7 +411,7 @@ def _as_dataframe(data: Any) -> Any:
 def _local_path(path: str) -> Optional[str]:
     text = str(path)
     if text.startswith("file:"):
-        return text[len("file:"):].lstrip("/") and "/" + text[len("file:"):].lstrip("/")
+        return "/" + text[len("file:"):].lstrip("/")
     if "://" in text:
         return None
     return text

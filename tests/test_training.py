@@ -99,10 +99,6 @@ def _frame(spark, rows):
     return spark.createDataFrame(rows, schema)
 
 
-def _plain(ev):
-    return {k: v for k, v in ev.metrics.items()}
-
-
 # --------------------------------------------------------------------------- fit + evaluate
 
 def _fit_evaluate_matches_sklearn(spark):
@@ -226,7 +222,7 @@ def test_save_fresh_session_load_predicts_identically(spark, session_pool, tmp_p
     # plain PySpark: PipelineModel.load, without FittedModel or the magics
     from pyspark.ml import PipelineModel
     plain = PipelineModel.load(path).transform(test.select("path", "features"))
-    assert [(r[0], r[1]) for r in plain.orderBy("path").collect()] == \
+    assert [(r["path"], r["prediction_name"]) for r in plain.orderBy("path").collect()] == \
         [b[:2] for b in before]
 
 
