@@ -16,7 +16,7 @@ import numpy as np
 
 from .errors import DataError, OptionError
 from .featureset import CONTENT_COL, LABEL_COL, LABEL_NAME_COL, PATH_COL, FeatureSet
-from .training import PREDICTION_COL, PREDICTION_NAME_COL, PROBABILITY_COL, FittedModel
+from .training import PREDICTION_COL, PROBABILITY_COL, FittedModel
 
 #: Log loss clips probabilities to [EPS, 1 - EPS] (Spark uses 1e-15).
 EPS = 1e-15

@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from . import classifiers as registry
 from .errors import DataError, OptionError, unknown_choice
-from .featureset import FEATURES_COL, LABEL_COL, LABEL_NAME_COL, FeatureSet
+from .featureset import FEATURES_COL, LABEL_COL, FeatureSet
 
 #: Column with the predicted class name (IndexToString of ``prediction``).
 PREDICTION_NAME_COL = "prediction_name"
