@@ -15,6 +15,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from .errors import DataError, OptionError, did_you_mean
 from .featureset import LABEL_NAME_COL, PATH_COL
 
+LABEL_WORDS = ("folders", "none")
 _ID = "_image_id"
 _N = "_n_labels"
 _FIRST = "_first_label"
@@ -138,7 +139,8 @@ def _read_table(spark: Any, labels: Any) -> Tuple[Any, str]:
         if lower.endswith((".csv", ".csv.gz", ".tsv", ".txt")):
             sep = "\t" if lower.endswith(".tsv") else ","
             df = spark.read.option("header", "true").option("sep", sep).csv(path)
-        elif lower.endswith((".parquet", ".pq")) or "." not in lower.rsplit("/", 1)[-1]:
+        elif lower.endswith((".parquet", ".pq")) or (
+                "." not in lower.rsplit("/", 1)[-1] and not did_you_mean(path, LABEL_WORDS)):
             df = spark.read.parquet(path)
         else:
             raise OptionError(

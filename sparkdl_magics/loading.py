@@ -118,14 +118,12 @@ class ImageSet:
         else:
             parts[0] += " (unlabelled)"
         parts.append(f"{self.num_invalid} invalid file{'s' if self.num_invalid != 1 else ''}")
-        for key, what in (("multi_label", "with several labels"),
-                          ("unlabelled", "without a label"),
+        policy = self.stats.get("multi_label_policy", "drop")
+        for key, what in (("multi_label", f"with several labels ({policy})"),
+                          ("unlabelled", "without a label in the table"),
                           ("sampled_out", "left out by sampling")):
-            n = int(self.stats.get(key, 0) or 0)
-            if n:
-                verb = {"multi_label": f"{self.stats.get('multi_label_policy', 'drop')}",
-                        }.get(key, "")
-                parts.append(f"{n} {what}" + (f" ({verb})" if verb else ""))
+            if self.stats.get(key):
+                parts.append(f"{self.stats[key]} {what}")
         if self.stats.get("width_min") is not None:
             parts.append(f"sizes {self.stats['width_min']}–{self.stats['width_max']} x "
                          f"{self.stats['height_min']}–{self.stats['height_max']} px")
@@ -508,9 +506,9 @@ def load_images(path: Any = None, *, labels: Any = "folders",
     if label_mode == "none" and classes:
         raise OptionError("option 'classes' needs labels (labels: folders or a label table)")
 
-    rows = source.rows()
     stats: Dict[str, Any] = {"multi_label_policy": multi_label}
     with _spark_errors(source.paths):
+        rows = source.rows()
         if label_mode == "folders":
             class_names = _folder_classes(source, classes)
             rows = rows.withColumn(LABEL_NAME_COL, folder_label(F.col(PATH_COL)))

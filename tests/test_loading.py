@@ -32,39 +32,37 @@ def name(path: str) -> str:
 
 # --------------------------------------------------------------------------- folders
 
-def test_folder_layout_labels_from_parent_folder_names(spark_any, image_folder):
-    images = load_images(str(image_folder), spark=spark_any)
+def test_folder_layout_gives_labels_and_a_stratified_seeded_split(spark_any, image_folder):
+    images = load_images(str(image_folder), split=0.75, seed=7, spark=spark_any)
     expected = files_on_disk(image_folder)
-    assert images.classes == sorted(set(expected.values()))
-    got = rows(images.df, "path", "label", "label_name")
-    assert {name(p): c for p, _, c in got} == expected
-    assert all(images.classes[int(label)] == c for _, label, c in got)
+    per_class = Counter(expected.values())  # 12 each
+    assert images.classes == sorted(per_class)
+    got = rows(images.df, "path", "label", "label_name", "split")
+    assert {name(p): c for p, _, c, _ in got} == expected
+    assert all(images.classes[int(label)] == c for _, label, c, _ in got)
     assert images.df.columns[:4] == ["path", "content", "label", "label_name"]
     assert dict(images.df.dtypes)["content"] == "binary"
+    # stratified: every class 3/4 train, 1/4 test; train and test are disjoint
+    assert Counter((c, s) for _, _, c, s in got) == {
+        **{(c, "train"): n * 3 // 4 for c, n in per_class.items()},
+        **{(c, "test"): n // 4 for c, n in per_class.items()}}
+    train, test = rows(images.train, "path"), rows(images.test, "path")
+    assert sorted(train + test) == sorted((p,) for p, *_ in got) and not set(train) & set(test)
+    assert images.counts.to_dict("index") == {
+        c: {"train": 9, "test": 3, "total": 12, "invalid": 0} for c in per_class}
+    assert images.summary().startswith("36 images in 3 classes; train 27 / test 9; 0 invalid")
     # the bytes stay compressed: exactly the file's bytes
     path, content = images.df.select("path", "content").first()
     assert bytes(content) == (image_folder / expected[name(path)] / name(path)).read_bytes()
-    assert images.counts["total"].to_dict() == dict(Counter(expected.values()))
-    assert len(images.invalid) == 0 and list(images.invalid.columns) == ["path", "reason"]
-
-
-def test_split_is_stratified_and_seeded(spark_any, image_folder):
-    images = load_images(str(image_folder), split=0.75, seed=7, spark=spark_any)
-    train = rows(images.train, "path", "label_name")
-    test = rows(images.test, "path", "label_name")
-    assert not {p for p, _ in train} & {p for p, _ in test}
-    per_class = Counter(files_on_disk(image_folder).values())  # 12 each
-    assert Counter(c for _, c in train) == {c: n * 3 // 4 for c, n in per_class.items()}
-    assert Counter(c for _, c in test) == {c: n // 4 for c, n in per_class.items()}
-    assert images.counts[["train", "test"]].to_dict("index") == {
-        c: {"train": 9, "test": 3} for c in per_class}
+    # same seed, same split
     again = load_images(str(image_folder), split=0.75, seed=7, spark=spark_any)
-    assert sorted(rows(again.test, "path")) == sorted((p,) for p, _ in test)
-    other = load_images(str(image_folder), split=0.75, seed=8, spark=spark_any)
-    assert sorted(rows(other.test, "path")) != sorted((p,) for p, _ in test)
+    assert sorted(rows(again.test, "path")) == sorted(test)
 
 
-def test_three_way_split_puts_every_class_in_every_split(spark, image_folder):
+def test_another_seed_gives_another_split_and_three_way_splits(spark, image_folder):
+    a = load_images(str(image_folder), split=0.75, seed=7, spark=spark)
+    b = load_images(str(image_folder), split=0.75, seed=8, spark=spark)
+    assert sorted(rows(a.test, "path")) != sorted(rows(b.test, "path"))
     images = load_images(str(image_folder), split=[0.5, 0.25, 0.25], spark=spark)
     assert images.validation is not None
     for part, share in ((images.train, 6), (images.validation, 3), (images.test, 3)):
@@ -87,16 +85,25 @@ def test_sample_size_fraction_and_cap():
     assert sample_size(12, None, 5) == 5 and sample_size(3, None, 5) == 3
 
 
-def test_sampling_per_class_and_fraction_are_seeded(spark_any, image_folder):
+def test_sampling_per_class_keeps_n_per_class_and_splits_them(spark_any, image_folder):
     few = load_images(str(image_folder), per_class=5, seed=3, spark=spark_any)
     got = rows(few.df, "path", "label_name", "split")
-    assert Counter(c for _, c, _ in got) == {c: 5 for c in few.classes}
     assert Counter((c, s) for _, c, s in got) == {
         **{(c, "train"): 4 for c in few.classes}, **{(c, "test"): 1 for c in few.classes}}
     assert few.stats["sampled_out"] == 36 - 15
-    same = load_images(str(image_folder), per_class=5, seed=3, spark=spark_any)
-    assert sorted(rows(same.df, "path")) == sorted((p,) for p, _, _ in got)
-    half = load_images(str(image_folder), sample=0.5, split=1, spark=spark_any)
+    assert few.counts["total"].to_dict() == {c: 5 for c in few.classes}
+    thumbs = few.thumbnails()  # previews come from the kept images, decoded on executors
+    kept = {p for p, _, _ in got}
+    assert {c: len(v) for c, v in thumbs.items()} == {c: 4 for c in few.classes}
+    assert all(p in kept and png[:8] == b"\x89PNG\r\n\x1a\n"
+               for items in thumbs.values() for p, png in items)
+
+
+def test_sampling_is_seeded_and_a_fraction_is_per_class(spark, image_folder):
+    a = load_images(str(image_folder), per_class=5, seed=3, spark=spark)
+    b = load_images(str(image_folder), per_class=5, seed=3, spark=spark)
+    assert sorted(rows(a.df, "path")) == sorted(rows(b.df, "path"))
+    half = load_images(str(image_folder), sample=0.5, split=1, spark=spark)
     assert half.test is None
     assert Counter(c for (c,) in rows(half.df, "label_name")) == {c: 6 for c in half.classes}
 
@@ -169,12 +176,12 @@ def expected_labels(table: pd.DataFrame, classes, policy: str) -> Counter:
     return out
 
 
-def test_csv_labels_with_class_subset_and_multi_label_policy(spark_any, open_images):
+def check_csv_labels(spark, open_images, policies):
     folder, csv, table = open_images
     classes = ["Car", "Tree"]
-    for policy in ("drop", "first", "all"):
+    for policy in policies:
         images = load_images(str(folder), labels=str(csv), classes=classes,
-                             multi_label=policy, split=1, spark=spark_any)
+                             multi_label=policy, split=1, spark=spark)
         assert images.classes == classes
         got = Counter((name(p).split(".")[0], c) for p, c in rows(images.df, "path",
                                                                   "label_name"))
@@ -187,6 +194,14 @@ def test_csv_labels_with_class_subset_and_multi_label_policy(spark_any, open_ima
         assert images.stats["unlabelled"] == no_label
         assert all(images.classes[int(lab)] == c for lab, c in rows(images.df, "label",
                                                                     "label_name"))
+
+
+def test_csv_labels_with_class_subset_drop_multi_labelled_images(spark_any, open_images):
+    check_csv_labels(spark_any, open_images, ["drop"])
+
+
+def test_csv_labels_multi_label_policies_first_and_all(spark, open_images):
+    check_csv_labels(spark, open_images, ["first", "all"])
 
 
 def test_csv_label_errors_name_the_option(spark, open_images, tmp_path):
@@ -287,15 +302,3 @@ def test_label_and_file_names_render_as_text_not_html(spark, tmp_path):
     assert html.escape(evil) in page
     assert page.count("data:image/png;base64,") == 6  # 3 thumbnails per class
     assert "1 invalid file" in page
-
-
-def test_summary_counts_and_thumbnails_come_from_the_data(spark, image_folder):
-    images = load_images(str(image_folder), per_class=6, split=0.5, spark=spark)
-    assert images.summary().startswith("18 images in 3 classes; train 9 / test 9; 0 invalid")
-    assert list(images.counts.columns) == ["train", "test", "total", "invalid"]
-    thumbs = images.thumbnails()
-    assert set(thumbs) == set(images.classes)
-    assert all(len(items) == 4 for items in thumbs.values())
-    kept = {p for (p,) in rows(images.df, "path")}
-    assert all(p in kept and png[:8] == b"\x89PNG\r\n\x1a\n"
-               for items in thumbs.values() for p, png in items)
