@@ -201,7 +201,8 @@ def featurize(images: Any, model: str = "InceptionV3", weights: Optional[str] = 
     splits, classes = _splits_of(images)
     first = splits["train"]
     spark = spark or first.sparkSession
-    col = input_col or getattr(images, "image_col", None) or _image_column(first)
+    col = input_col or (getattr(images, "image_col", None) if _is_imageset(images) else None) \
+        or _image_column(first)
     featurizer = DeepImageFeaturizer(inputCol=col, modelName=str(model),
                                      weights="none" if weights is None else str(weights),
                                      layer=layer or "", preprocess=preprocess or "",
@@ -258,8 +259,21 @@ def featurize(images: Any, model: str = "InceptionV3", weights: Optional[str] = 
                       untrained=resolved.untrained)
 
 
+def _is_dataframe(obj: Any) -> bool:
+    from pyspark.sql import DataFrame
+    if isinstance(obj, DataFrame):
+        return True
+    try:  # older pyspark: Connect DataFrames are a separate class
+        from pyspark.sql.connect.dataframe import DataFrame as ConnectDataFrame
+        return isinstance(obj, ConnectDataFrame)
+    except ImportError:
+        return False
+
+
 def _is_imageset(images: Any) -> bool:
-    return hasattr(images, "train") and hasattr(images, "classes")
+    # a DataFrame first: Connect DataFrames answer any attribute name with a Column
+    return (not _is_dataframe(images) and hasattr(images, "train")
+            and hasattr(images, "classes"))
 
 
 def _splits_of(images: Any) -> Tuple[Dict[str, Any], List[str]]:
@@ -269,7 +283,7 @@ def _splits_of(images: Any) -> Tuple[Dict[str, Any], List[str]]:
         if splits["train"] is None:
             raise DataError("the image set has no train split")
         return splits, list(images.classes or [])
-    if hasattr(images, "schema") and hasattr(images, "sparkSession"):
+    if _is_dataframe(images):
         classes: List[str] = []
         if LABEL_NAME_COL in images.columns and LABEL_COL in images.columns:
             rows = images.select(LABEL_COL, LABEL_NAME_COL).distinct().collect()

@@ -29,7 +29,7 @@ def test_featurize_magic_errors_are_one_line(ip, spark, image_folder):
     with pytest.raises(UsageError, match="batch_size"):
         ip.run_cell("%%featurize flowers\nbatch_size: 0\n")
     with pytest.raises(UsageError, match="no variable named 'nothing'"):
-        ip.run_cell("%%featurize nothing\n")
+        ip.run_cell("%featurize nothing")
     assert "flowers_features" not in ip.user_ns  # nothing stored when the cell fails
 
 
