@@ -49,7 +49,7 @@ def test_featurize_augment_adds_seeded_rows_to_the_train_split_only(spark, image
 
     def run(seed):
         fs = featurize(Images, model=SMALL, weights="none", augment="flip, rotate=10, copies=2",
-                       seed=seed, cache="none", batch_size=4)
+                       seed=seed, batch_size=4)
         rows = fs.train.select("path", "augmentation", "features").collect()
         return fs, {(r["path"], r["augmentation"] or ""): r["features"].toArray() for r in rows}
 
@@ -62,11 +62,22 @@ def test_featurize_augment_adds_seeded_rows_to_the_train_split_only(spark, image
     want_keys = {(p, "") for p in paths} | {(p, describe(*aug.params(7, p, c)))
                                              for p in paths for c in (1, 2)}
     assert set(first) == want_keys
-    originals = {p: v for (p, a), v in first.items() if a == ""}
-    assert all(not np.allclose(v, originals[p]) for (p, a), v in first.items() if a)
-    _, again = run(7)
-    assert set(again) == set(first)
-    for key, vec in first.items():
-        np.testing.assert_allclose(again[key], vec, rtol=1e-5, atol=1e-6)
-    _, other = run(8)
-    assert set(other) != set(first)
+    # each augmented row is the model on the decoded, transformed bytes (computed here)
+    from sparkdl_magics import inference
+    from sparkdl_magics.weights import resolve_spec
+    from test_featurize import local_path
+    spec = resolve_spec(SMALL, "none").spec
+    by_desc = {(p, describe(*aug.params(7, p, c))): aug.params(7, p, c)
+               for p in paths for c in (1, 2)}
+    for (p, a), vec in first.items():
+        array = inference.decode_bytes(open(local_path(p), "rb").read(), spec.input_size)
+        if a:
+            changed = aug.apply(array, *by_desc[(p, a)])
+            assert not np.array_equal(changed, array)
+            array = changed
+        want = inference.predict_images(spec, array[None])[0]
+        np.testing.assert_allclose(vec, want, rtol=1e-4, atol=1e-5)
+    fs.unpersist()
+    other_fs, other = run(8)  # another seed, other transforms
+    assert set(other) != set(first) and len(other) == len(first)
+    other_fs.unpersist()
