@@ -45,6 +45,8 @@ HEAD_BYTES = 256 * 1024
 TAIL_BYTES = 64
 #: Thumbnails shown per class in the preview grid.
 PREVIEW_PER_CLASS = 4
+#: Files per task in the header-check pass (Spark packs ~32 small files per task).
+FILES_PER_CHECK_TASK = 1000
 #: Above this many invalid files, they are removed with an anti-join instead of a list.
 _ISIN_LIMIT = 2000
 
@@ -351,6 +353,7 @@ class _Source:
         self.spark = spark
         self.frame: Optional[Any] = None
         self.image_col = CONTENT_COL
+        self._indexed: Optional[List[str]] = None
         if _is_dataframe(path):
             self.description = "DataFrame"
             cols = set(path.columns)
@@ -382,6 +385,14 @@ class _Source:
             return self.frame.select(PATH_COL)
         return _read_files(self.spark, self.paths, self.glob).select(PATH_COL)
 
+    def indexed_files(self) -> List[str]:
+        """The files Spark's file index lists (URIs), zero-byte ones included."""
+        if self.frame is not None:
+            return []
+        if self._indexed is None:
+            self._indexed = _read_files(self.spark, self.paths, self.glob).inputFiles()
+        return self._indexed
+
     def empty_files(self, scanned: Optional[int] = None) -> List[str]:
         """Zero-byte files: Spark's file scans skip them, so find them from the file
         index (``inputFiles``) when it lists more files than the scan returns
@@ -389,8 +400,7 @@ class _Source:
         if self.frame is not None:
             return []
         from urllib.parse import unquote
-        reader = _read_files(self.spark, self.paths, self.glob)
-        listed = reader.inputFiles()
+        listed = self.indexed_files()
         if len(listed) <= (scanned if scanned is not None else self.listing().count()):
             return []
         files = sorted({unquote(re.sub(r"^([A-Za-z][\w+.-]*):///", r"\1:/", f)) for f in listed})
@@ -523,7 +533,13 @@ def load_images(path: Any = None, *, labels: Any = "folders",
             rows = rows.withColumn(LABEL_NAME_COL, F.lit(None).cast("string"))
 
         # 2. check: one pass over the files; only paths, sizes and reasons kept
-        checked = _checked(rows, source.image_col, check).persist()
+        # many small files make many small tasks; the header check needs far fewer
+        # (the result frames keep Spark's own partitioning)
+        n_files = len(source.indexed_files())
+        to_check = rows
+        if n_files > FILES_PER_CHECK_TASK:
+            to_check = rows.coalesce(max(2, math.ceil(n_files / FILES_PER_CHECK_TASK)))
+        checked = _checked(to_check, source.image_col, check).persist()
         try:
             groups, invalid = _group_stats(checked)
             listed = (sum(g["n"] + g["bad"] for g in groups.values())
