@@ -38,7 +38,8 @@ class DeepImageFeaturizer(Transformer, HasInputCol, HasOutputCol,
     ``inputCol``: compressed image bytes (``binaryFile``'s ``content``) or a Spark
     image-source struct (``image``, BGR). ``modelName``: a registry name (see
     ``list_models()``) or a ``.keras`` / ``.h5`` / SavedModel path. ``weights``:
-    ``imagenet`` (Keras' cache), ``none`` (seeded, untrained) or a weights file.
+    ``imagenet`` (Keras' cache), ``none`` (seeded, untrained), ``auto`` (ImageNet when
+    available, else the untrained fallback with a warning) or a weights file.
     ``layer``: where to cut a user model (default: its penultimate/pooled output).
     """
 
@@ -208,6 +209,8 @@ def featurize(images: Any, model: str = "InceptionV3", weights: Optional[str] = 
                                      layer=layer or "", preprocess=preprocess or "",
                                      batchSize=int(batch_size), unsafe=bool(unsafe))
     resolved = featurizer.resolve(spark)
+    if featurizer.getWeights().strip().lower() == "auto":  # pin what was used, for saved pipelines
+        featurizer.setParams(weights=resolved.weights)
     cache_mode, cache_path = _cache_choice(cache)
 
     started = time.perf_counter()

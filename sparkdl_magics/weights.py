@@ -2,8 +2,9 @@
 
 ``resolve_spec(model, weights, layer, ..., spark)`` checks the user's choice, finds the
 weights (Keras' cache for ``imagenet`` — downloading it once here when the network
-allows —, a local weights file, seeded initial weights for ``none``, or a user model
-file), ships what executors need with ``spark.addArtifacts(..., file=True)`` (Spark
+allows —, a local weights file, seeded initial weights for ``none``, ``auto`` for
+ImageNet when it can be had and else the untrained fallback with a warning, or a user
+model file), ships what executors need with ``spark.addArtifacts(..., file=True)`` (Spark
 Connect and classic alike; ``SparkContext.addFile`` only on old classic sessions) and
 returns the small :class:`~sparkdl_magics.inference.ModelSpec` the workers build from.
 Executors never download anything.
@@ -78,6 +79,15 @@ def _resolve_named(model: str, weights: Optional[str], layer: Optional[str],
     untrained = False
     if choice.lower() == "imagenet":
         path, label = imagenet_weights(info, include_top), "imagenet"
+    elif choice.lower() == "auto":  # ImageNet if it can be had, else the untrained fallback
+        try:
+            path, label = imagenet_weights(info, include_top), "imagenet"
+        except EnvironmentProblem as exc:
+            import warnings
+            warnings.warn(f"weights: auto: {exc} -- using the UNTRAINED fallback "
+                          "(weights: none); results are not meaningful", UntrainedFallback,
+                          stacklevel=2)
+            path, label, untrained = untrained_weights(info, include_top), "none", True
     elif choice.lower() in ("none", "null", "random", ""):
         path, label, untrained = untrained_weights(info, include_top), "none", True
     else:
@@ -107,6 +117,10 @@ def imagenet_weights(info: Any, include_top: bool = False) -> str:
             f"downloaded ({type(exc).__name__}); place {fname} (from "
             f"{info.weights_url(include_top)}) in {keras_cache_dir()}/, or use "
             "weights: none / a local weights file") from None
+
+
+class UntrainedFallback(UserWarning):
+    """``weights: auto`` could not get ImageNet weights and used untrained ones."""
 
 
 _init_lock = threading.Lock()
@@ -293,5 +307,5 @@ def _add_to_session(spark: Any, staged: str) -> None:
     spark.sparkContext.addFile(staged)  # classic sessions without addArtifacts (Spark 3.5)
 
 
-__all__ = ["Resolved", "resolve_spec", "imagenet_weights", "untrained_weights", "ship",
+__all__ = ["Resolved", "resolve_spec", "UntrainedFallback", "imagenet_weights", "untrained_weights", "ship",
            "inspect_user_model", "default_cut_layer", "PREPROCESS_MODES"]

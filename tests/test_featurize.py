@@ -207,6 +207,25 @@ def test_untrained_weights_are_flagged_loudly(spark, image_folder):
     assert fs.train.count() == 3
 
 
+def test_auto_weights_offline_fall_back_and_pin_the_featurizer(spark, image_folder, tmp_path,
+                                                              monkeypatch):
+    import keras
+    from sparkdl_magics import featurize
+    from sparkdl_magics.weights import UntrainedFallback
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+
+    def offline(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(keras.utils, "get_file", offline)
+    df = binary_images(spark, image_folder / "daisy").limit(3)
+    with pytest.warns(UntrainedFallback):
+        fs = featurize(df, model=SMALL, weights="auto", cache="none")
+    assert fs.untrained and fs.weights == "none" and "UNTRAINED" in fs._repr_html_()
+    # a saved pipeline must not re-decide: it records the weights actually used
+    assert fs.featurizer.getWeights() == "none"
+
+
 def test_parquet_cache_option_writes_and_reads_back(spark, image_folder, small_weights, tmp_path):
     from sparkdl_magics import featurize
     df = binary_images(spark, image_folder / "roses").limit(4)

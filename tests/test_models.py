@@ -71,3 +71,31 @@ def test_dlmodels_magic_shows_the_table(ip):
     assert set(mobile["model"]) == {"MobileNetV2", "MobileNetV3Small", "MobileNetV3Large"}
     assert list(ip.run_line_magic("dlmodels", "efficientnetv2")["model"]) == [
         "EfficientNetV2B0", "EfficientNetV2S"]
+
+
+def test_auto_weights_fall_back_to_untrained_with_a_warning_offline(tmp_path, monkeypatch):
+    import keras
+    from sparkdl_magics import weights as w
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+
+    def offline(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(keras.utils, "get_file", offline)
+    monkeypatch.setattr(w, "untrained_weights", lambda info, top=False: str(tmp_path / "u.h5"))
+    (tmp_path / "u.h5").write_bytes(b"untrained")
+    with pytest.warns(w.UntrainedFallback, match="UNTRAINED"):
+        resolved = w.resolve_spec("MobileNetV3Small", "auto")
+    assert resolved.untrained and resolved.weights == "none"
+    assert resolved.spec.weights_file.name.endswith("u.h5")
+
+
+def test_auto_weights_use_imagenet_when_cached(tmp_path, monkeypatch, recwarn):
+    from sparkdl_magics.weights import resolve_spec
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    (tmp_path / "models").mkdir()
+    cached = tmp_path / "models" / "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    cached.write_bytes(b"weights")
+    resolved = resolve_spec("ResNet50", "AUTO")
+    assert resolved.weights == "imagenet" and not resolved.untrained
+    assert not [r for r in recwarn if "UNTRAINED" in str(r.message)]

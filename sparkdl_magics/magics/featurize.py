@@ -20,8 +20,8 @@ SPEC = MagicSpec(
     options=(
         Option("model", "InceptionV3", "a model from %dlmodels, or a .keras/.h5 model file "
                "or SavedModel folder", as_str, nullable=False),
-        Option("weights", "imagenet", "imagenet (Keras' cache), none (untrained), or a local "
-               "weights file", as_str),
+        Option("weights", "imagenet", "imagenet (Keras' cache), none (untrained), auto (imagenet "
+               "when available, else untrained with a warning), or a local weights file", as_str),
         Option("layer", None, "user model files: the layer to cut at [default: the "
                "penultimate/pooled output]", as_str),
         Option("preprocess", None, "user model files: none, unit (0..1), tf (-1..1), caffe "
