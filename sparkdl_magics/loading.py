@@ -292,7 +292,7 @@ def sample_size(n: int, sample: Optional[float], per_class: Optional[int]) -> in
     return m
 
 
-def _check_options(labels: Any, sample: Any, per_class: Any, check: str,
+def _check_options(sample: Any, per_class: Any, check: str,
                    multi_label: str) -> None:
     if sample is not None and not (isinstance(sample, (int, float)) and 0 < sample <= 1):
         raise OptionError(f"option 'sample': expected a fraction in (0, 1], got {sample!r}"
@@ -494,7 +494,7 @@ def load_images(path: Any = None, *, labels: Any = "folders",
 
     from .labels import LabelTable, folder_label
 
-    _check_options(labels, sample, per_class, check, multi_label)
+    _check_options(sample, per_class, check, multi_label)
     fractions = _fractions(split)
     if spark is None:
         spark = path.sparkSession if _is_dataframe(path) else None
