@@ -36,12 +36,14 @@ def open_image(data: bytes) -> Image.Image:
         raise InvalidImage("empty file (0 bytes)")
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # Pillow warns above ~89 MP; MAX_PIXELS (checked below) is the limit here, so a
+            # 10,000 x 10,000 photo is fine (JPEG draft mode decodes it at reduced scale)
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+    except Image.DecompressionBombError:
         raise InvalidImage("image too large (decompression bomb protection)") from None
     except Exception as exc:  # PIL raises many types for unreadable data
-        raise InvalidImage(f"not an image ({_reason(exc)})") from None
+        raise InvalidImage(_identify_failure(data) or f"not an image ({_reason(exc)})") from None
     width, height = image.size
     if width * height > MAX_PIXELS:
         raise InvalidImage(f"image too large ({width}x{height} pixels)")
@@ -128,6 +130,22 @@ def thumbnail_png(data: bytes, max_side: int = 96) -> bytes:
     buf = io.BytesIO()
     image.save(buf, format="PNG")
     return buf.getvalue()
+
+
+def _identify_failure(data: bytes) -> Optional[str]:
+    """Why a file that *starts* like a known format could not be opened ("cannot identify
+    image file" hides it: a bad PNG header checksum, a broken JPEG marker, ...)."""
+    Image.init()
+    prefix = data[:16]
+    for fmt, (factory, accept) in Image.OPEN.items():
+        try:
+            if accept is None or accept(prefix) is not True:
+                continue
+            factory(io.BytesIO(data), None)
+        except Exception as exc:
+            return f"corrupt {fmt} header ({_reason(exc)})"
+        return None
+    return None
 
 
 def _reason(exc: BaseException) -> str:
