@@ -2,7 +2,10 @@
 
 ``write_digits`` turns scikit-learn's bundled handwritten digits (1,797 8x8 scans, ten
 classes) into ``root/<digit>/<n>.png`` — the classic "50 images of each digit" layout
-that ``%%dlload`` reads with ``labels: folders``. No download is involved.
+that ``%%dlload`` reads with ``labels: folders``. ``write_photo_crops`` cuts seeded
+random crops from scikit-learn's two bundled photos (``china``: a temple, ``flower``) as
+JPEGs in ``root/<photo>/<n>.jpg`` — two classes of real photographs. No download is
+involved.
 """
 from __future__ import annotations
 
@@ -44,4 +47,42 @@ def write_digits(root: str | Path, per_class: Optional[int] = 50, size: int = 64
             image = Image.fromarray(pixels, "L").resize((size, size), Image.Resampling.BICUBIC)
             image.save(folder / f"{label}_{n:04d}.png")
         written[str(label)] = len(indices)
+    return written
+
+
+def write_photo_crops(root: str | Path, per_class: int = 12, size: int = 128,
+                      seed: int = 0) -> Dict[str, int]:
+    """Write *per_class* seeded random ``size`` x ``size`` JPEG crops of each of
+    scikit-learn's sample photos (classes ``china`` and ``flower``).
+
+    Crops cover a random 35–70 % of the photo's height, anywhere in it, so the two
+    classes are real-photo textures rather than copies. Returns files per class;
+    running twice gives the same folder.
+    """
+    try:
+        from sklearn.datasets import load_sample_images
+    except ImportError:
+        raise EnvironmentProblem("write_photo_crops needs scikit-learn: "
+                                 "pip install scikit-learn") from None
+    from PIL import Image
+
+    if per_class < 1:
+        raise OptionError(f"per_class must be at least 1 (got {per_class})")
+    photos = load_sample_images()
+    rng = np.random.default_rng(seed)
+    root = Path(root)
+    written: Dict[str, int] = {}
+    for filename, pixels in zip(photos.filenames, photos.images):
+        label = Path(filename).stem
+        folder = root / label
+        folder.mkdir(parents=True, exist_ok=True)
+        height, width = pixels.shape[:2]
+        for n in range(per_class):
+            side = int(rng.uniform(0.35, 0.7) * height)
+            top = int(rng.integers(0, height - side + 1))
+            left = int(rng.integers(0, width - side + 1))
+            crop = Image.fromarray(pixels[top:top + side, left:left + side])
+            crop = crop.resize((size, size), Image.Resampling.BILINEAR)
+            crop.save(folder / f"{label}_{n:03d}.jpg", quality=90)
+        written[label] = per_class
     return written

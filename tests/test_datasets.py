@@ -29,3 +29,17 @@ def test_write_digits_all_images_are_the_sklearn_scans(tmp_path):
 def test_write_digits_rejects_nonpositive_count(tmp_path):
     with pytest.raises(OptionError, match="per_class must be at least 1"):
         write_digits(tmp_path, per_class=0)
+
+
+def test_write_photo_crops_two_real_photo_classes_seeded(tmp_path):
+    from sparkdl_magics.datasets import write_photo_crops
+    counts = write_photo_crops(tmp_path / "a", per_class=3, size=48)
+    assert counts == {"china": 3, "flower": 3}
+    files = sorted((tmp_path / "a" / "flower").glob("*.jpg"))
+    assert len(files) == 3 and Image.open(files[0]).size == (48, 48)
+    assert Image.open(files[0]).mode == "RGB"
+    write_photo_crops(tmp_path / "b", per_class=3, size=48)
+    again = tmp_path / "b" / "flower" / files[0].name
+    assert again.read_bytes() == files[0].read_bytes()
+    with pytest.raises(OptionError):
+        write_photo_crops(tmp_path, per_class=0)
