@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import DataError, OptionError
-from .featureset import CONTENT_COL, IMAGE_COL, LABEL_COL, LABEL_NAME_COL, PATH_COL
+from .featureset import CONTENT_COL, IMAGE_COL, LABEL_NAME_COL, PATH_COL
 
 DEFAULT_BATCH_SIZE = 32
 PREDICTIONS_COL = "predictions"   # array<struct<class_id, wnid, label, probability>>
@@ -242,12 +242,14 @@ def predict(images: Any, model: str = "InceptionV3", weights: Optional[str] = "i
     """
     from pyspark.sql import functions as F
 
+    from .featurizer import _is_dataframe
     from .session import task_cores
     df = _frame_of(images)
     top_k = _check_int("top_k", top_k)
     batch_size = _check_int("batch_size", batch_size)
     spark = spark or df.sparkSession
-    col = input_col or getattr(images, "image_col", None) or _image_column(df)
+    col = input_col or (None if _is_dataframe(images) else getattr(images, "image_col", None)) \
+        or _image_column(df)
     if col not in df.columns:
         raise DataError(f"the images have no column {col!r} (columns: {', '.join(df.columns)})")
     resolved = resolve_classifier(model, weights, preprocess, unsafe, spark)
@@ -289,11 +291,13 @@ def _check_int(name: str, value: Any) -> int:
 
 
 def _frame_of(images: Any) -> Any:
-    df = getattr(images, "df", None)
-    if df is not None and hasattr(df, "schema"):
-        return df
-    if hasattr(images, "schema") and hasattr(images, "sparkSession"):
+    from .featurizer import _is_dataframe
+    # a DataFrame first: Connect DataFrames answer any attribute name with a Column
+    if _is_dataframe(images):
         return images
+    df = getattr(images, "df", None)
+    if _is_dataframe(df):
+        return df
     raise DataError(f"cannot predict on a {type(images).__name__}: expected an image set "
                     "from %%dlload / load_images, or a DataFrame of images")
 
@@ -306,5 +310,5 @@ def _image_column(df: Any) -> str:
                     f"struct) column (columns: {', '.join(df.columns)})")
 
 
-__all__ = ["predict", "Predictions", "resolve_classifier", "image_udf", "imagenet_classes", "decode_scores",
-           "top_k_indices", "class_names", "LABEL_COL"]
+__all__ = ["predict", "Predictions", "resolve_classifier", "image_udf", "imagenet_classes",
+           "decode_scores", "top_k_indices", "class_names"]

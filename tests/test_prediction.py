@@ -19,8 +19,7 @@ SMALL = "MobileNetV3Small"
 INDEX = Path(__file__).parent.parent / "sparkdl_magics" / "data" / "imagenet_class_index.json"
 
 
-def full_model(weights: Path = None):
-    import keras
+def full_model():
     from sparkdl_magics.models import get_model_info
     info = get_model_info(SMALL)
     return info, info.constructor()(include_top=True, weights=None,

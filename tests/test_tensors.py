@@ -23,7 +23,8 @@ def test_keras_model_on_array_columns_equals_model_predict(spark, tmp_path):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(7, 4, 3, 2)).astype(np.float32)
     rows = [(i, x[i].reshape(-1).tolist(), x[i].tolist()) for i in range(7)] + [(7, None, None)]
-    df = spark.createDataFrame(rows, "id int, flat array<float>, nested array<array<array<double>>>")
+    df = spark.createDataFrame(
+        rows, "id int, flat array<float>, nested array<array<array<double>>>")
     want = model.predict(x, verbose=0)
     flat = apply_keras_model(df, str(path), "flat", "y", input_shape=[4, 3, 2], batch_size=3)
     got = {r["id"]: r["y"] for r in flat.collect()}
