@@ -125,7 +125,14 @@ def resize_array(array: np.ndarray, size: Tuple[int, int],
 
 def thumbnail_png(data: bytes, max_side: int = 96) -> bytes:
     """A small PNG for previews and galleries (aspect kept)."""
-    image = decode_rgb(data)
+    image = open_image(data)
+    try:
+        if image.format == "JPEG":  # a big photo decodes at 1/2..1/8 scale (draft mode)
+            image.draft("RGB", (max_side, max_side))
+        image.load()
+        image = to_rgb(image)
+    except Exception as exc:
+        raise InvalidImage(f"cannot decode ({_reason(exc)})") from None
     image.thumbnail((max_side, max_side), RESAMPLE)
     buf = io.BytesIO()
     image.save(buf, format="PNG")
