@@ -9,7 +9,7 @@ kept once per label.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .errors import DataError, OptionError, did_you_mean
@@ -63,6 +63,9 @@ class LabelTable:
 
     pairs: Any  # columns _image_id, label_name
     description: str
+    #: label-table rows ignored as unusable: ``no_id`` (empty image id), ``bad_confidence``
+    #: (a confidence that is not a number); counted so nothing is dropped silently
+    skipped: Dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def read(cls, spark: Any, labels: Any, *, id_column: str, label_column: str,
@@ -72,14 +75,15 @@ class LabelTable:
         id_col = _column(df, id_column, "id_column")
         label_col = _column(df, label_column, "label_column")
         conf_col = _column(df, confidence_column, "confidence_column", required=False)
+        skipped = _unusable_rows(df, id_col, conf_col)
         if conf_col and min_confidence is not None:
-            df = df.filter(F.col(conf_col).cast("double") >= float(min_confidence))
+            df = df.filter(_number(conf_col) >= float(min_confidence))
         pairs = (df.select(F.col(id_col).cast("string").alias(_ID),
                            F.trim(F.col(label_col).cast("string")).alias(LABEL_NAME_COL))
                  .filter(F.col(_ID).isNotNull() & F.col(LABEL_NAME_COL).isNotNull()
                          & (F.col(LABEL_NAME_COL) != ""))
                  .distinct())
-        return cls(pairs, description)
+        return cls(pairs, description, skipped)
 
     def choose(self, classes: Optional[Sequence[str]]) -> List[str]:
         """The requested classes (checked against the table), or all of the table's."""
@@ -115,6 +119,26 @@ class LabelTable:
             out = joined.withColumn(LABEL_NAME_COL, F.element_at(names, F.col(_FIRST) + 1))
         keep = [c for c in rows.columns] + [LABEL_NAME_COL]
         return out.select(*keep), stats
+
+
+def _number(name: str) -> Any:
+    """The column as a double, null where it is not a number (a plain cast fails the
+    whole job under ANSI mode, Spark 4's default)."""
+    from pyspark.sql import functions as F
+    return F.expr("try_cast(`{}` AS DOUBLE)".format(name.replace("`", "``")))
+
+
+def _unusable_rows(df: Any, id_col: str, conf_col: Optional[str]) -> Dict[str, int]:
+    """Rows without an image id, and rows whose confidence is not a number (one job)."""
+    from pyspark.sql import functions as F
+    no_id = F.col(id_col).isNull() | (F.trim(F.col(id_col).cast("string")) == "")
+    aggs = [F.sum(F.when(no_id, 1).otherwise(0)).alias("no_id")]
+    if conf_col:
+        conf = F.col(conf_col)
+        bad = conf.isNotNull() & (F.trim(conf.cast("string")) != "") & _number(conf_col).isNull()
+        aggs.append(F.sum(F.when(bad, 1).otherwise(0)).alias("bad_confidence"))
+    row = df.agg(*aggs).first()
+    return {k: int(row[k] or 0) for k in row.asDict() if row[k]}
 
 
 def _read_table(spark: Any, labels: Any) -> Tuple[Any, str]:

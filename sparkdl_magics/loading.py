@@ -123,7 +123,10 @@ class ImageSet:
         policy = self.stats.get("multi_label_policy", "drop")
         for key, what in (("multi_label", f"with several labels ({policy})"),
                           ("unlabelled", "without a label in the table"),
-                          ("sampled_out", "left out by sampling")):
+                          ("sampled_out", "left out by sampling"),
+                          ("no_id", "label rows without an image id (ignored)"),
+                          ("bad_confidence", "label rows whose confidence is not a number "
+                                             "(ignored)")):
             if self.stats.get(key):
                 parts.append(f"{self.stats[key]} {what}")
         if self.stats.get("width_min") is not None:
@@ -527,7 +530,7 @@ def load_images(path: Any = None, *, labels: Any = "folders",
         elif label_mode == "table":
             class_names = table.choose(classes)
             rows, stats_table = table.attach(rows, class_names, multi_label)
-            stats.update(stats_table)
+            stats.update(stats_table, **table.skipped)
         else:
             class_names = []
             rows = rows.withColumn(LABEL_NAME_COL, F.lit(None).cast("string"))
