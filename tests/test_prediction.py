@@ -100,7 +100,7 @@ def test_predict_top_k_equals_keras_with_names_from_the_package(spark, image_fol
     from sparkdl_magics import predict
     from sparkdl_magics.prediction import Predictions
     df = binary_images(spark, image_folder / "daisy").orderBy("path").limit(5).unionByName(
-        binary_images(spark, image_folder_with_corrupt, "notes.jpg"))
+        binary_images(spark, image_folder_with_corrupt, "notes.jpg")).coalesce(1)
     result = predict(df, model=SMALL, weights=str(top_weights), top_k=3, batch_size=2)
     assert isinstance(result, Predictions) and result.top_k == 3
     assert "content" not in result.df.columns
@@ -138,7 +138,8 @@ def test_sql_function_in_classic_mode_gives_labels_top_k_and_features(spark, ima
     from sparkdl_magics import register_sql_function
     from sparkdl_magics.models import get_model_info
     folder = image_folder / "tulips"
-    binary_images(spark, folder).orderBy("path").limit(3).createOrReplaceTempView("images")
+    binary_images(spark, folder).orderBy("path").limit(3).coalesce(1) \
+        .createOrReplaceTempView("images")
     spark.read.format("image").load(str(folder / "*.png")).createOrReplaceTempView("structs")
     fn = register_sql_function("classify", model=SMALL, weights=str(top_weights), spark=spark)
     assert fn.return_type == "string"
