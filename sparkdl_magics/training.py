@@ -234,13 +234,15 @@ def fit(features: Any, classifier: str = registry.DEFAULT, *, folds: Optional[in
         tuning += f", optimising {metric}"
 
     chosen = _chosen_params(inner, fixed, grid)
+    history = _objective_history(model)
+    _drop_training_summaries(model)
     stages = ([features.featurizer] if features.featurizer is not None else []) + [
         model, _index_to_string(features.classes)]
     from pyspark.ml import PipelineModel
     return FittedModel(
         pipeline_model=PipelineModel(stages=stages), classes=list(features.classes),
         classifier=info.name, metric=metric, params=chosen, grid=grid, tuning=tuning,
-        notes=notes, objective_history=_objective_history(model), features=features,
+        notes=notes, objective_history=history, features=features,
         num_features=num_features, has_probabilities=info.has_probabilities(num_classes),
         model_name=features.model_name, train_count=int(sum(present.values())))
 
@@ -397,6 +399,28 @@ def _objective_history(model: Any) -> Optional[List[float]]:
     except Exception:  # summaries are optional (not kept on some paths)
         return None
     return None
+
+
+def _drop_training_summaries(model: Any) -> None:
+    """Forget the JVM training summary of a classic-session model (and its sub-models).
+
+    Spark 4 classic: a summary built while a job tag is set (every magic tags its jobs)
+    holds the session, and any later job using the model fails with "Task not
+    serializable". Nothing here needs the summary after the objective history is read.
+    Spark Connect keeps models on the server and is not affected.
+    """
+    java_model = getattr(model, "_java_obj", None)
+    if java_model is None or not type(java_model).__module__.startswith("py4j"):
+        return
+    from pyspark import SparkContext
+    jvm = SparkContext._jvm
+    try:
+        if java_model.hasSummary():
+            java_model.setSummary(jvm.scala.Option.empty())
+    except Exception:  # models without a training summary
+        pass
+    for sub in getattr(model, "models", None) or []:  # OneVsRestModel
+        _drop_training_summaries(sub)
 
 
 def _as_dataframe(data: Any) -> Any:

@@ -333,3 +333,18 @@ def test_magic_errors_are_one_line(spark, ip):
     from sparkdl_magics.magics import fit as fit_magic
     help_text = fit_magic.SPEC.help_text()
     assert "regParam" in help_text and "naive_bayes" in help_text and "folds" in help_text
+
+
+def test_models_fitted_under_a_cell_tag_still_transform(spark):
+    """Regression: Spark 4 classic keeps the session in a training summary made while a
+    job tag is set, and the model then fails with 'Task not serializable'."""
+    from sparkdl_magics import evaluate, fit
+    fs = blobs(spark, classes=("cat", "dog"), n_train=20, n_test=10, dim=3, spread=1.5)
+    spark.addTag("sparkdl_magics-test-cell")
+    try:
+        model = fit(fs, maxIter=10)
+        assert model.objective_history  # read before the summary is dropped
+        ev = evaluate(model)
+    finally:
+        spark.removeTag("sparkdl_magics-test-cell")
+    assert sum(ev.confusion.to_numpy().ravel()) == fs.test.count()
