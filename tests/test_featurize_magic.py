@@ -38,3 +38,10 @@ def test_featurize_magic_help_lists_every_option(ip, capsys):
     out = capsys.readouterr().out
     for name in ("model", "weights", "layer", "batch_size", "cache", "unsafe", "InceptionV3"):
         assert name in out
+
+
+def test_featurize_magic_checks_the_augment_option_when_parsing(ip):
+    from IPython.core.error import UsageError
+    ip.user_ns["some_images"] = object()
+    with pytest.raises(UsageError, match=r"option 'augment': unknown operation 'flp'.*did you mean 'flip'"):
+        ip.run_cell("%%featurize some_images\naugment: flp, copies=2")

@@ -7,8 +7,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..options import MagicCall, MagicSpec, Option, as_bool, as_int, as_str, kwargs_for
+from ..errors import OptionError
+from ..options import MagicCall, MagicSpec, Option, as_int, as_str, kwargs_for
+from .common import BATCH_SIZE, PREPROCESS, UNSAFE, lookup_images
 from .runner import Context
+
+def _checked_augment(value: Any) -> Any:
+    """Check the augment option when the cell is parsed, not after loading a model."""
+    from ..augment import parse_augment
+    try:
+        parse_augment(value)
+    except OptionError as exc:
+        raise ValueError(str(exc).removeprefix("option 'augment': ")) from None
+    return value
+
 
 SPEC = MagicSpec(
     name="featurize",
@@ -24,14 +36,14 @@ SPEC = MagicSpec(
                "when available, else untrained with a warning), or a local weights file", as_str),
         Option("layer", None, "user model files: the layer to cut at [default: the "
                "penultimate/pooled output]", as_str),
-        Option("preprocess", None, "user model files: none, unit (0..1), tf (-1..1), caffe "
-               "or torch", as_str),
-        Option("batch_size", 32, "images per model call in each Spark task",
-               as_int(minimum=1), nullable=False),
+        PREPROCESS,
+        BATCH_SIZE,
         Option("cache", "memory", "memory (memory-and-disk), none, or a folder to write the "
                "features to as Parquet", as_str),
-        Option("unsafe", False, "user model files: allow Python code (Lambda layers); only "
-               "for files you trust", as_bool),
+        UNSAFE,
+        Option("augment", None, "add augmented copies of the train split: true, a number of "
+               "copies, or e.g. 'flip, rotate=15, copies=2'", _checked_augment),
+        Option("seed", 42, "random seed of the augmentation", as_int()),
     ),
     usage="Example:\n  %%featurize flowers -> flowers_features\n  model: ResNet50\n"
           "  weights: imagenet\n  batch_size: 32\n"
@@ -42,9 +54,9 @@ SPEC = MagicSpec(
 def run(call: MagicCall, ctx: Context) -> Any:
     from ..featurizer import featurize
     name = call.positional[0]
-    images = ctx.lookup(name, what="an image set from %%dlload or a DataFrame of images")
+    images = lookup_images(ctx, name)
     kwargs = kwargs_for(call, ("model", "weights", "layer", "preprocess", "batch_size",
-                               "cache", "unsafe"))
+                               "cache", "unsafe", "augment", "seed"))
     with ctx.progress_scope("featurize"):
         features = featurize(images, **kwargs)
     ctx.store(call.output or f"{name}_features", features)

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..options import MagicCall, MagicSpec, Option, as_bool, as_int, as_list_of, as_str, kwargs_for
+from ..options import MagicCall, MagicSpec, Option, as_int, as_list_of, as_str, kwargs_for
+from .common import BATCH_SIZE, PREPROCESS, UNSAFE, lookup_images
 from .runner import Context
 
 SPEC = MagicSpec(
@@ -24,14 +25,11 @@ SPEC = MagicSpec(
                "weights file of the full model", as_str),
         Option("top_k", 5, "how many classes to return per image", as_int(minimum=1),
                nullable=False),
-        Option("batch_size", 32, "images per model call in each Spark task",
-               as_int(minimum=1), nullable=False),
+        BATCH_SIZE,
         Option("labels", None, "user model files: class names, in output order [default: "
                "ImageNet names for 1000 outputs, else the index]", as_list_of(as_str)),
-        Option("preprocess", None, "user model files: none, unit (0..1), tf (-1..1), caffe "
-               "or torch", as_str),
-        Option("unsafe", False, "user model files: allow Python code (Lambda layers); only "
-               "for files you trust", as_bool),
+        PREPROCESS,
+        UNSAFE,
         Option("show", 20, "rows to show", as_int(minimum=0), nullable=False),
     ),
     usage="Example:\n  %%predict photos -> preds\n  model: ResNet50\n  top_k: 3\n"
@@ -43,7 +41,7 @@ SPEC = MagicSpec(
 def run(call: MagicCall, ctx: Context) -> Any:
     from ..prediction import predict
     name = call.positional[0]
-    images = ctx.lookup(name, what="an image set from %%dlload or a DataFrame of images")
+    images = lookup_images(ctx, name)
     kwargs = kwargs_for(call, ("model", "weights", "top_k", "batch_size", "labels",
                                "preprocess", "unsafe"))
     with ctx.progress_scope("predict"):

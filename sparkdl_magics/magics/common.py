@@ -1,0 +1,16 @@
+"""Options shared by the magics that run a Keras model (declared once, used by each)."""
+from __future__ import annotations
+
+from ..options import Option, as_bool, as_int, as_str
+
+BATCH_SIZE = Option("batch_size", 32, "images per model call in each Spark task",
+                    as_int(minimum=1), nullable=False)
+PREPROCESS = Option("preprocess", None, "user model files: none, unit (0..1), tf (-1..1), "
+                    "caffe or torch", as_str)
+UNSAFE = Option("unsafe", False, "user model files: allow Python code (Lambda layers); only "
+                "for files you trust", as_bool)
+
+
+def lookup_images(ctx, name: str):
+    """The image set (or DataFrame of images) a model magic runs on."""
+    return ctx.lookup(name, what="an image set from %%dlload or a DataFrame of images")
