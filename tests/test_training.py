@@ -309,7 +309,9 @@ def test_fit_and_evaluate_magics_store_results_and_compare(spark, ip):
     ip.run_cell("%%fit feats -> clf\nmaxIter: 10\nregParam: [0.01, 1.0]\nfolds: 2\n")
     clf = ip.user_ns["clf"]
     assert isinstance(clf, FittedModel) and len(clf.grid) == 2 and clf.tuning.startswith("2-fold")
-    ip.run_cell("%%fit feats -> forest\nclassifier: random_forest\nnumTrees: 4\n")
+    ip.user_ns.pop("feats_model", None)
+    ip.run_cell("%%fit feats\nclassifier: random_forest\nnumTrees: 4\n")
+    ip.user_ns["forest"] = ip.user_ns.pop("feats_model")  # stored under the default name
     ip.run_line_magic("evaluate", "clf -> ev")
     assert isinstance(ip.user_ns["ev"], Evaluation) and ip.user_ns["ev"].name == "clf"
     ip.run_line_magic("evaluate", "clf forest --top_errors 0 -> both")

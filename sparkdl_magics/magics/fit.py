@@ -40,7 +40,8 @@ SPEC = MagicSpec(
                 "regParam: [0.01, 0.1].\nClassifiers: "
                 + "; ".join(f"{c.name} ({c.summary})" for c in CLASSIFIERS.values()),
     usage="Example:\n  %%fit flowers_features -> clf\n  classifier: logistic_regression\n"
-          "  maxIter: 20\n  regParam: [0.01, 0.1]\n  folds: 3",
+          "  maxIter: 20\n  regParam: [0.01, 0.1]\n  folds: 3\n"
+          "The output defaults to <features>_model (flowers_features -> flowers_model).",
 )
 
 
@@ -51,6 +52,11 @@ def run(call: MagicCall, ctx: Context) -> Any:
                                "seed"))
     with ctx.progress_scope("fit"):
         model = fit(features, **kwargs, **call.extra)
-    if call.output:
-        ctx.store(call.output, model)
+    ctx.store(call.output or default_output(call.positional[0]), model)
     return model
+
+
+def default_output(features_name: str) -> str:
+    """``flowers_features`` -> ``flowers_model`` (a name -> was not given)."""
+    base = features_name[: -len("_features")] if features_name.endswith("_features") else features_name
+    return f"{base}_model"
