@@ -55,10 +55,56 @@ def active_session() -> Optional[Any]:
     if os.environ.get("SPARK_CONNECT_MODE_ENABLED"):
         return None  # a local Connect server's own classic session is not the user's
     from pyspark.sql import SparkSession
+    if _forget_dead_driver():
+        return None
     session = SparkSession.getActiveSession()
     if session is not None and getattr(session.sparkContext, "_jsc", None) is None:
         return None
     return session
+
+
+def ensure_usable(spark: Any, what: str = "these images") -> None:
+    """A clear error when *spark* (the session a result was made in) is stopped or its
+    driver JVM died: its DataFrames can never run again, and PySpark would fail with an
+    AttributeError or a Py4J error far from the cause."""
+    from .errors import DataError
+    if spark is None or is_connect(spark):
+        return  # Connect sessions report a closed channel with their own error
+    sc = getattr(spark, "_sc", None)
+    proc = getattr(getattr(sc, "_gateway", None), "proc", None)
+    dead = sc is None or getattr(sc, "_jsc", None) is None or (
+        proc is not None and proc.poll() is not None)
+    if dead:
+        raise DataError(f"{what} belong to a Spark session that was stopped (or whose JVM "
+                        "died): run the cell that made them again (e.g. %%dlload)")
+
+
+def _forget_dead_driver() -> bool:
+    """If the driver JVM this process launched has exited (killed, out of memory), drop
+    PySpark's handles on it so the next session starts a fresh JVM instead of every call
+    failing with a Py4J connection error. True when there was one to forget."""
+    from pyspark import SparkContext
+    gateway = SparkContext._gateway
+    proc = getattr(gateway, "proc", None)
+    if proc is None or proc.poll() is None:
+        return False  # no JVM launched from here, or it is alive
+    global _started_here
+    from pyspark.sql import SparkSession, SQLContext
+    try:
+        gateway.close()
+    except Exception:
+        pass
+    sc = SparkContext._active_spark_context
+    if sc is not None:
+        sc._jsc = None
+    SparkContext._gateway = None
+    SparkContext._jvm = None
+    SparkContext._active_spark_context = None
+    SparkSession._instantiatedSession = None
+    SparkSession._activeSession = None
+    SQLContext._instantiatedContext = None
+    _started_here = None
+    return True
 
 
 def _connect_closed(session: Any) -> bool:
