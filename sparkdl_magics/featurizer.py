@@ -202,6 +202,8 @@ def featurize(images: Any, model: str = "InceptionV3", weights: Optional[str] = 
     splits, classes = _splits_of(images)
     first = splits["train"]
     spark = spark or first.sparkSession
+    from .session import ensure_usable
+    ensure_usable(spark)
     col = input_col or (getattr(images, "image_col", None) if _is_imageset(images) else None) \
         or _image_column(first)
     featurizer = DeepImageFeaturizer(inputCol=col, modelName=str(model),
