@@ -73,6 +73,9 @@ def spark_error_summary(exc: BaseException) -> Optional[str]:
     if type(exc).__name__ == "Py4JJavaError":
         java = getattr(exc, "java_exception", None)
         text = str(java) if java is not None else str(exc)
+        if "stopped SparkContext" in text:
+            return ("this result belongs to a Spark session that was stopped: run the cell "
+                    "that made it again (e.g. %%dlload, %%featurize)")
         return f"Spark (JVM) error: {_python_cause(_first_line(text))}"
     if type(exc).__name__ == "Py4JNetworkError" or "Py4JNetworkError" in repr(type(exc).__mro__):
         return "the Spark driver is not reachable (its JVM stopped?): run %dlspark to attach again"
