@@ -1,0 +1,230 @@
+"""Faults: a Python worker dies mid-featurization, an executor JVM is killed mid-job, a
+cell is interrupted, the driver session is stopped or its JVM dies between cells.
+
+Each fault is injected for real (``os._exit`` in a worker, SIGKILL to an executor JVM,
+SIGINT to this process, ``SparkSession.stop()`` / SIGKILL to the driver JVM) and the
+test checks what the user gets afterwards: every row exactly once, a usable next cell,
+a clear one-line message or a transparent re-attach.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pandas as pd
+import pytest
+
+from test_featurize import SMALL, binary_images, write_weights
+
+N_IMAGES = 24
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    return write_weights(SMALL, tmp_path_factory.mktemp("weights"))
+
+
+@pytest.fixture(scope="module")
+def fault_images(tmp_path_factory):
+    from imagegen import write_labelled_folder
+    root = tmp_path_factory.mktemp("fault_images")
+    write_labelled_folder(root, ("daisy", "roses"), per_class=N_IMAGES // 2, seed=8,
+                          sizes=[(40, 32), (48, 48)])
+    return root
+
+
+def _dies_once(marker: str, when_seen: int):
+    """A pandas UDF passing bytes through that kills its Python worker once, at its
+    *when_seen*-th batch, the first time any worker gets there (marker file = done)."""
+    from pyspark.sql.functions import pandas_udf
+
+    @pandas_udf("binary")
+    def passthrough(batches: Iterator[pd.Series]) -> Iterator[pd.Series]:
+        seen = 0
+        for batch in batches:
+            seen += 1
+            if seen == when_seen:
+                try:
+                    fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+                except FileExistsError:
+                    pass
+                else:
+                    os.write(fd, str(os.getpid()).encode())
+                    os.close(fd)
+                    os._exit(1)  # the worker dies mid-partition, no clean-up
+            yield batch
+    return passthrough
+
+
+def _check_every_row_once(fs, expected_paths):
+    rows = fs.train.select("path", "features").collect()
+    paths = sorted(r["path"] for r in rows)
+    assert paths == sorted(expected_paths), "rows lost or duplicated"
+    assert all(r["features"] is not None and len(r["features"]) == 576 for r in rows)
+
+
+def test_python_worker_killed_mid_featurize_is_retried_every_row_once(
+        spark_cluster, fault_images, weights, tmp_path):
+    from pyspark.sql import functions as F
+
+    from sparkdl_magics import featurize
+    spark = spark_cluster
+    df = binary_images(spark, fault_images).repartition(2)
+    expected = [r[0] for r in df.select("path").collect()]
+    marker = tmp_path / "worker_killed"
+    old = spark.conf.get("spark.sql.execution.arrow.maxRecordsPerBatch")
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "4")
+    try:
+        doomed = df.withColumn("content", _dies_once(str(marker), 2)(F.col("content")))
+        fs = featurize(doomed, model=SMALL, weights=str(weights), batch_size=4)
+    finally:
+        spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", old)
+    assert marker.exists(), "the fault was not injected"
+    assert fs.stats["images"] == len(expected) and fs.stats["invalid"] == 0
+    _check_every_row_once(fs, expected)
+    fs.unpersist()
+
+
+def _executor_pids():
+    import psutil
+    out = []
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            if any("CoarseGrainedExecutorBackend" in part for part in proc.cmdline()):
+                out.append(proc.pid)
+        except psutil.Error:
+            pass
+    return out
+
+
+def _executor_of(pid: int):
+    import psutil
+    for parent in psutil.Process(pid).parents():
+        try:
+            if any("CoarseGrainedExecutorBackend" in p for p in parent.cmdline()):
+                return parent.pid
+        except psutil.Error:
+            pass
+    return None
+
+
+def test_executor_killed_mid_job_the_job_completes_correctly(
+        spark_cluster, fault_images, weights, tmp_path):
+    """SIGKILL the executor JVM that runs a featurize task (found with psutil from the
+    Python worker's PID the task reports); Spark reschedules, the result is complete."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.functions import pandas_udf
+
+    from sparkdl_magics import featurize
+    spark = spark_cluster
+    assert len(_executor_pids()) == 2
+    df = binary_images(spark, fault_images).repartition(4)
+    expected = [r[0] for r in df.select("path").collect()]
+    started = tmp_path / "started"
+    killed = []
+
+    @pandas_udf("binary")
+    def slow_first_time(batches: Iterator[pd.Series]) -> Iterator[pd.Series]:
+        for batch in batches:
+            if not started.exists():
+                started.write_text(str(os.getpid()))
+                time.sleep(3)  # hold the task so the executor dies under it
+            yield batch
+
+    def killer():
+        deadline = time.time() + 60
+        while time.time() < deadline and not started.exists():
+            time.sleep(0.05)
+        time.sleep(0.3)
+        executor = _executor_of(int(started.read_text() or 0)) if started.exists() else None
+        if executor:
+            os.kill(executor, signal.SIGKILL)
+            killed.append(executor)
+
+    thread = threading.Thread(target=killer, daemon=True)
+    thread.start()
+    fs = featurize(df.withColumn("content", slow_first_time(F.col("content"))),
+                   model=SMALL, weights=str(weights), batch_size=8)
+    thread.join(5)
+    assert killed, "no executor was killed"
+    _check_every_row_once(fs, expected)
+    assert fs.stats["images"] == len(expected)
+    fs.unpersist()
+
+
+def test_interrupted_cell_cancels_its_jobs_and_the_next_cell_works(spark, ip, fault_images):
+    """SIGINT (the notebook's stop button) while %%dlload runs a slow Spark job."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.functions import udf
+
+    slow = udf(lambda p: (time.sleep(0.5), p)[1], "string")
+    ip.user_ns["slow_frame"] = (spark.read.format("binaryFile").option("recursiveFileLookup", "true")
+                                .load(str(fault_images)).repartition(2)
+                                .withColumn("path", slow(F.col("path"))))
+    tracker = spark.sparkContext.statusTracker()
+
+    def interrupt():
+        deadline = time.time() + 60
+        while time.time() < deadline and not tracker.getActiveJobsIds():
+            time.sleep(0.05)
+        time.sleep(0.5)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=interrupt, daemon=True).start()
+    started = time.time()
+    with pytest.raises(KeyboardInterrupt):
+        ip.run_cell("%%dlload interrupted slow_frame\nsplit: 1")
+    assert time.time() - started < 30  # 24 rows x 0.5 s / 2 cores would take longer
+    assert "interrupted" not in ip.user_ns  # nothing stored
+    deadline = time.time() + 20
+    while tracker.getActiveJobsIds() and time.time() < deadline:
+        time.sleep(0.1)
+    assert not tracker.getActiveJobsIds(), "the interrupted cell's jobs kept running"
+    ip.run_cell(f"%%dlload after\npath: {fault_images}\nsplit: 1")
+    assert ip.user_ns["after"].num_images == N_IMAGES
+
+
+def _reattach_for_tests(session_pool, spark):
+    session_pool.spark, session_pool.mode = spark, "local"
+
+
+def test_session_stopped_between_cells_next_cell_reattaches(spark, ip, fault_images,
+                                                           session_pool):
+    from IPython.core.error import UsageError
+
+    from sparkdl_magics import session
+    ip.run_cell(f"%%dlload before\npath: {fault_images}\nsplit: 1")
+    spark.stop()  # under the magics' feet
+    assert session.active_session() is None
+    info = ip.run_line_magic("dlspark", "--master local[2] --conf spark.ui.enabled=false,"
+                                        "spark.sql.shuffle.partitions=4")
+    assert info.master == "local[2]"
+    _reattach_for_tests(session_pool, session.active_session())
+    ip.run_cell(f"%%dlload after\npath: {fault_images}\nsplit: 1")
+    assert ip.user_ns["after"].num_images == N_IMAGES
+    # a result made in the stopped session: one clear line, not a JVM trace
+    with pytest.raises(UsageError) as info:
+        ip.run_cell("%%featurize before\nweights: none")
+    message = str(info.value)
+    assert "\n" not in message and "Traceback" not in message and "\tat " not in message
+    assert "stopped" in message, message
+
+
+def test_driver_jvm_killed_between_cells_dlspark_reattaches(spark, ip, fault_images,
+                                                           session_pool):
+    from sparkdl_magics import session
+    gateway = spark.sparkContext._gateway
+    gateway.proc.kill()
+    gateway.proc.wait(30)
+    info = ip.run_line_magic("dlspark", "--master local[2] --conf spark.ui.enabled=false,"
+                                        "spark.sql.shuffle.partitions=4")
+    assert info.master == "local[2]"
+    new = session.active_session()
+    assert new is not None and new.sparkContext._gateway is not gateway
+    _reattach_for_tests(session_pool, new)
+    ip.run_cell(f"%%dlload after\npath: {fault_images}\nsplit: 1")
+    assert ip.user_ns["after"].num_images == N_IMAGES
