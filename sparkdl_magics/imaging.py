@@ -15,7 +15,10 @@ from typing import Optional, Tuple
 import numpy as np
 from PIL import Image, ImageFile
 
-#: Refuse images whose declared size is larger than this (decompression bombs).
+#: Refuse images whose declared size is larger than this (decompression bombs), from the
+#: header alone. Up to it (a 10,000 x 10,000 photo) images are valid: JPEGs decode in draft
+#: mode at 1/2..1/8 scale (tens of MB), other formats (PNG) in full, one image at a time
+#: per worker (~300 MB transient for 100 MP RGB).
 MAX_PIXELS = 100_000_000
 
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "gif", "bmp", "webp", "tif", "tiff")
