@@ -115,3 +115,20 @@ def test_config_progress_mode_reaches_the_progress_settings(ip):
         assert progress.settings.mode == "text"
     finally:
         progress.configure(mode=before)
+
+
+def test_failing_magic_fails_the_notebook_cell_with_one_line(tmp_path):
+    """nbval/nbclient must see a failed magic as a failed cell, shown as one line."""
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("%load_ext sparkdl_magics"),
+                nbformat.v4.new_code_cell("%dlspark --mastr local[1]")]
+    with pytest.raises(CellExecutionError):
+        NotebookClient(nb, kernel_name="python3", timeout=120).execute()
+    (error,) = [o for o in nb.cells[1].outputs if o["output_type"] == "error"]
+    assert error["ename"] == "MagicError"
+    assert "did you mean 'master'" in error["evalue"]
+    assert len(error["traceback"]) == 1

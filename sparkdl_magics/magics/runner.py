@@ -58,6 +58,19 @@ class Context:
         self._pending.clear()
 
 
+class MagicError(UsageError):
+    """A magic's one-line error that still counts as a failed cell.
+
+    IPython prints a plain ``UsageError`` to stderr and reports the cell as run, so
+    notebook runners (nbval, nbclient, papermill) would not notice the failure. A
+    subclass goes through the normal error path, and ``_render_traceback_`` keeps what
+    the user sees to the one line.
+    """
+
+    def _render_traceback_(self) -> list:
+        return [f"\x1b[0;31m{type(self).__name__}\x1b[0m: {self}"]
+
+
 def run_magic(module: Any, shell: Any, line: str, cell: Optional[str] = None,
               magics: Any = None) -> Any:
     """Run one magic module end to end; see the module docstring."""
@@ -84,7 +97,7 @@ def run_magic(module: Any, shell: Any, line: str, cell: Optional[str] = None,
         import sparkdl_magics
         sparkdl_magics.last_error = exc
         hint = "" if not _is_spark_error(exc) else " (run again with --debug for the full trace)"
-        raise UsageError(f"{_prefix(spec)}{spec.name}: {message}{hint}") from None
+        raise MagicError(f"{_prefix(spec)}{spec.name}: {message}{hint}") from None
 
 
 def _prefix(spec: MagicSpec) -> str:
