@@ -3,8 +3,9 @@
 :func:`cell_scope` is what every magic (through ``ctx.progress_scope``) and the widget
 app wrap their Spark work in. Inside it:
 
-- **Cancellation.** Every job the cell starts carries a tag (``spark.addTag``, classic
-  and Connect alike) and, on classic sessions, a job group. A KeyboardInterrupt (the
+- **Cancellation.** Every job the cell starts carries a job group (classic sessions) or
+  a tag (``spark.addTag``, Spark Connect; not used on classic sessions because of a
+  Spark 4 issue, see :func:`cell_scope`). A KeyboardInterrupt (the
   notebook's stop button) cancels exactly those jobs and re-raises; other threads' jobs
   keep running. ``scope.cancel()`` does the same from any thread (the app's Cancel).
   PySpark's own SIGINT handler cancels *all* jobs of the context, so the scope swaps in
@@ -384,8 +385,9 @@ class CellScope:
         if not self.connect:
             with contextlib.suppress(Exception):
                 self.spark.sparkContext.cancelJobGroup(self.tag)
-        with contextlib.suppress(Exception):
-            self.interrupted.extend(self.spark.interruptTag(self.tag) or [])
+        else:
+            with contextlib.suppress(Exception):
+                self.interrupted.extend(self.spark.interruptTag(self.tag) or [])
 
     def snapshot(self) -> ProgressSnapshot:
         snap = ProgressSnapshot(label=self.label, source=self._source.name if self._source else "none",
@@ -501,7 +503,11 @@ def cell_scope(spark: Any, label: str, mode: Optional[str] = None, view: Any = N
     scope = CellScope(spark, label, mode=resolved, view=view)
     classic = not scope.connect
     previous_group = None
-    spark.addTag(scope.tag)
+    # Classic: the job group alone (a session tag, spark.addTag, would make every MLlib
+    # model with a training summary unserializable for the rest of the session: Spark 4
+    # then keeps a non-serializable thread-local in the session those summaries hold).
+    if not classic:
+        spark.addTag(scope.tag)
     if classic:
         with contextlib.suppress(Exception):
             sc = spark.sparkContext
@@ -527,5 +533,6 @@ def cell_scope(spark: Any, label: str, mode: Optional[str] = None, view: Any = N
                 for key, value in zip(("spark.jobGroup.id", "spark.job.description",
                                        "spark.job.interruptOnCancel"), previous_group):
                     sc.setLocalProperty(key, value)  # None removes the property
-        with contextlib.suppress(Exception):
-            spark.removeTag(scope.tag)
+        if not classic:
+            with contextlib.suppress(Exception):
+                spark.removeTag(scope.tag)

@@ -337,16 +337,15 @@ def test_magic_errors_are_one_line(spark, ip):
     assert "regParam" in help_text and "naive_bayes" in help_text and "folds" in help_text
 
 
-def test_models_fitted_under_a_cell_tag_still_transform(spark):
-    """Regression: Spark 4 classic keeps the session in a training summary made while a
-    job tag is set, and the model then fails with 'Task not serializable'."""
-    from sparkdl_magics import evaluate, fit
+def test_grid_fit_and_evaluate_inside_a_magic_cell_scope(spark):
+    """Regression: on Spark 4 classic, a session tag (spark.addTag) leaves the session
+    holding a non-serializable thread-local that every LR training summary references,
+    so tuning and evaluation failed with 'Task not serializable' inside a magic's cell
+    scope. The scope now uses job groups on classic sessions."""
+    from sparkdl_magics import evaluate, fit, progress
     fs = blobs(spark, classes=("cat", "dog"), n_train=20, n_test=10, dim=3, spread=1.5)
-    spark.addTag("sparkdl_magics-test-cell")
-    try:
-        model = fit(fs, maxIter=10)
-        assert model.objective_history  # read before the summary is dropped
+    with progress.cell_scope(spark, "fit", mode="none"):
+        model = fit(fs, maxIter=10, regParam=[0.01, 0.1], validation=0.3)
         ev = evaluate(model)
-    finally:
-        spark.removeTag("sparkdl_magics-test-cell")
+    assert model.objective_history  # read before the summary is dropped
     assert sum(ev.confusion.to_numpy().ravel()) == fs.test.count()
