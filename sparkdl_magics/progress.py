@@ -368,6 +368,7 @@ class CellScope:
         self.unit = "rows"
         self._source: Any = None
         self._thread: Optional[threading.Thread] = None
+        self.user_interrupted = False  # set by the SIGINT handler (the stop button)
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._status = "running"
@@ -453,15 +454,21 @@ def _tag_safe(label: str) -> str:
 
 
 @contextlib.contextmanager
-def _default_sigint() -> Iterator[None]:
-    """PySpark's SIGINT handler cancels every job of the context; use Python's default
-    (raise KeyboardInterrupt) so only this scope's jobs are cancelled."""
+def _scope_sigint(scope: "CellScope") -> Iterator[None]:
+    """PySpark's SIGINT handler cancels every job of the context; ours raises
+    KeyboardInterrupt like Python's default (so only this scope's jobs are cancelled)
+    and remembers that the user asked to stop, see :func:`cell_scope`."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+
+    def handler(signum: int, frame: Any) -> None:
+        scope.user_interrupted = True
+        raise KeyboardInterrupt
+
     try:
         previous = signal.getsignal(signal.SIGINT)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGINT, handler)
     except (ValueError, OSError):  # not allowed here (embedded interpreters)
         yield
         return
@@ -518,13 +525,21 @@ def cell_scope(spark: Any, label: str, mode: Optional[str] = None, view: Any = N
     scope._start()
     status = "failed"
     try:
-        with _default_sigint():
+        with _scope_sigint(scope):
             yield scope
         status = "done"
     except KeyboardInterrupt:
         scope.cancel()
         status = "cancelled"
         raise
+    except BaseException:
+        if not scope.user_interrupted:
+            raise
+        # The interrupt landed inside a Py4J/gRPC call, whose clean-up then failed in
+        # its own way (e.g. Py4JNetworkError); the user pressed stop, so say that.
+        scope.cancel()
+        status = "cancelled"
+        raise KeyboardInterrupt from None
     finally:
         scope._finish(status)
         if classic and previous_group is not None:
