@@ -22,6 +22,8 @@ Pure numpy/Pillow at import time; Keras/TensorFlow are imported on first use.
 """
 from __future__ import annotations
 
+from .tfimport import import_keras
+
 import collections
 import os
 import threading
@@ -198,6 +200,7 @@ def set_tf_threads(threads: int) -> None:
     _threads_set = True
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
+        import_keras()
         import tensorflow as tf
         tf.config.threading.set_intra_op_parallelism_threads(int(threads))
         tf.config.threading.set_inter_op_parallelism_threads(int(threads))
@@ -228,7 +231,7 @@ def build(spec: ModelSpec) -> LoadedModel:
 
 def load_user_model(path: str, layer: Optional[str], safe_mode: bool = True) -> Any:
     """A user's ``.keras`` / ``.h5`` model (cut at *layer*), or a SavedModel directory."""
-    import keras
+    keras = import_keras()
     if os.path.isdir(path):
         return keras.layers.TFSMLayer(path, call_endpoint="serving_default")
     model = keras.saving.load_model(path, compile=False, safe_mode=safe_mode)

@@ -8,6 +8,8 @@ constructor and preprocessing function are looked up by name when needed.
 """
 from __future__ import annotations
 
+from .tfimport import import_keras
+
 import os
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional, Tuple
@@ -38,12 +40,12 @@ class ModelInfo:
         return (self.size, self.size)
 
     def constructor(self) -> Callable[..., Any]:
-        import keras
+        keras = import_keras()
         return getattr(keras.applications, self.name)
 
     def preprocess(self) -> Callable[[Any], Any]:
         """The model's own ``keras.applications.<module>.preprocess_input``."""
-        import keras
+        keras = import_keras()
         return getattr(keras.applications, self.module).preprocess_input
 
     def weights_url(self, include_top: bool = False) -> str:

@@ -11,6 +11,8 @@ Executors never download anything.
 """
 from __future__ import annotations
 
+from .tfimport import import_keras
+
 import hashlib
 import os
 import shutil
@@ -109,7 +111,7 @@ def imagenet_weights(info: Any, include_top: bool = False) -> str:
         return path
     fname = info.weights_file(include_top)
     try:
-        import keras
+        keras = import_keras()
         return keras.utils.get_file(fname, info.weights_url(include_top), cache_subdir="models")
     except Exception as exc:
         raise EnvironmentProblem(
@@ -132,7 +134,7 @@ def untrained_weights(info: Any, include_top: bool = False) -> str:
                                          f"-seed{UNTRAINED_SEED}.weights.h5")
     with _init_lock:
         if not os.path.isfile(path):
-            import keras
+            keras = import_keras()
             keras.utils.set_random_seed(UNTRAINED_SEED)
             w, h = info.input_size
             net = info.constructor()(include_top=include_top, weights=None,
@@ -172,9 +174,10 @@ def _resolve_user_model(model: str, layer: Optional[str], preprocess: str, unsaf
 def inspect_user_model(path: str, layer: Optional[str], safe_mode: bool
                        ) -> Tuple[Tuple[int, int], int, Optional[str]]:
     """Load a user model once on the driver: (input (w, h), feature dim, cut layer)."""
-    import keras
+    keras = import_keras()
     if os.path.isdir(path):
         try:
+            import_keras()
             import tensorflow as tf
             fn = tf.saved_model.load(path).signatures["serving_default"]
             spec_in = list(fn.structured_input_signature[1].values())[0]
