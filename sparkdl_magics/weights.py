@@ -116,9 +116,15 @@ def imagenet_weights(info: Any, include_top: bool = False) -> str:
     except Exception as exc:
         raise EnvironmentProblem(
             f"ImageNet weights for {info.name} are not in Keras' cache and could not be "
-            f"downloaded ({type(exc).__name__}); place {fname} (from "
+            f"downloaded ({_reason(exc)}); place {fname} (from "
             f"{info.weights_url(include_top)}) in {keras_cache_dir()}/, or use "
             "weights: none / a local weights file") from None
+
+
+def _reason(exc: BaseException) -> str:
+    """The useful tail of a download error (Keras wraps the socket error in its text)."""
+    text = " ".join(str(exc).split()).rsplit(" -- ", 1)[-1] or type(exc).__name__
+    return text if len(text) <= 160 else "…" + text[-159:]
 
 
 class UntrainedFallback(UserWarning):
