@@ -86,9 +86,11 @@ def _resolve_named(model: str, weights: Optional[str], layer: Optional[str],
             path, label = imagenet_weights(info, include_top), "imagenet"
         except EnvironmentProblem as exc:
             import warnings
-            warnings.warn(f"weights: auto: {exc} -- using the UNTRAINED fallback "
-                          "(weights: none); results are not meaningful", UntrainedFallback,
-                          stacklevel=2)
+            # warn_explicit with no source line: one line in a notebook cell, not our code
+            warnings.warn_explicit(f"weights: auto: {exc} -- using the UNTRAINED fallback "
+                                   "(weights: none); results are not meaningful",
+                                   UntrainedFallback, filename="sparkdl_magics", lineno=0,
+                                   module="sparkdl_magics")
             path, label, untrained = untrained_weights(info, include_top), "none", True
     elif choice.lower() in ("none", "null", "random", ""):
         path, label, untrained = untrained_weights(info, include_top), "none", True

@@ -84,9 +84,12 @@ def test_auto_weights_fall_back_to_untrained_with_a_warning_offline(tmp_path, mo
     monkeypatch.setattr(keras.utils, "get_file", offline)
     monkeypatch.setattr(w, "untrained_weights", lambda info, top=False: str(tmp_path / "u.h5"))
     (tmp_path / "u.h5").write_bytes(b"untrained")
-    with pytest.warns(w.UntrainedFallback, match="UNTRAINED"):
+    with pytest.warns(w.UntrainedFallback, match="UNTRAINED") as caught:
         resolved = w.resolve_spec("MobileNetV3Small", "auto")
     assert resolved.untrained and resolved.weights == "none"
+    message = str(caught[0].message)
+    assert "(network is unreachable)" in message  # the real reason, not 'OSError'
+    assert caught[0].filename == "sparkdl_magics"  # one line in a cell, no source line
     assert resolved.spec.weights_file.name.endswith("u.h5")
 
 
