@@ -22,6 +22,7 @@ from pyspark.ml.param.shared import HasInputCol, HasOutputCol
 from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
 
 from .errors import DataError, OptionError
+from .session import is_dataframe
 from .featureset import (CONTENT_COL, FEATURES_COL, IMAGE_COL, LABEL_COL, LABEL_NAME_COL,
                          PATH_COL, FeatureSet)
 
@@ -264,20 +265,9 @@ def featurize(images: Any, model: str = "InceptionV3", weights: Optional[str] = 
                       untrained=resolved.untrained)
 
 
-def _is_dataframe(obj: Any) -> bool:
-    from pyspark.sql import DataFrame
-    if isinstance(obj, DataFrame):
-        return True
-    try:  # older pyspark: Connect DataFrames are a separate class
-        from pyspark.sql.connect.dataframe import DataFrame as ConnectDataFrame
-        return isinstance(obj, ConnectDataFrame)
-    except ImportError:
-        return False
-
-
 def _is_imageset(images: Any) -> bool:
     # a DataFrame first: Connect DataFrames answer any attribute name with a Column
-    return (not _is_dataframe(images) and hasattr(images, "train")
+    return (not is_dataframe(images) and hasattr(images, "train")
             and hasattr(images, "classes"))
 
 
@@ -288,7 +278,7 @@ def _splits_of(images: Any) -> Tuple[Dict[str, Any], List[str]]:
         if splits["train"] is None:
             raise DataError("the image set has no train split")
         return splits, list(images.classes or [])
-    if _is_dataframe(images):
+    if is_dataframe(images):
         classes: List[str] = []
         if LABEL_NAME_COL in images.columns and LABEL_COL in images.columns:
             rows = images.select(LABEL_COL, LABEL_NAME_COL).distinct().collect()

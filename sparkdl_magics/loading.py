@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from .errors import DataError, OptionError, did_you_mean, unknown_choice
+from .session import is_dataframe
 from .featureset import CONTENT_COL, IMAGE_COL, LABEL_COL, LABEL_NAME_COL, PATH_COL
 from .imaging import IMAGE_EXTENSIONS
 
@@ -311,14 +312,6 @@ def _check_options(sample: Any, per_class: Any, check: str,
 
 # --------------------------------------------------------------------------- sources
 
-def _is_dataframe(obj: Any) -> bool:
-    try:
-        from pyspark.sql import DataFrame
-    except ImportError:  # pragma: no cover
-        return False
-    return isinstance(obj, DataFrame)
-
-
 def _paths(path: Any) -> List[str]:
     if path is None:
         raise OptionError("option 'path': give a folder, a glob, a list of paths or a "
@@ -357,7 +350,7 @@ class _Source:
         self.frame: Optional[Any] = None
         self.image_col = CONTENT_COL
         self._indexed: Optional[List[str]] = None
-        if _is_dataframe(path):
+        if is_dataframe(path):
             self.description = "DataFrame"
             cols = set(path.columns)
             if IMAGE_COL in cols and dict(path.dtypes)[IMAGE_COL].startswith("struct"):
@@ -500,7 +493,7 @@ def load_images(path: Any = None, *, labels: Any = "folders",
     _check_options(sample, per_class, check, multi_label)
     fractions = _fractions(split)
     if spark is None:
-        spark = path.sparkSession if _is_dataframe(path) else None
+        spark = path.sparkSession if is_dataframe(path) else None
     if spark is None:
         from .session import get_spark
         spark = get_spark()

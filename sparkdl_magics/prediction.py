@@ -99,7 +99,8 @@ def decode_scores(scores: np.ndarray, k: int, labels: Optional[Sequence[str]] = 
 # --------------------------------------------------------------------------- batch function
 
 def image_udf(spec: Any, batch_size: int, output: str = "labels", top_k: int = 5,
-              labels: Optional[Sequence[str]] = None, threads: int = 1) -> Any:
+              labels: Optional[Sequence[str]] = None, threads: int = 1,
+              head: Optional[Any] = None) -> Any:
     """A pandas UDF over an image column: bytes (``content``) *or* image structs.
 
     The input kind is seen per batch (a Series of bytes, or a DataFrame of struct
@@ -107,7 +108,9 @@ def image_udf(spec: Any, batch_size: int, output: str = "labels", top_k: int = 5
     column. ``output``: ``labels`` (struct of top-K classes + decode error), ``topk``
     (the top-K array alone), ``label``
     (top-1 name), ``probabilities`` (all class scores) or ``features`` (the spec's
-    output as is, e.g. pooled features). Undecodable images give nulls.
+    output as is, e.g. pooled features). Undecodable images give nulls. *head* (a
+    :class:`sparkdl_magics.sql.LinearHead`) turns the spec's features into class
+    probabilities on the worker, for a fitted classifier.
     """
     from pyspark.sql.functions import pandas_udf
     if output not in OUTPUT_TYPES:
@@ -121,6 +124,8 @@ def image_udf(spec: Any, batch_size: int, output: str = "labels", top_k: int = 5
         for batch in batches:
             items, decoder = _items_of(batch)
             scores, errors = inference.run_decoded(model, items, batch_size, decoder)
+            if head is not None:
+                scores = [None if s is None else head(s) for s in scores]
             yield _format(scores, errors, output, top_k, labels)
     return apply
 
@@ -242,13 +247,13 @@ def predict(images: Any, model: str = "InceptionV3", weights: Optional[str] = "i
     """
     from pyspark.sql import functions as F
 
-    from .featurizer import _is_dataframe
+    from .session import is_dataframe
     from .session import task_cores
     df = _frame_of(images)
     top_k = _check_int("top_k", top_k)
     batch_size = _check_int("batch_size", batch_size)
     spark = spark or df.sparkSession
-    col = input_col or (None if _is_dataframe(images) else getattr(images, "image_col", None)) \
+    col = input_col or (None if is_dataframe(images) else getattr(images, "image_col", None)) \
         or _image_column(df)
     if col not in df.columns:
         raise DataError(f"the images have no column {col!r} (columns: {', '.join(df.columns)})")
@@ -291,12 +296,12 @@ def _check_int(name: str, value: Any) -> int:
 
 
 def _frame_of(images: Any) -> Any:
-    from .featurizer import _is_dataframe
+    from .session import is_dataframe
     # a DataFrame first: Connect DataFrames answer any attribute name with a Column
-    if _is_dataframe(images):
+    if is_dataframe(images):
         return images
     df = getattr(images, "df", None)
-    if _is_dataframe(df):
+    if is_dataframe(df):
         return df
     raise DataError(f"cannot predict on a {type(images).__name__}: expected an image set "
                     "from %%dlload / load_images, or a DataFrame of images")

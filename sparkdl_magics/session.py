@@ -39,6 +39,19 @@ def is_connect(spark: Any) -> bool:
     return type(spark).__module__.startswith("pyspark.sql.connect")
 
 
+def is_dataframe(obj: Any) -> bool:
+    """A Spark DataFrame, classic or Connect. Never duck-type one: on Spark Connect any
+    attribute name (``df``, ``train``) resolves to a Column, so ``hasattr`` is always true."""
+    from pyspark.sql import DataFrame
+    if isinstance(obj, DataFrame):
+        return True
+    try:  # older pyspark: Connect DataFrames are a separate class
+        from pyspark.sql.connect.dataframe import DataFrame as ConnectDataFrame
+        return isinstance(obj, ConnectDataFrame)
+    except ImportError:
+        return False
+
+
 def active_session() -> Optional[Any]:
     """The user's active session (Connect first, then classic), without starting one."""
     if "pyspark" not in sys.modules and "pyspark.sql" not in sys.modules:

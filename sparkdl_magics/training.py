@@ -97,6 +97,13 @@ class FittedModel:
         return self.transform(_as_dataframe(images))
 
     # ---- persistence
+    def register_sql_function(self, name: str = "classify", output: str = "label",
+                              spark: Any = None) -> Any:
+        """``SELECT <name>(content) FROM images``: this model as a Spark SQL function
+        (class name, or class probabilities with ``output="probabilities"``)."""
+        from .sql import register_sql_function
+        return register_sql_function(name, model=self, output=output, spark=spark)
+
     def save(self, path: str, overwrite: bool = True) -> str:
         """Save the PipelineModel at *path* (loadable with ``PipelineModel.load``), plus
         a small JSON with the grid and chosen params when *path* is local."""
@@ -424,12 +431,13 @@ def _drop_training_summaries(model: Any) -> None:
 
 
 def _as_dataframe(data: Any) -> Any:
+    from .session import is_dataframe
+    if is_dataframe(data):
+        return data
     if isinstance(data, FeatureSet):
         return data.test if data.test is not None else data.train
     df = getattr(data, "df", None)
-    if df is not None:
-        return df
-    return data
+    return df if df is not None else data
 
 
 def _local_path(path: str) -> Optional[str]:

@@ -72,7 +72,8 @@ SPEC = MagicSpec(
 
 def run(call: MagicCall, ctx: Context) -> Any:
     from ..errors import OptionError
-    from ..loading import _is_dataframe, load_images
+    from ..loading import load_images
+    from ..session import is_dataframe
 
     opts = {k: v for k, v in call.options.items() if v is not None}
     name = call.positional[0] if call.positional else None
@@ -85,12 +86,12 @@ def run(call: MagicCall, ctx: Context) -> Any:
         opts["path"] = call.positional[1]
     source = opts.get("path")
     if isinstance(source, str) and source.isidentifier() \
-            and _is_dataframe(ctx.shell.user_ns.get(source)):
+            and is_dataframe(ctx.shell.user_ns.get(source)):
         opts["path"] = ctx.shell.user_ns[source]
     if source is None:
         raise OptionError("option 'path' is required: a folder (one sub-folder per class), "
                           "a glob, a list of paths, or a DataFrame variable")
-    spark = opts["path"].sparkSession if _is_dataframe(opts["path"]) else ctx.spark()
+    spark = opts["path"].sparkSession if is_dataframe(opts["path"]) else ctx.spark()
     with ctx.progress_scope("dlload"):
         images = load_images(spark=spark, **opts)
     if name is not None:

@@ -1,0 +1,71 @@
+"""A fitted model from %%fit as a Spark SQL function: same answers as the pipeline."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("keras")
+
+
+@pytest.fixture
+def small_fitted(tmp_path, image_folder):
+    """Load → featurize (small seeded model) → fit, for whichever session is active."""
+    from test_featurize import SMALL, write_weights
+
+    from sparkdl_magics import featurize, fit, load_images
+
+    def make(classes=None):
+        images = load_images(str(image_folder), split=0.7, seed=5, classes=classes)
+        fs = featurize(images, model=SMALL, weights=str(write_weights(SMALL, tmp_path)),
+                       batch_size=8)
+        return images, fit(fs, maxIter=15)
+    return make
+
+
+def test_sql_function_of_a_fitted_model_matches_its_predictions(spark, small_fitted):
+    check_sql_matches_pipeline(spark, small_fitted)
+
+
+def test_sql_function_of_a_fitted_model_over_connect(spark_connect, small_fitted):
+    check_sql_matches_pipeline(spark_connect, small_fitted)
+
+
+def check_sql_matches_pipeline(spark, small_fitted):
+    images, model = small_fitted()
+    images.test.createOrReplaceTempView("test_images")
+    model.register_sql_function("flower", spark=spark)
+    model.register_sql_function("flower_probs", output="probabilities", spark=spark)
+    via_sql = {r.path: (r.name, r.probs) for r in spark.sql(
+        "SELECT path, flower(content) AS name, flower_probs(content) AS probs "
+        "FROM test_images").collect()}
+    via_pipeline = {r.path: (r.prediction_name, r.probability.toArray()) for r in
+                    model.predict(images.test).select("path", "prediction_name",
+                                                      "probability").collect()}
+    assert set(via_sql) == set(via_pipeline) and len(via_sql) == images.test.count()
+    for path, (name, probs) in via_sql.items():
+        expected_name, expected_probs = via_pipeline[path]
+        assert name == expected_name
+        np.testing.assert_allclose(probs, expected_probs, atol=1e-4)
+
+
+def test_binary_fitted_model_sql_probabilities_sum_to_one(spark, small_fitted):
+    images, model = small_fitted(classes=["daisy", "roses"])
+    images.test.createOrReplaceTempView("two_class_images")
+    model.register_sql_function("two", output="probabilities", spark=spark)
+    probs = np.array([r[0] for r in spark.sql(
+        "SELECT two(content) FROM two_class_images").collect()])
+    expected = np.stack([r.probability.toArray() for r in
+                         model.predict(images.test).orderBy("path").collect()])
+    ordered = np.array([r[0] for r in spark.sql(
+        "SELECT two(content) FROM two_class_images ORDER BY path").collect()])
+    assert probs.shape[1] == 2 and np.allclose(probs.sum(axis=1), 1, atol=1e-5)
+    np.testing.assert_allclose(ordered, expected, atol=1e-4)
+
+
+def test_non_linear_fitted_model_says_what_to_do_instead(spark, small_fitted, tmp_path):
+    from sparkdl_magics import fit
+    from sparkdl_magics.errors import OptionError
+    _, lr = small_fitted()
+    forest = fit(lr.features, "random_forest", numTrees=3)
+    with pytest.raises(OptionError, match="needs a logistic_regression model.*random_forest"):
+        forest.register_sql_function("nope", spark=spark)
