@@ -13,11 +13,17 @@ returns, by ``output``:
   ``%%featurize`` computes them).
 
 An image that cannot be decoded gives NULL.
+
+``model`` may also be a fitted model from ``%%fit`` (a logistic regression on features
+from ``%%featurize``): the function then returns its class names (``label``), or class
+probabilities in the order of ``fitted.classes`` (``probabilities``).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence
+
+import numpy as np
 
 from .errors import OptionError, unknown_choice
 
@@ -57,6 +63,8 @@ def register_sql_function(name: str = "classify", model: str = "InceptionV3",
     top_k = _check_int("top_k", top_k)
     batch_size = _check_int("batch_size", batch_size)
     spark = spark or get_spark()
+    if not isinstance(model, str) and hasattr(model, "pipeline_model"):
+        return _register_fitted(name, model, output, top_k, batch_size, spark)
     if output == "features":
         from .weights import resolve_spec
         resolved = resolve_spec(str(model), "none" if weights is None else str(weights),
@@ -74,4 +82,57 @@ def register_sql_function(name: str = "classify", model: str = "InceptionV3",
                        registered)
 
 
-__all__ = ["register_sql_function", "SqlFunction", "SQL_OUTPUTS"]
+@dataclass(frozen=True)
+class LinearHead:
+    """A fitted logistic regression as numpy, applied to features on the workers.
+
+    ``weights`` is (classes x features) for multinomial models, (1 x features) for
+    binomial ones (two classes, sigmoid), as MLlib's ``coefficientMatrix``.
+    """
+
+    weights: np.ndarray
+    intercepts: np.ndarray
+
+    def __call__(self, features: np.ndarray) -> np.ndarray:
+        logits = self.weights @ np.asarray(features, dtype=np.float64) + self.intercepts
+        if len(logits) == 1:  # binomial: P(class 1) = sigmoid
+            p1 = 1.0 / (1.0 + np.exp(-logits[0]))
+            return np.array([1.0 - p1, p1], dtype=np.float32)
+        shifted = np.exp(logits - logits.max())
+        return (shifted / shifted.sum()).astype(np.float32)
+
+
+def linear_head(classifier: Any) -> LinearHead:
+    """The :class:`LinearHead` of a fitted MLlib LogisticRegressionModel."""
+    return LinearHead(np.asarray(classifier.coefficientMatrix.toArray(), dtype=np.float64),
+                      np.asarray(classifier.interceptVector.toArray(), dtype=np.float64))
+
+
+FITTED_OUTPUTS = ("label", "probabilities")
+
+
+def _register_fitted(name: str, fitted: Any, output: str, top_k: int, batch_size: int,
+                     spark: Any) -> SqlFunction:
+    """A SQL function for a fitted pipeline: featurizer on the workers, then its LR head."""
+    from .prediction import OUTPUT_TYPES, image_udf
+    from .session import task_cores
+    if output not in FITTED_OUTPUTS:
+        raise unknown_choice("output for a fitted model", output, FITTED_OUTPUTS)
+    if not fitted.has_featurizer:
+        raise OptionError("option 'model': this fitted model has no featurizer stage (its "
+                          "features did not come from %%featurize), so SQL cannot feed it images")
+    if fitted.classifier != "logistic_regression":
+        raise OptionError(
+            f"option 'model': a SQL function needs a logistic_regression model (this one is "
+            f"{fitted.classifier}); for other classifiers use fitted.transform(df) and query "
+            "the result as a view")
+    featurizer = fitted.pipeline_model.stages[0]
+    resolved = featurizer.resolve(spark)
+    udf = image_udf(resolved.spec, batch_size, output, top_k, list(fitted.classes),
+                    task_cores(spark), head=linear_head(fitted.classifier_model))
+    registered = spark.udf.register(name, udf)
+    return SqlFunction(name, output, resolved.model_name, resolved.weights,
+                       OUTPUT_TYPES[output], registered)
+
+
+__all__ = ["register_sql_function", "SqlFunction", "SQL_OUTPUTS", "LinearHead"]
