@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
+from .errors import DataError
+
 #: Column names shared by every stage.
 PATH_COL = "path"
 CONTENT_COL = "content"
@@ -15,6 +17,15 @@ IMAGE_COL = "image"
 LABEL_COL = "label"
 LABEL_NAME_COL = "label_name"
 FEATURES_COL = "features"
+
+
+def image_column(df: Any) -> str:
+    """The image column of *df*: compressed bytes (``content``) or an image struct (``image``)."""
+    for name in (CONTENT_COL, IMAGE_COL):
+        if name in df.columns:
+            return name
+    raise DataError(f"the images have no {CONTENT_COL!r} (bytes) or {IMAGE_COL!r} (image "
+                    f"struct) column (columns: {', '.join(df.columns)})")
 
 
 @dataclass

@@ -24,7 +24,7 @@ from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
 from .errors import DataError, OptionError
 from .session import is_dataframe
 from .featureset import (CONTENT_COL, FEATURES_COL, IMAGE_COL, LABEL_COL, LABEL_NAME_COL,
-                         PATH_COL, FeatureSet)
+                         PATH_COL, FeatureSet, image_column)
 
 ERROR_COL = "featurize_error"
 _TMP_COL = "__sparkdl_featurize"
@@ -165,13 +165,9 @@ def features_udf(spec: Any, batch_size: int, kind: str = "bytes", threads: int =
     if kind == "struct":
         @pandas_udf(UDF_RETURN)
         def from_structs(batches: Iterator[pd.DataFrame]) -> Iterator[pd.Series]:
-            from .inference import decode_struct
+            from .inference import batch_items
             for frame in batches:
-                cols = list(frame.columns)
-                nulls = frame.isna().all(axis=1).tolist()
-                items = [None if null else dict(zip(cols, values))
-                         for null, values in zip(nulls, zip(*(frame[c] for c in cols)))]
-                yield run(items, decode_struct)
+                yield run(*batch_items(frame))
         return from_structs
 
     @pandas_udf(UDF_RETURN)
@@ -206,7 +202,7 @@ def featurize(images: Any, model: str = "InceptionV3", weights: Optional[str] = 
     from .session import ensure_usable
     ensure_usable(spark)
     col = input_col or (getattr(images, "image_col", None) if _is_imageset(images) else None) \
-        or _image_column(first)
+        or image_column(first)
     featurizer = DeepImageFeaturizer(inputCol=col, modelName=str(model),
                                      weights="none" if weights is None else str(weights),
                                      layer=layer or "", preprocess=preprocess or "",
@@ -286,14 +282,6 @@ def _splits_of(images: Any) -> Tuple[Dict[str, Any], List[str]]:
         return {"train": images}, classes
     raise DataError(f"cannot featurize a {type(images).__name__}: expected an image set "
                     "from %%dlload / load_images, or a DataFrame of images")
-
-
-def _image_column(df: Any) -> str:
-    for name in (CONTENT_COL, IMAGE_COL):
-        if name in df.columns:
-            return name
-    raise DataError(f"the images have no {CONTENT_COL!r} (bytes) or {IMAGE_COL!r} (image "
-                    f"struct) column (columns: {', '.join(df.columns)})")
 
 
 def _cache_choice(cache: Optional[str]) -> Tuple[str, Optional[str]]:

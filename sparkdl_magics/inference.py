@@ -22,8 +22,6 @@ Pure numpy/Pillow at import time; Keras/TensorFlow are imported on first use.
 """
 from __future__ import annotations
 
-from .tfimport import import_keras
-
 import collections
 import os
 import threading
@@ -35,6 +33,7 @@ from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence, 
 import numpy as np
 
 from . import imaging
+from .tfimport import import_keras
 
 #: How many models one worker keeps alive (switching models evicts the oldest).
 MAX_CACHED_MODELS = 2
@@ -283,6 +282,19 @@ def decode_struct(item: Any, size: Tuple[int, int]) -> np.ndarray:
                                 int(get("mode")), get("data"))
     return imaging.resize_array(rgb, size)
 
+
+
+def batch_items(batch: Any) -> Tuple[List[Any], Any]:
+    """A pandas UDF batch as (items, decoder): a Series of bytes, or the DataFrame of
+    fields an image-struct column arrives as (one dict per row, None for a null struct)."""
+    import pandas as pd
+    if isinstance(batch, pd.DataFrame):
+        cols = list(batch.columns)
+        nulls = batch.isna().all(axis=1).tolist()
+        items = [None if null else dict(zip(cols, values))
+                 for null, values in zip(nulls, zip(*(batch[c] for c in cols)))]
+        return items, decode_struct
+    return batch.tolist(), decode_bytes
 
 def run_decoded(model: LoadedModel, items: Sequence[Any], batch_size: int,
                 decoder: Decoder = decode_bytes

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import DataError, OptionError
-from .featureset import CONTENT_COL, IMAGE_COL, LABEL_NAME_COL, PATH_COL
+from .featureset import CONTENT_COL, IMAGE_COL, LABEL_NAME_COL, PATH_COL, image_column
 
 DEFAULT_BATCH_SIZE = 32
 PREDICTIONS_COL = "predictions"   # array<struct<class_id, wnid, label, probability>>
@@ -122,23 +122,12 @@ def image_udf(spec: Any, batch_size: int, output: str = "labels", top_k: int = 5
         from . import inference
         model = inference.get_model(spec, threads)
         for batch in batches:
-            items, decoder = _items_of(batch)
+            items, decoder = inference.batch_items(batch)
             scores, errors = inference.run_decoded(model, items, batch_size, decoder)
             if head is not None:
                 scores = [None if s is None else head(s) for s in scores]
             yield _format(scores, errors, output, top_k, labels)
     return apply
-
-
-def _items_of(batch: Any) -> Tuple[List[Any], Any]:
-    from .inference import decode_bytes, decode_struct
-    if isinstance(batch, pd.DataFrame):  # a struct column arrives as its fields
-        cols = list(batch.columns)
-        nulls = batch.isna().all(axis=1).tolist()
-        items = [None if null else dict(zip(cols, values))
-                 for null, values in zip(nulls, zip(*(batch[c] for c in cols)))]
-        return items, decode_struct
-    return batch.tolist(), decode_bytes
 
 
 def _format(scores: List[Optional[np.ndarray]], errors: List[Optional[str]], output: str,
@@ -254,7 +243,7 @@ def predict(images: Any, model: str = "InceptionV3", weights: Optional[str] = "i
     batch_size = _check_int("batch_size", batch_size)
     spark = spark or df.sparkSession
     col = input_col or (None if is_dataframe(images) else getattr(images, "image_col", None)) \
-        or _image_column(df)
+        or image_column(df)
     if col not in df.columns:
         raise DataError(f"the images have no column {col!r} (columns: {', '.join(df.columns)})")
     resolved = resolve_classifier(model, weights, preprocess, unsafe, spark)
@@ -305,14 +294,6 @@ def _frame_of(images: Any) -> Any:
         return df
     raise DataError(f"cannot predict on a {type(images).__name__}: expected an image set "
                     "from %%dlload / load_images, or a DataFrame of images")
-
-
-def _image_column(df: Any) -> str:
-    for name in (CONTENT_COL, IMAGE_COL):
-        if name in df.columns:
-            return name
-    raise DataError(f"the images have no {CONTENT_COL!r} (bytes) or {IMAGE_COL!r} (image "
-                    f"struct) column (columns: {', '.join(df.columns)})")
 
 
 __all__ = ["predict", "Predictions", "resolve_classifier", "image_udf", "imagenet_classes",

@@ -53,8 +53,9 @@ def featurize_stream(df: Any, model: str = "InceptionV3", weights: Optional[str]
                      unsafe: bool = False) -> Any:
     """Pooled features of a (streaming) image DataFrame; failed images keep null
     ``features`` and a reason in ``featurize_error``. Nothing runs until it is written."""
-    from .featurizer import ERROR_COL, DeepImageFeaturizer, _image_column
-    col = input_col or _image_column(df)
+    from .featureset import image_column
+    from .featurizer import ERROR_COL, DeepImageFeaturizer
+    col = input_col or image_column(df)
     featurizer = DeepImageFeaturizer(inputCol=col, modelName=str(model),
                                      weights="none" if weights is None else str(weights),
                                      layer=layer or "", preprocess=preprocess or "",
