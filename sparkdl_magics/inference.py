@@ -131,6 +131,7 @@ class LoadedModel:
         self.model = model
         self.preprocess = preprocess
         self._lock = threading.Lock()
+        self._functions: dict = {}
 
     @property
     def input_size(self) -> Tuple[int, int]:
@@ -140,20 +141,45 @@ class LoadedModel:
         """(n, h, w, 3) uint8 RGB -> (n, d) float32."""
         if len(images) == 0:
             return np.zeros((0, 0), dtype=np.float32)
-        x = self.preprocess(np.asarray(images, dtype=np.float32))
-        with self._lock:  # one model, one caller at a time (Keras models are not re-entrant)
-            out = _call(self.model, x)
-        out = np.asarray(out, dtype=np.float32)
+        out = self.run(self.preprocess(np.asarray(images, dtype=np.float32)))
         if out.ndim > 2:  # an unpooled map (user layer): average over space
             out = out.reshape(out.shape[0], -1, out.shape[-1]).mean(axis=1)
         return out
 
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """The model's raw output (float32 numpy) for a batch that is ready to go in."""
+        x = np.asarray(x)
+        with self._lock:  # one model, one caller at a time (Keras models are not re-entrant)
+            key = (x.shape[1:], x.dtype.str)
+            function = self._functions.get(key)
+            if function is None:
+                function = self._functions[key] = batch_function(self.model, x)
+            out = _first_output(function(x))
+        return np.asarray(out, dtype=np.float32)
 
-def _call(model: Any, x: np.ndarray) -> Any:
-    if hasattr(model, "predict_on_batch"):
-        out = model.predict_on_batch(x)
-    else:  # a TFSMLayer (SavedModel)
-        out = model(x)
+
+def batch_function(model: Any, example: np.ndarray) -> Callable[[np.ndarray], Any]:
+    """A callable running *model* on batches shaped like *example*, of any batch size.
+
+    Keras' ``predict_on_batch`` compiles with XLA on CPU, once per batch *shape*: the
+    short last chunk of every partition (and every new partition size) cost a fresh
+    compile of seconds. With TensorFlow we trace one graph whose batch dimension is
+    open, without XLA: same steady speed on CPU (measured: ResNet50 23.6 vs 23.8
+    images/s on 2 threads), no recompiles. Other backends keep ``predict_on_batch``.
+    """
+    keras = import_keras()
+    if keras.backend.backend() != "tensorflow":
+        return model.predict_on_batch if hasattr(model, "predict_on_batch") else model
+    import tensorflow as tf
+    spec = tf.TensorSpec((None,) + tuple(example.shape[1:]), tf.as_dtype(example.dtype))
+    if isinstance(model, keras.Model):
+        return tf.function(lambda x: model(x, training=False), input_signature=[spec],
+                           jit_compile=False)
+    return tf.function(lambda x: model(x), input_signature=[spec], jit_compile=False)
+
+
+def _first_output(out: Any) -> Any:
+    """One array from what a model returns (a dict or list of outputs: the first)."""
     if isinstance(out, dict):
         out = next(iter(out.values())) if len(out) == 1 else out[sorted(out)[0]]
     if isinstance(out, (list, tuple)):

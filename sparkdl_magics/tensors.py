@@ -123,8 +123,7 @@ def tensor_udf(spec: Any, shape: Optional[Tuple[int, ...]], batch_size: int,
             for start in range(0, len(rows), batch_size):
                 chunk = rows[start:start + batch_size]
                 x = to_batch([series.iloc[i] for i in chunk], want)
-                with loaded._lock:
-                    y = np.asarray(inference._call(loaded.model, x), dtype=np.float32)
+                y = loaded.run(x)
                 for j, i in enumerate(chunk):
                     out[i] = y[j].reshape(-1)
             yield pd.Series(out)

@@ -351,3 +351,19 @@ def test_model_is_built_once_per_worker_and_reused_across_batches(small_weights,
     batch = np.stack([inference.decode_bytes(items[0], model.input_size)])
     np.testing.assert_allclose(inference.predict_images(spec, batch)[0], feats[0], atol=1e-6)
     inference.clear_cache()
+
+
+def test_any_batch_size_runs_on_one_traced_graph():
+    """Keras' predict_on_batch compiles (XLA) once per batch shape; ours traces once."""
+    from sparkdl_magics.inference import ModelSpec, build
+    from sparkdl_magics.models import get_model_info
+    info = get_model_info(SMALL)
+    loaded = build(ModelSpec(model=SMALL, input_size=(info.size, info.size)))
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, size=(7, info.size, info.size, 3), dtype=np.uint8)
+    whole = loaded.predict(images)
+    parts = np.concatenate([loaded.predict(images[:3]), loaded.predict(images[3:5]),
+                            loaded.predict(images[5:])])
+    np.testing.assert_allclose(parts, whole, atol=1e-5)
+    (function,) = loaded._functions.values()
+    assert function.experimental_get_tracing_count() == 1
