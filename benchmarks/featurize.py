@@ -5,9 +5,13 @@
 
 Both sides decode the same generated JPEGs (default 500x375) with the package's decode
 rules, apply the model's own preprocess_input and predict in batches; model build time
-is excluded (each side is warmed up first). Prints images/s for each, their ratio,
-peak RSS of the driver (Python + JVM) and of the Python workers, and the driver's peak
-memory when featurizing the counts given by --memory-images (flat = good).
+is excluded (each side is warmed up first). Plain Keras: one process, ``model.predict``
+on batches, TensorFlow threads = cores. Spark: on ``local[cores]``, ``load_images()``
+once (as %%dlload; not timed), then ``featurize()`` timed as %%featurize runs it (even
+partitions, pandas UDF, features cached, invalid rows counted). Each side is timed
+--repeat times; the median counts. Prints images/s for each, their ratio, peak RSS of
+the driver (Python + JVM) and of the Python workers, and the driver's peak memory when
+featurizing the counts given by --memory-images (flat = good).
 Weights: ``none`` by default (offline machines); ``imagenet`` when Keras' cache has them.
 """
 from __future__ import annotations
@@ -66,15 +70,18 @@ def run(paths):
                           for p in paths[i:i + {batch}]])
         model.predict(batch)
 run(files[:{batch}])  # warm-up (graph tracing)
-t = time.perf_counter(); run(files); dt = time.perf_counter() - t
-print(json.dumps({{"images_per_s": len(files) / dt, "seconds": dt,
+times = []
+for _ in range({repeat}):
+    t = time.perf_counter(); run(files); times.append(time.perf_counter() - t)
+dt = sorted(times)[len(times) // 2]
+print(json.dumps({{"images_per_s": len(files) / dt, "seconds": dt, "runs": times,
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
 """
 
 
-def plain_keras(folder, model, weights, cores, batch):
+def plain_keras(folder, model, weights, cores, batch, repeat):
     code = PLAIN.format(root=ROOT, cores=cores, model=model, weights=weights, folder=folder,
-                        batch=batch)
+                        batch=batch, repeat=repeat)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     if out.returncode:
         raise SystemExit(out.stderr[-3000:])
@@ -126,21 +133,31 @@ class PeakSampler:
 
 # --------------------------------------------------------------------------- Spark path
 
-def spark_path(spark, folder, model, weights, batch):
-    from sparkdl_magics.featurizer import DeepImageFeaturizer
-    featurizer = DeepImageFeaturizer(modelName=model, weights=weights, batchSize=batch)
-    featurizer.resolve(spark)
-    df = spark.read.format("binaryFile").load(folder)
-    n = df.count()
+def spark_path(spark, folder, model, weights, batch, repeat=1):
+    """The product path, as a notebook runs it: load_images() once (%%dlload, not
+    timed), then featurize() (%%featurize: even partitions, the pandas UDF, features
+    cached in memory, invalid rows counted) timed *repeat* times; the median counts."""
+    from sparkdl_magics.featurizer import featurize
+    from sparkdl_magics.loading import load_images
+    images = load_images(folder, labels="none", spark=spark)
+    n = images.num_images
     # warm-up: every Python worker builds (and caches) its model on a few images
-    featurizer.transform(df.limit(batch * 2).repartition(spark.sparkContext.defaultParallelism
-                                                         if hasattr(spark, "sparkContext")
-                                                         else 2)).write.format("noop") \
-        .mode("overwrite").save()
-    t = time.perf_counter()
-    featurizer.transform(df).write.format("noop").mode("overwrite").save()
-    dt = time.perf_counter() - t
-    return {"images_per_s": n / dt, "seconds": dt, "images": n}
+    warm = spark.read.format("binaryFile").load(folder).limit(batch * 2)
+    featurize(warm, model, weights, batch_size=batch, cache="none")
+    times, partitions = [], None
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fs = featurize(images, model, weights, batch_size=batch, cache="memory")
+        times.append(time.perf_counter() - t)
+        partitions = fs.train.rdd.getNumPartitions()
+        spark.catalog.clearCache()  # the next run must compute again
+    dt = sorted(times)[len(times) // 2]
+    return {"images_per_s": n / dt, "seconds": dt, "images": n, "runs": times,
+            "partitions": partitions}
+
+
+def fmt(runs):
+    return ", ".join(f"{t:.2f}" for t in runs)
 
 
 def main(argv=None):
@@ -152,6 +169,7 @@ def main(argv=None):
     ap.add_argument("--size", default="500x375")
     ap.add_argument("--cores", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--repeat", type=int, default=3, help="timed runs per side (median)")
     ap.add_argument("--memory-images", default="1000,10000",
                     help="comma-separated counts for the driver-memory check ('' to skip)")
     ap.add_argument("--memory-model", default="MobileNetV3Small")
@@ -164,17 +182,17 @@ def main(argv=None):
     folder = os.path.join(args.workdir, f"jpeg_{args.size}_{args.images}")
     write_jpegs(folder, args.images, size)
 
-    plain = plain_keras(folder, args.model, weights, args.cores, args.batch_size)
+    plain = plain_keras(folder, args.model, weights, args.cores, args.batch_size, args.repeat)
     print(f"plain Keras  {args.model} ({weights}): {plain['images_per_s']:.2f} images/s "
-          f"({args.images} images, {plain['seconds']:.1f} s, peak RSS "
+          f"({args.images} images, median of {fmt(plain['runs'])} s, peak RSS "
           f"{plain['peak_rss_mb']:.0f} MB)", flush=True)
 
     from sparkdl_magics import session
     spark = session.start_local(f"local[{args.cores}]", conf={"spark.ui.enabled": "false"})
     with PeakSampler() as peaks:
-        sp = spark_path(spark, folder, args.model, weights, args.batch_size)
+        sp = spark_path(spark, folder, args.model, weights, args.batch_size, args.repeat)
     print(f"Spark path   {args.model} ({weights}): {sp['images_per_s']:.2f} images/s "
-          f"({sp['seconds']:.1f} s)", flush=True)
+          f"(median of {fmt(sp['runs'])} s, {sp['partitions']} partitions)", flush=True)
     print(f"ratio Spark / plain Keras: {sp['images_per_s'] / plain['images_per_s']:.2f}x")
     print("peak RSS MB: " + ", ".join(f"{k} {v:.0f}" for k, v in peaks.peaks.items()))
 

@@ -187,7 +187,8 @@ def featurize(images: Any, model: str = "InceptionV3", weights: Optional[str] = 
               layer: Optional[str] = None, batch_size: int = DEFAULT_BATCH_SIZE,
               cache: Optional[str] = "memory", preprocess: Optional[str] = None,
               input_col: Optional[str] = None, unsafe: bool = False,
-              augment: Any = None, seed: int = 42, spark: Any = None) -> FeatureSet:
+              augment: Any = None, seed: int = 42, partitions: Any = "auto",
+              spark: Any = None) -> FeatureSet:
     """Features for every split of *images* (an ImageSet, or a DataFrame of images).
 
     ``cache``: ``memory`` (persist MEMORY_AND_DISK, the default), ``none`` (recompute
@@ -195,7 +196,12 @@ def featurize(images: Any, model: str = "InceptionV3", weights: Optional[str] = 
     that fail to decode are dropped from the splits and listed in ``FeatureSet.invalid``.
     Only counts and the (small) invalid list come back to the driver. ``augment``: add
     seeded flipped/rotated copies of the train images (see :mod:`sparkdl_magics.augment`).
+    ``partitions``: ``auto`` spreads each split evenly over the task slots (one shuffle
+    of the compressed bytes; see :mod:`sparkdl_magics.partitioning`), ``0`` keeps the
+    input's partitions, a number sets them.
     """
+    from .partitioning import check_partitions, even_partitions
+    partitions = check_partitions(partitions)
     splits, classes = _splits_of(images)
     first = splits["train"]
     spark = spark or first.sparkSession
@@ -218,9 +224,12 @@ def featurize(images: Any, model: str = "InceptionV3", weights: Optional[str] = 
     invalid_frames = []
     keep_error = featurizer.copy()._set(errorCol=ERROR_COL)  # shares the resolved spec
     n_bad = 0
+    sizes = images.split_sizes() if _is_imageset(images) else {}
+    mean_bytes = images.stats.get("mean_bytes") if _is_imageset(images) else None
     for name, df in splits.items():
         if df is None:
             continue
+        df = even_partitions(df, sizes.get(name), mean_bytes, partitions, spark)
         feats = keep_error.transform(df).drop(*[c for c in (CONTENT_COL, IMAGE_COL, col)
                                                 if c in df.columns])
         if augment and name == "train":  # seeded transformed copies, same bytes

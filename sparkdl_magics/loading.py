@@ -600,11 +600,17 @@ def _folder_classes(source: _Source, classes: Optional[Sequence[str]]) -> List[s
 
 
 def _checked(rows: Any, image_col: str, check: str) -> Any:
-    """Light rows: path, class, key inputs, and the header check (no bytes)."""
+    """Light rows: path, class, the header check and the file's size (no bytes kept).
+
+    ``bytes`` (null with ``check='none'``, which reads no content) lets the featurizer
+    size its partitions in memory as well as in images.
+    """
     from pyspark.sql import functions as F
     group = F.coalesce(F.col(LABEL_NAME_COL), F.lit("")).alias(_GROUP)
+    size = F.lit(None).cast("long")
     if image_col == IMAGE_COL:
         img = F.col(IMAGE_COL)
+        size = F.length(img["data"])
         ok = (img.isNotNull() & (img["width"] > 0) & (img["height"] > 0)
               & (F.length(img["data"]) > 0))
         result = F.struct(
@@ -626,7 +632,10 @@ def _checked(rows: Any, image_col: str, check: str) -> Any:
         tail = F.when(F.length(content) > HEAD_BYTES,
                       F.substring(content, -TAIL_BYTES, TAIL_BYTES)).otherwise(content)
         result = udf(head, tail, F.length(content))
-    return rows.select(PATH_COL, group, result.alias("c")).select(PATH_COL, _GROUP, "c.*")
+    if check != "none" and image_col != IMAGE_COL:
+        size = F.length(F.col(CONTENT_COL))
+    return (rows.select(PATH_COL, group, result.alias("c"), size.alias("bytes"))
+            .select(PATH_COL, _GROUP, "c.*", "bytes"))
 
 
 def _empty_files(source: _Source, label_mode: str, classes: Optional[List[str]],
@@ -656,10 +665,12 @@ def _group_stats(checked: Any) -> Tuple[Dict[str, Dict[str, Any]], List[Tuple[st
         F.sum(F.when(valid, 0).otherwise(1)).alias("bad"),
         F.min("width").alias("wmin"), F.max("width").alias("wmax"),
         F.min("height").alias("hmin"), F.max("height").alias("hmax"),
+        F.sum(F.when(valid, F.col("bytes"))).alias("bytes"),
         F.collect_list(F.when(~valid, F.struct(PATH_COL, "reason"))).alias("invalid"),
     ).collect()
     groups = {r[_GROUP]: {"n": int(r["n"]), "bad": int(r["bad"]), "wmin": r["wmin"],
-                          "wmax": r["wmax"], "hmin": r["hmin"], "hmax": r["hmax"]} for r in rows}
+                          "wmax": r["wmax"], "hmin": r["hmin"], "hmax": r["hmax"],
+                          "bytes": r["bytes"]} for r in rows}
     invalid = sorted((x[0], x[1]) for r in rows for x in r["invalid"])
     return groups, invalid
 
@@ -789,8 +800,11 @@ def _size_stats(groups: Dict[str, Dict[str, Any]]) -> Dict[str, Any]:
     def pick(key: str, fn: Any) -> Optional[int]:
         values = [s[key] for s in groups.values() if s.get(key) is not None]
         return int(fn(values)) if values else None
+    sized = [(s["bytes"], s["n"]) for s in groups.values() if s.get("bytes") and s["n"]]
+    mean_bytes = (int(sum(b for b, _ in sized) / sum(n for _, n in sized)) if sized else None)
     return {"width_min": pick("wmin", min), "width_max": pick("wmax", max),
-            "height_min": pick("hmin", min), "height_max": pick("hmax", max)}
+            "height_min": pick("hmin", min), "height_max": pick("hmax", max),
+            "mean_bytes": mean_bytes}
 
 
 __all__ = ["load_images", "ImageSet", "split_sizes", "sample_size", "check_bytes", "SPLIT_COL"]

@@ -225,7 +225,7 @@ def predict(images: Any, model: str = "InceptionV3", weights: Optional[str] = "i
             top_k: int = 5, batch_size: int = DEFAULT_BATCH_SIZE,
             labels: Optional[Sequence[str]] = None, preprocess: Optional[str] = None,
             input_col: Optional[str] = None, unsafe: bool = False,
-            spark: Any = None) -> Predictions:
+            partitions: Any = "auto", spark: Any = None) -> Predictions:
     """Top-K classes per image with a full pretrained model (no training).
 
     *images*: an ImageSet (its ``df``: every split) or a DataFrame with ``content``
@@ -233,7 +233,12 @@ def predict(images: Any, model: str = "InceptionV3", weights: Optional[str] = "i
     (run with its ImageNet head: ``weights`` is ``imagenet``, ``none``, or a weights
     file of the full model) or a ``.keras`` / ``.h5`` classifier file (its outputs are
     named by *labels*, else by index). Nothing runs until the result is used.
+    *partitions*: ``auto`` spreads an image set's images evenly over the task slots
+    (its size is known; a DataFrame keeps its partitions, to stay lazy), ``0`` keeps
+    them, ``N`` repartitions to N (see :mod:`sparkdl_magics.partitioning`).
     """
+    from .partitioning import check_partitions, even_partitions
+    partitions = check_partitions(partitions)
     from pyspark.sql import functions as F
 
     from .session import is_dataframe
@@ -247,6 +252,11 @@ def predict(images: Any, model: str = "InceptionV3", weights: Optional[str] = "i
     if col not in df.columns:
         raise DataError(f"the images have no column {col!r} (columns: {', '.join(df.columns)})")
     resolved = resolve_classifier(model, weights, preprocess, unsafe, spark)
+    if partitions is not None or not is_dataframe(images):
+        known = None if is_dataframe(images) else images  # an image set knows its size
+        df = even_partitions(df, getattr(known, "num_images", None),
+                             (getattr(known, "stats", None) or {}).get("mean_bytes"),
+                             partitions, spark)
     udf = image_udf(resolved.spec, batch_size, "labels", top_k, labels, task_cores(spark))
     tmp = F.col(_TMP_COL)
     out = df.withColumn(_TMP_COL, udf(F.col(col)))

@@ -359,3 +359,30 @@ def task_cores(spark: Any) -> int:
     """Cores one task may use (spark.task.cpus), for sizing TensorFlow thread pools."""
     value = _safe_conf(spark.conf, "spark.task.cpus")
     return int(value) if value and value.isdigit() else 1
+
+
+def task_slots(spark: Any) -> int:
+    """How many tasks run at once (cores / spark.task.cpus), for sizing partitions.
+
+    Classic: ``defaultParallelism`` (the executors' cores). Connect has no
+    SparkContext: ``spark.default.parallelism`` if set, else the server's master
+    (``local[N]``, ``local-cluster[n,c,m]``), else 2.
+    """
+    if is_connect(spark):
+        value = _safe_conf(spark.conf, "spark.default.parallelism")
+        cores = int(value) if value and value.isdigit() else \
+            master_cores(_safe_conf(spark.conf, "spark.master"))
+    else:
+        cores = spark.sparkContext.defaultParallelism
+    return max(1, int(cores or 2) // task_cores(spark))
+
+
+def master_cores(master: Optional[str]) -> Optional[int]:
+    """Cores a local master string names (``local[4]``, ``local[*]``, ``local-cluster[2,1,1024]``)."""
+    if not master:
+        return None
+    found = re.fullmatch(r"local(?:\[(\*|\d+)(?:,\d+)?\])?", master.strip())
+    if found:
+        return (os.cpu_count() or 1) if found.group(1) in (None, "*") else int(found.group(1))
+    found = re.fullmatch(r"local-cluster\[(\d+),\s*(\d+),\s*\d+\]", master.strip())
+    return int(found.group(1)) * int(found.group(2)) if found else None

@@ -7,6 +7,23 @@ BATCH_SIZE = Option("batch_size", 32, "images per model call in each Spark task"
                     as_int(minimum=1), nullable=False)
 PREPROCESS = Option("preprocess", None, "user model files: none, unit (0..1), tf (-1..1), "
                     "caffe or torch", as_str)
+
+
+def _partitions(value):
+    """Checked when the cell is parsed (auto, 0, or a number); passed on as written."""
+    from ..errors import OptionError
+    from ..partitioning import check_partitions
+    try:
+        check_partitions(value)
+    except OptionError:
+        raise ValueError("expected auto, 0 (keep the input's partitions) or a number of "
+                         "partitions") from None
+    return value
+
+
+PARTITIONS = Option("partitions", "auto", "auto: spread the images evenly over the Spark "
+                    "cores (one shuffle of the compressed bytes); 0: keep the input's "
+                    "partitions; N: N partitions", _partitions)
 UNSAFE = Option("unsafe", False, "user model files: allow Python code (Lambda layers); only "
                 "for files you trust", as_bool)
 

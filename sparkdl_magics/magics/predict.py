@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..options import MagicCall, MagicSpec, Option, as_int, as_list_of, as_str, kwargs_for
-from .common import BATCH_SIZE, PREPROCESS, UNSAFE, lookup_images
+from .common import BATCH_SIZE, PARTITIONS, PREPROCESS, UNSAFE, lookup_images
 from .runner import Context
 
 SPEC = MagicSpec(
@@ -26,6 +26,7 @@ SPEC = MagicSpec(
         Option("top_k", 5, "how many classes to return per image", as_int(minimum=1),
                nullable=False),
         BATCH_SIZE,
+        PARTITIONS,
         Option("labels", None, "user model files: class names, in output order [default: "
                "ImageNet names for 1000 outputs, else the index]", as_list_of(as_str)),
         PREPROCESS,
@@ -43,7 +44,7 @@ def run(call: MagicCall, ctx: Context) -> Any:
     name = call.positional[0]
     images = lookup_images(ctx, name)
     kwargs = kwargs_for(call, ("model", "weights", "top_k", "batch_size", "labels",
-                               "preprocess", "unsafe"))
+                               "preprocess", "unsafe", "partitions"))
     with ctx.progress_scope("predict"):
         result = predict(images, **kwargs)
         result.show = call.options["show"]
