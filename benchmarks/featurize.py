@@ -11,7 +11,9 @@ once (as %%dlload; not timed), then ``featurize()`` timed as %%featurize runs it
 partitions, pandas UDF, features cached, invalid rows counted). Each side is timed
 --repeat times; the median counts. Prints images/s for each, their ratio, peak RSS of
 the driver (Python + JVM) and of the Python workers, and the driver's peak memory when
-featurizing the counts given by --memory-images (flat = good).
+featurizing the counts given by --memory-images (flat = good) on --memory-master
+(local-cluster by default, so the executor's reading and shuffling of the bytes is not
+counted as driver memory; the executor JVM is reported on its own line).
 Weights: ``none`` by default (offline machines); ``imagenet`` when Keras' cache has them.
 """
 from __future__ import annotations
@@ -23,10 +25,11 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 import numpy as np
+
+from peak_rss import PeakRSS  # next to this script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -88,49 +91,6 @@ def plain_keras(folder, model, weights, cores, batch, repeat):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-# --------------------------------------------------------------------------- memory sampling
-
-class PeakSampler:
-    """Samples RSS of this process, the JVM and the Python workers every 0.2 s."""
-
-    def __init__(self):
-        import psutil
-        self.me = psutil.Process()
-        self.peaks = {"driver_python": 0.0, "driver_jvm": 0.0, "python_worker": 0.0}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-
-    def _loop(self):
-        while not self._stop.is_set():
-            self.sample()
-            time.sleep(0.2)
-
-    def sample(self):
-        import psutil
-        mb = 1 / (1024 * 1024)
-        self.peaks["driver_python"] = max(self.peaks["driver_python"],
-                                          self.me.memory_info().rss * mb)
-        for child in self.me.children(recursive=True):
-            try:
-                cmd = " ".join(child.cmdline())
-                rss = child.memory_info().rss * mb
-            except psutil.Error:
-                continue
-            key = "driver_jvm" if "java" in cmd.split(" ")[0] else (
-                "python_worker" if "pyspark" in cmd or "python" in cmd else None)
-            if key:
-                self.peaks[key] = max(self.peaks[key], rss)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.sample()
-
-
 # --------------------------------------------------------------------------- Spark path
 
 def spark_path(spark, folder, model, weights, batch, repeat=1):
@@ -173,6 +133,9 @@ def main(argv=None):
     ap.add_argument("--memory-images", default="1000,10000",
                     help="comma-separated counts for the driver-memory check ('' to skip)")
     ap.add_argument("--memory-model", default="MobileNetV3Small")
+    ap.add_argument("--memory-master", default="local-cluster[1,2,2048]",
+                    help="master for the memory check: local-cluster keeps the driver JVM "
+                    "apart from the executor that reads and shuffles the bytes")
     ap.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "sparkdl_bench"))
     args = ap.parse_args(argv)
     from sparkdl_magics.models import cached_weights_path, get_model_info
@@ -189,25 +152,27 @@ def main(argv=None):
 
     from sparkdl_magics import session
     spark = session.start_local(f"local[{args.cores}]", conf={"spark.ui.enabled": "false"})
-    with PeakSampler() as peaks:
+    with PeakRSS() as peaks:
         sp = spark_path(spark, folder, args.model, weights, args.batch_size, args.repeat)
     print(f"Spark path   {args.model} ({weights}): {sp['images_per_s']:.2f} images/s "
           f"(median of {fmt(sp['runs'])} s, {sp['partitions']} partitions)", flush=True)
     print(f"ratio Spark / plain Keras: {sp['images_per_s'] / plain['images_per_s']:.2f}x")
-    print("peak RSS MB: " + ", ".join(f"{k} {v:.0f}" for k, v in peaks.peaks.items()))
+    print(f"peak RSS (local[{args.cores}]: the driver JVM is the executor too): "
+          f"{peaks.summary()}", flush=True)
+    session.stop()
 
     counts = [int(c) for c in args.memory_images.split(",") if c.strip()]
+    if counts:
+        spark = session.start_local(args.memory_master, conf={"spark.ui.enabled": "false"})
+        print(f"driver memory on {args.memory_master}, {args.memory_model}:")
     for count in counts:
         mfolder = os.path.join(args.workdir, f"jpeg_{args.size}_{count}")
         write_jpegs(mfolder, count, size)
-        with PeakSampler() as mpeaks:
+        with PeakRSS() as mpeaks:
             res = spark_path(spark, mfolder, args.memory_model, "none", args.batch_size)
-        print(f"driver memory at {count} images ({args.memory_model}, "
-              f"{res['images_per_s']:.1f} images/s): python {mpeaks.peaks['driver_python']:.0f} "
-              f"MB, JVM {mpeaks.peaks['driver_jvm']:.0f} MB; worker peak "
-              f"{mpeaks.peaks['python_worker']:.0f} MB", flush=True)
+        print(f"  {count} images ({res['images_per_s']:.1f} images/s, {res['partitions']} "
+              f"partitions): {mpeaks.summary()}", flush=True)
     session.stop()
-
 
 if __name__ == "__main__":
     main()

@@ -14,58 +14,12 @@ import argparse
 import os
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-import psutil
+from peak_rss import PeakRSS
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-
-class PeakRSS:
-    """Samples RSS of this process and its descendants until stopped."""
-
-    def __init__(self, interval: float = 0.2):
-        self.interval = interval
-        self.peak = {"driver_python": 0, "driver_jvm": 0, "worker_max": 0, "workers_sum": 0,
-                     "workers_seen": 0}
-        self._stop = threading.Event()
-        self._seen = set()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self):
-        me = psutil.Process()
-        while not self._stop.is_set():
-            self._sample(me)
-            self._stop.wait(self.interval)
-
-    def _sample(self, me):
-        p = self.peak
-        p["driver_python"] = max(p["driver_python"], me.memory_info().rss)
-        workers = 0
-        for child in me.children(recursive=True):
-            try:
-                cmd = " ".join(child.cmdline())
-                rss = child.memory_info().rss
-            except psutil.Error:
-                continue
-            if "java" in cmd and "CoarseGrainedExecutorBackend" not in cmd:
-                p["driver_jvm"] = max(p["driver_jvm"], rss)
-            elif "pyspark.worker" in cmd or "pyspark.daemon" in cmd:
-                workers += rss
-                p["worker_max"] = max(p["worker_max"], rss)
-                self._seen.add(child.pid)
-        p["workers_sum"] = max(p["workers_sum"], workers)
-        p["workers_seen"] = len(self._seen)
 
 
 def write_images(root: Path, n: int, classes: int = 4) -> None:
@@ -109,10 +63,7 @@ def main() -> None:
               f"{t1 - t0:.1f} s")
         print(f"featurize:   {n} images, {fs.stats['invalid']} invalid, {t2 - t1:.1f} s "
               f"({n / (t2 - t1):.1f} images/s)")
-        p = peak.peak
-        print(f"peak RSS: driver python {p['driver_python'] / mb:.0f} MB, driver JVM "
-              f"{p['driver_jvm'] / mb:.0f} MB, largest Python worker {p['worker_max'] / mb:.0f} MB, "
-              f"all Python workers {p['workers_sum'] / mb:.0f} MB ({p['workers_seen']} seen)")
+        print(f"peak RSS: {peak.summary()}")
         print(f"images x 64x48x3 bytes decoded would be {n * 64 * 48 * 3 / mb:.0f} MB; "
               f"x {args.model} input (224x224x3 float32) {n * 224 * 224 * 3 * 4 / mb:.0f} MB")
         fs.unpersist()
