@@ -224,8 +224,7 @@ def featurize(images: Any, model: str = "InceptionV3", weights: Optional[str] = 
     invalid_frames = []
     keep_error = featurizer.copy()._set(errorCol=ERROR_COL)  # shares the resolved spec
     n_bad = 0
-    sizes = images.split_sizes() if _is_imageset(images) else {}
-    mean_bytes = images.stats.get("mean_bytes") if _is_imageset(images) else None
+    sizes, mean_bytes = _known_size(images)
     for name, df in splits.items():
         if df is None:
             continue
@@ -274,6 +273,15 @@ def _is_imageset(images: Any) -> bool:
     # a DataFrame first: Connect DataFrames answer any attribute name with a Column
     return (not is_dataframe(images) and hasattr(images, "train")
             and hasattr(images, "classes"))
+
+
+def _known_size(images: Any) -> Tuple[Dict[str, int], Optional[float]]:
+    """Images per split and mean file size, when the image set already knows them
+    (an ImageSet does; a DataFrame or a duck-typed set is counted when featurized)."""
+    if not _is_imageset(images) or not callable(getattr(images, "split_sizes", None)):
+        return {}, None
+    stats = getattr(images, "stats", None) or {}
+    return images.split_sizes(), stats.get("mean_bytes")
 
 
 def _splits_of(images: Any) -> Tuple[Dict[str, Any], List[str]]:

@@ -79,6 +79,21 @@ def test_uneven_input_becomes_equal_partitions_one_per_slot(spark, image_folder)
     assert even_partitions(kept, partitions=3).rdd.getNumPartitions() == 3
 
 
+def test_many_waves_merge_partitions_without_a_shuffle(spark, image_folder):
+    from sparkdl_magics.partitioning import MANY_WAVES, even_partitions, plan_partitions
+    df = binary_images(spark, image_folder).repartition(60)
+    planned = plan_partitions(5_000, 2)  # as if the 36 rows were 5,000 images
+    assert planned >= MANY_WAVES * 2
+    merged = even_partitions(df, images=5_000)
+    assert merged.rdd.getNumPartitions() == planned
+    plan = merged._jdf.queryExecution().executedPlan().toString()
+    assert f"Coalesce {planned}" in plan  # merged, not shuffled again:
+    assert f"RoundRobinPartitioning({planned})" not in plan and "(60)" in plan
+    assert merged.count() == 36
+    few = even_partitions(binary_images(spark, image_folder).repartition(3), images=5_000)
+    assert few.rdd.getNumPartitions() == 3  # fewer partitions than planned: left as is
+
+
 def test_featurize_spreads_each_split_and_keeps_every_image(spark, image_folder, tmp_path):
     from sparkdl_magics.featurizer import featurize
     from sparkdl_magics.loading import load_images
