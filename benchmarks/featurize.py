@@ -22,6 +22,7 @@ import argparse
 import io
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -76,8 +77,7 @@ run(files[:{batch}])  # warm-up (graph tracing)
 times = []
 for _ in range({repeat}):
     t = time.perf_counter(); run(files); times.append(time.perf_counter() - t)
-dt = sorted(times)[len(times) // 2]
-print(json.dumps({{"images_per_s": len(files) / dt, "seconds": dt, "runs": times,
+print(json.dumps({{"images": len(files), "runs": times,
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
 """
 
@@ -88,7 +88,14 @@ def plain_keras(folder, model, weights, cores, batch, repeat):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     if out.returncode:
         raise SystemExit(out.stderr[-3000:])
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return with_median_rate(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def with_median_rate(result):
+    """Adds images/s of the median run to a result holding ``images`` and ``runs``."""
+    result["seconds"] = statistics.median(result["runs"])
+    result["images_per_s"] = result["images"] / result["seconds"]
+    return result
 
 
 # --------------------------------------------------------------------------- Spark path
@@ -111,9 +118,7 @@ def spark_path(spark, folder, model, weights, batch, repeat=1):
         times.append(time.perf_counter() - t)
         partitions = fs.train.rdd.getNumPartitions()
         spark.catalog.clearCache()  # the next run must compute again
-    dt = sorted(times)[len(times) // 2]
-    return {"images_per_s": n / dt, "seconds": dt, "images": n, "runs": times,
-            "partitions": partitions}
+    return with_median_rate({"images": n, "runs": times, "partitions": partitions})
 
 
 def fmt(runs):
@@ -173,6 +178,7 @@ def main(argv=None):
         print(f"  {count} images ({res['images_per_s']:.1f} images/s, {res['partitions']} "
               f"partitions): {mpeaks.summary()}", flush=True)
     session.stop()
+
 
 if __name__ == "__main__":
     main()

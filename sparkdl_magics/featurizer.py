@@ -196,9 +196,10 @@ def featurize(images: Any, model: str = "InceptionV3", weights: Optional[str] = 
     that fail to decode are dropped from the splits and listed in ``FeatureSet.invalid``.
     Only counts and the (small) invalid list come back to the driver. ``augment``: add
     seeded flipped/rotated copies of the train images (see :mod:`sparkdl_magics.augment`).
-    ``partitions``: ``auto`` spreads each split evenly over the task slots (one shuffle
-    of the compressed bytes; see :mod:`sparkdl_magics.partitioning`), ``0`` keeps the
-    input's partitions, a number sets them.
+    ``partitions``: ``auto`` spreads each split evenly over the task slots (a shuffle
+    of the compressed bytes for a few waves of tasks, a merge for many; see
+    :mod:`sparkdl_magics.partitioning`), ``0`` keeps the input's partitions, a number
+    sets them.
     """
     from .partitioning import check_partitions, even_partitions
     partitions = check_partitions(partitions)

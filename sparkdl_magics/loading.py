@@ -611,8 +611,7 @@ def _checked(rows: Any, image_col: str, check: str) -> Any:
     if image_col == IMAGE_COL:
         img = F.col(IMAGE_COL)
         size = F.length(img["data"])
-        ok = (img.isNotNull() & (img["width"] > 0) & (img["height"] > 0)
-              & (F.length(img["data"]) > 0))
+        ok = img.isNotNull() & (img["width"] > 0) & (img["height"] > 0) & (size > 0)
         result = F.struct(
             img["width"].alias("width"), img["height"].alias("height"),
             F.lit(None).cast("string").alias("mode"), F.lit("spark-image").alias("format"),

@@ -34,15 +34,21 @@ def test_unknown_model_name_suggests_the_closest():
         get_model_info("InceptionV4")
 
 
-def test_imagenet_weights_come_from_keras_cache(tmp_path, monkeypatch):
-    from sparkdl_magics.weights import resolve_spec
+@pytest.fixture
+def cached_resnet50(tmp_path, monkeypatch):
+    """A Keras cache (KERAS_HOME) holding ResNet50's no-top ImageNet weights file."""
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     (tmp_path / "models").mkdir()
     cached = tmp_path / "models" / "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
     cached.write_bytes(b"weights")
+    return cached
+
+
+def test_imagenet_weights_come_from_keras_cache(cached_resnet50):
+    from sparkdl_magics.weights import resolve_spec
     resolved = resolve_spec("ResNet50", "imagenet")
     assert resolved.weights == "imagenet" and not resolved.untrained
-    assert resolved.spec.weights_file.name.endswith(cached.name)
+    assert resolved.spec.weights_file.name.endswith(cached_resnet50.name)
     assert resolved.feature_dim == 2048 and resolved.spec.input_size == (224, 224)
 
 
@@ -93,12 +99,8 @@ def test_auto_weights_fall_back_to_untrained_with_a_warning_offline(tmp_path, mo
     assert resolved.spec.weights_file.name.endswith("u.h5")
 
 
-def test_auto_weights_use_imagenet_when_cached(tmp_path, monkeypatch, recwarn):
+def test_auto_weights_use_imagenet_when_cached(cached_resnet50, recwarn):
     from sparkdl_magics.weights import resolve_spec
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-    (tmp_path / "models").mkdir()
-    cached = tmp_path / "models" / "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
-    cached.write_bytes(b"weights")
     resolved = resolve_spec("ResNet50", "AUTO")
     assert resolved.weights == "imagenet" and not resolved.untrained
     assert not [r for r in recwarn if "UNTRAINED" in str(r.message)]

@@ -22,8 +22,8 @@ def _partitions(value):
 
 
 PARTITIONS = Option("partitions", "auto", "auto: spread the images evenly over the Spark "
-                    "cores (one shuffle of the compressed bytes); 0: keep the input's "
-                    "partitions; N: N partitions", _partitions)
+                    "cores (a shuffle of the compressed bytes, or a merge of partitions for "
+                    "large sets); 0: keep the input's partitions; N: N partitions", _partitions)
 UNSAFE = Option("unsafe", False, "user model files: allow Python code (Lambda layers); only "
                 "for files you trust", as_bool)
 
