@@ -9,7 +9,12 @@ app wrap their Spark work in. Inside it:
   notebook's stop button) cancels exactly those jobs and re-raises; other threads' jobs
   keep running. ``scope.cancel()`` does the same from any thread (the app's Cancel).
   PySpark's own SIGINT handler cancels *all* jobs of the context, so the scope swaps in
-  Python's default handler while it runs on the main thread.
+  its own while it runs on the main thread. When the interrupt lands inside a Py4J call
+  (the cell waiting on a job), the handler does not raise there: Py4J's clean-up for a
+  KeyboardInterrupt shuts down other threads' gateway connections too, failing their
+  queries. It cancels the cell's job group (and any job it would start next) from a
+  helper thread instead; the waiting call then fails and the scope raises
+  KeyboardInterrupt. A second interrupt raises at once.
 - **Progress, from Spark itself.** Classic sessions: the status tracker
   (``sparkContext.statusTracker()``) is polled for the cell's job group from one
   background thread. Spark Connect: ``spark.registerProgressHandler`` delivers the
@@ -385,7 +390,9 @@ class CellScope:
         self.cancelled.set()
         if not self.connect:
             with contextlib.suppress(Exception):
-                self.spark.sparkContext.cancelJobGroup(self.tag)
+                # Also the jobs the cell's code would start after this one fails.
+                self.spark.sparkContext._jsc.sc().cancelJobGroupAndFutureJobs(
+                    self.tag, "cancelled by the user (sparkdl_magics)")
         else:
             with contextlib.suppress(Exception):
                 self.interrupted.extend(self.spark.interruptTag(self.tag) or [])
@@ -453,18 +460,33 @@ def _tag_safe(label: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in label) or "cell"
 
 
+def _inside_py4j(frame: Any) -> bool:
+    """Whether the interrupted main thread is inside a Py4J call (waiting on the JVM)."""
+    while frame is not None:
+        if str(frame.f_globals.get("__name__", "")).startswith("py4j"):
+            return True
+        frame = frame.f_back
+    return False
+
+
 @contextlib.contextmanager
 def _scope_sigint(scope: "CellScope") -> Iterator[None]:
-    """PySpark's SIGINT handler cancels every job of the context; ours raises
-    KeyboardInterrupt like Python's default (so only this scope's jobs are cancelled)
-    and remembers that the user asked to stop, see :func:`cell_scope`."""
+    """PySpark's SIGINT handler cancels every job of the context; ours stops only this
+    scope's work and remembers that the user asked to stop, see :func:`cell_scope`.
+
+    Outside Py4J (or on Connect, or at the second press) it raises KeyboardInterrupt like
+    Python's default handler; inside a Py4J call it cancels the scope's jobs from a helper
+    thread, so the call returns with their failure (see the module docstring)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def handler(signum: int, frame: Any) -> None:
-        scope.user_interrupted = True
-        raise KeyboardInterrupt
+        again, scope.user_interrupted = scope.user_interrupted, True
+        if again or scope.connect or not _inside_py4j(frame):
+            raise KeyboardInterrupt
+        threading.Thread(target=scope.cancel, name="sparkdl_magics-interrupt",
+                         daemon=True).start()
 
     try:
         previous = signal.getsignal(signal.SIGINT)
@@ -535,8 +557,8 @@ def cell_scope(spark: Any, label: str, mode: Optional[str] = None, view: Any = N
     except BaseException:
         if not scope.user_interrupted:
             raise
-        # The interrupt landed inside a Py4J/gRPC call, whose clean-up then failed in
-        # its own way (e.g. Py4JNetworkError); the user pressed stop, so say that.
+        # The interrupt landed inside a Py4J/gRPC call: the cancelled job's failure (or
+        # the call's own clean-up error) comes out here; the user pressed stop, so say that.
         scope.cancel()
         status = "cancelled"
         raise KeyboardInterrupt from None
