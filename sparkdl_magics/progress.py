@@ -469,6 +469,15 @@ def _inside_py4j(frame: Any) -> bool:
     return False
 
 
+def _cancel_on_interrupt(scope: "CellScope", patience: float = 5.0) -> None:
+    """Cancel the scope's jobs; if the cell still waits on the JVM (not a Spark job, e.g.
+    a long file listing), say how to stop at once."""
+    scope.cancel()
+    if not scope._stop.wait(patience):
+        print("sparkdl_magics: still waiting for Spark after the interrupt; interrupt "
+              "again to stop at once.", file=sys.stderr)
+
+
 @contextlib.contextmanager
 def _scope_sigint(scope: "CellScope") -> Iterator[None]:
     """PySpark's SIGINT handler cancels every job of the context; ours stops only this
@@ -485,8 +494,8 @@ def _scope_sigint(scope: "CellScope") -> Iterator[None]:
         again, scope.user_interrupted = scope.user_interrupted, True
         if again or scope.connect or not _inside_py4j(frame):
             raise KeyboardInterrupt
-        threading.Thread(target=scope.cancel, name="sparkdl_magics-interrupt",
-                         daemon=True).start()
+        threading.Thread(target=_cancel_on_interrupt, args=(scope,), daemon=True,
+                         name="sparkdl_magics-interrupt").start()
 
     try:
         previous = signal.getsignal(signal.SIGINT)

@@ -114,6 +114,28 @@ def test_a_cancelled_cell_starts_no_more_jobs(spark):
     assert spark.range(10).count() == 10  # outside the scope, jobs run again
 
 
+def test_interrupt_during_a_jvm_call_that_is_no_job_says_so_and_a_second_one_stops(
+        spark, capsys):
+    box = {}
+
+    def press_twice():
+        time.sleep(0.5)
+        os.kill(os.getpid(), signal.SIGINT)
+        box["said"] = _wait_for(lambda: "interrupt again" in capsys.readouterr().err, 15, 0.1)
+        box["sent"] = time.monotonic()
+        os.kill(os.getpid(), signal.SIGINT)
+
+    presser = threading.Thread(target=press_twice)
+    presser.start()
+    with pytest.raises(KeyboardInterrupt):
+        with progress.cell_scope(spark, "sleeping-jvm", mode="none"):
+            spark.sparkContext._jvm.java.lang.Thread.sleep(30_000)  # a Py4J call, no job
+    presser.join(20)
+    assert box["said"], "no hint after the first interrupt"
+    assert time.monotonic() - box["sent"] < 5
+    assert spark.range(10).count() == 10  # the gateway still serves this thread
+
+
 def test_no_thread_leak_after_many_scopes(spark):
     before = set(threading.enumerate())
     for i in range(20):
