@@ -309,7 +309,6 @@ def decode_struct(item: Any, size: Tuple[int, int]) -> np.ndarray:
     return imaging.resize_array(rgb, size)
 
 
-
 def batch_items(batch: Any) -> Tuple[List[Any], Any]:
     """A pandas UDF batch as (items, decoder): a Series of bytes, or the DataFrame of
     fields an image-struct column arrives as (one dict per row, None for a null struct)."""
@@ -321,6 +320,7 @@ def batch_items(batch: Any) -> Tuple[List[Any], Any]:
                  for null, values in zip(nulls, zip(*(batch[c] for c in cols)))]
         return items, decode_struct
     return batch.tolist(), decode_bytes
+
 
 def run_decoded(model: LoadedModel, items: Sequence[Any], batch_size: int,
                 decoder: Decoder = decode_bytes

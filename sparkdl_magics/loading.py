@@ -607,7 +607,8 @@ def _checked(rows: Any, image_col: str, check: str) -> Any:
     """
     from pyspark.sql import functions as F
     group = F.coalesce(F.col(LABEL_NAME_COL), F.lit("")).alias(_GROUP)
-    size = F.lit(None).cast("long")
+    content = F.col(CONTENT_COL)
+    size = F.length(content)
     if image_col == IMAGE_COL:
         img = F.col(IMAGE_COL)
         size = F.length(img["data"])
@@ -618,21 +619,19 @@ def _checked(rows: Any, image_col: str, check: str) -> Any:
             F.when(ok, F.lit(None)).otherwise(
                 F.lit("the Spark image source could not decode it")).alias("reason"))
     elif check == "none":
+        size = F.lit(None).cast("long")
         result = F.struct(*(F.lit(None).cast(t).alias(n) for n, t in
                             (("width", "int"), ("height", "int"), ("mode", "string"),
                              ("format", "string"), ("reason", "string"))))
     elif check == "decode":
         udf = F.udf(check_decode, _CHECK_SCHEMA, useArrow=False)
-        result = udf(F.col(CONTENT_COL))
+        result = udf(content)
     else:
         udf = F.udf(check_bytes, _CHECK_SCHEMA, useArrow=False)
-        content = F.col(CONTENT_COL)
         head = F.substring(content, 1, HEAD_BYTES)
-        tail = F.when(F.length(content) > HEAD_BYTES,
+        tail = F.when(size > HEAD_BYTES,
                       F.substring(content, -TAIL_BYTES, TAIL_BYTES)).otherwise(content)
-        result = udf(head, tail, F.length(content))
-    if check != "none" and image_col != IMAGE_COL:
-        size = F.length(F.col(CONTENT_COL))
+        result = udf(head, tail, size)
     return (rows.select(PATH_COL, group, result.alias("c"), size.alias("bytes"))
             .select(PATH_COL, _GROUP, "c.*", "bytes"))
 

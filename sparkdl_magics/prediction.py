@@ -237,25 +237,23 @@ def predict(images: Any, model: str = "InceptionV3", weights: Optional[str] = "i
     (its size is known; a DataFrame keeps its partitions, to stay lazy), ``0`` keeps
     them, ``N`` repartitions to N (see :mod:`sparkdl_magics.partitioning`).
     """
-    from .partitioning import check_partitions, even_partitions
-    partitions = check_partitions(partitions)
     from pyspark.sql import functions as F
 
-    from .session import is_dataframe
-    from .session import task_cores
+    from .partitioning import check_partitions, even_partitions
+    from .session import is_dataframe, task_cores
+    partitions = check_partitions(partitions)
     df = _frame_of(images)
+    image_set = None if is_dataframe(images) else images
     top_k = _check_int("top_k", top_k)
     batch_size = _check_int("batch_size", batch_size)
     spark = spark or df.sparkSession
-    col = input_col or (None if is_dataframe(images) else getattr(images, "image_col", None)) \
-        or image_column(df)
+    col = input_col or getattr(image_set, "image_col", None) or image_column(df)
     if col not in df.columns:
         raise DataError(f"the images have no column {col!r} (columns: {', '.join(df.columns)})")
     resolved = resolve_classifier(model, weights, preprocess, unsafe, spark)
-    if partitions is not None or not is_dataframe(images):
-        known = None if is_dataframe(images) else images  # an image set knows its size
-        df = even_partitions(df, getattr(known, "num_images", None),
-                             (getattr(known, "stats", None) or {}).get("mean_bytes"),
+    if partitions is not None or image_set is not None:  # an image set knows its size
+        df = even_partitions(df, getattr(image_set, "num_images", None),
+                             (getattr(image_set, "stats", None) or {}).get("mean_bytes"),
                              partitions, spark)
     udf = image_udf(resolved.spec, batch_size, "labels", top_k, labels, task_cores(spark))
     tmp = F.col(_TMP_COL)
