@@ -19,9 +19,16 @@ from sparkdl_magics import progress
 from sparkdl_magics.display.progress import TextProgressView, WidgetProgressView
 
 
-def _multistage(spark):
-    """A shuffle: a map stage over 4 partitions, then the reduce side."""
+def _multistage(spark, task_seconds=0.0):
+    """A shuffle: a map stage over 4 partitions (each map task taking at least
+    *task_seconds*), then the reduce side."""
     df = spark.range(0, 2000, numPartitions=4)
+    if task_seconds:
+        def slow(batches):
+            import time as _time
+            _time.sleep(task_seconds)
+            yield from batches
+        df = df.mapInPandas(slow, df.schema)
     return df.groupBy((df.id % 5).alias("k")).count().collect()
 
 
@@ -178,7 +185,10 @@ def test_magic_context_scope_is_the_cell_scope(spark, ip):
 def test_connect_widget_ends_with_every_task_of_every_stage(spark_connect):
     view = WidgetProgressView("featurize")
     with progress.cell_scope(spark_connect, "featurize", view=view) as scope:
-        rows = _multistage(spark_connect)
+        # The server reports progress from an asynchronous Spark listener: a query of a
+        # fraction of a second can end before that listener saw its job (seen once in CI,
+        # no stage ever reported), so the map tasks here last a second each.
+        rows = _multistage(spark_connect, task_seconds=1.0)
     assert sorted(r["k"] for r in rows) == [0, 1, 2, 3, 4]
     snap = scope.snapshot()
     _assert_complete(snap, "connect")
