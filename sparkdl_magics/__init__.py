@@ -18,27 +18,29 @@ _LAZY = {
     "SparkDLError": "sparkdl_magics.errors",
     "OptionError": "sparkdl_magics.errors",
     "DataError": "sparkdl_magics.errors",
-    # issue 3: loading
+    # results (plain data)
+    "ImageSet": "sparkdl_magics.results",
+    "FeatureSet": "sparkdl_magics.results",
+    "Predictions": "sparkdl_magics.results",
+    "FittedModel": "sparkdl_magics.results",
+    "Evaluation": "sparkdl_magics.results",
+    "Comparison": "sparkdl_magics.results",
+    # stages
     "load_images": "sparkdl_magics.loading",
-    "ImageSet": "sparkdl_magics.loading",
-    # issue 4: featurizing and prediction
     "featurize": "sparkdl_magics.featurizer",
-    "FeatureSet": "sparkdl_magics.featurizer",
     "DeepImageFeaturizer": "sparkdl_magics.featurizer",
     "list_models": "sparkdl_magics.models",
     "predict": "sparkdl_magics.prediction",
-    "Predictions": "sparkdl_magics.prediction",
     "register_sql_function": "sparkdl_magics.sql",
     "read_image_stream": "sparkdl_magics.streaming",
     "featurize_stream": "sparkdl_magics.streaming",
     "run_available_now": "sparkdl_magics.streaming",
     "apply_keras_model": "sparkdl_magics.tensors",
-    # issue 5: training and evaluation
     "fit": "sparkdl_magics.training",
-    "FittedModel": "sparkdl_magics.training",
     "evaluate": "sparkdl_magics.evaluation",
-    "Evaluation": "sparkdl_magics.evaluation",
-    # issue 6: widget app
+    "save_model": "sparkdl_magics.persist",
+    "load_model": "sparkdl_magics.persist",
+    # the widget app
     "App": "sparkdl_magics.app",
 }
 

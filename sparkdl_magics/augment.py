@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import OptionError
+from .results import FEATURES_COL, FEATURIZE_ERROR_COL, PATH_COL
 
 AUGMENT_COL = "augmentation"
 OPERATIONS = ("flip", "rotate", "copies")
@@ -130,7 +131,6 @@ def augmented_rows(df: Any, image_col: str, spec: Any, augment: Any, seed: int,
     from pyspark.ml.functions import array_to_vector
     from pyspark.sql import functions as F
 
-    from .featureset import FEATURES_COL, PATH_COL
     aug = parse_augment(augment)
     if aug is None:
         raise OptionError("option 'augment': nothing to do")
@@ -143,7 +143,7 @@ def augmented_rows(df: Any, image_col: str, spec: Any, augment: Any, seed: int,
         F.col(_COPY_COL).alias("copy"))))
     out = (out.withColumn(FEATURES_COL, F.when(tmp["features"].isNotNull(),
                                                array_to_vector(tmp["features"])))
-              .withColumn("featurize_error", tmp["error"])
+              .withColumn(FEATURIZE_ERROR_COL, tmp["error"])
               .withColumn(AUGMENT_COL, tmp["augmentation"]))
     return out.drop(_TMP_COL, _COPY_COL, image_col)
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence
 
+from . import defaults
 from .errors import DataError, OptionError, did_you_mean, unknown_choice
 
-DEFAULT = "logistic_regression"
+DEFAULT = defaults.CLASSIFIER
 
 #: Params the pipeline sets itself (column names, MLP layers): not user-settable.
 RESERVED = ("featuresCol", "labelCol", "predictionCol", "probabilityCol",

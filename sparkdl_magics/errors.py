@@ -7,8 +7,10 @@ their error class and first message line, with the full trace kept for ``--debug
 """
 from __future__ import annotations
 
+import contextlib
 import difflib
-from typing import Iterable, Optional
+import re
+from typing import Iterable, Iterator, Optional, Sequence
 
 
 class SparkDLError(Exception):
@@ -57,6 +59,30 @@ def _first_line(text: str) -> str:
     return ""
 
 
+def spark_error_condition(exc: BaseException) -> Optional[str]:
+    """Spark's error class of *exc* (``PATH_NOT_FOUND``, ...), or None for other errors."""
+    try:
+        from pyspark.errors import PySparkException
+    except ImportError:  # pragma: no cover - pyspark is a dependency
+        return None
+    if not isinstance(exc, PySparkException):
+        return None
+    return exc.getCondition() if hasattr(exc, "getCondition") else exc.getErrorClass()
+
+
+@contextlib.contextmanager
+def missing_path_errors(paths: Sequence[str], option: str = "path") -> Iterator[None]:
+    """Turn Spark's 'path does not exist' into one line naming the option."""
+    try:
+        yield
+    except Exception as exc:
+        if spark_error_condition(exc) != "PATH_NOT_FOUND":
+            raise
+        match = re.search(r"Path does not exist: (\S+?)\.?(?:\s|$)", str(exc))
+        where = match.group(1) if match else ", ".join(paths)
+        raise DataError(f"option '{option}': {where} does not exist") from None
+
+
 def spark_error_summary(exc: BaseException) -> Optional[str]:
     """A one-line description of a Spark/JVM error, or None if *exc* is not one."""
     try:
@@ -64,7 +90,7 @@ def spark_error_summary(exc: BaseException) -> Optional[str]:
     except ImportError:  # pragma: no cover - pyspark is a dependency
         PySparkException = ()  # type: ignore[assignment]
     if PySparkException and isinstance(exc, PySparkException):
-        cls = exc.getCondition() if hasattr(exc, "getCondition") else exc.getErrorClass()
+        cls = spark_error_condition(exc)
         msg = _first_line(exc.getMessage() if hasattr(exc, "getMessage") else str(exc))
         if cls and msg.startswith(f"[{cls}]"):
             msg = msg[len(cls) + 2:].strip()

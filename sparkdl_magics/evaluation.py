@@ -9,14 +9,17 @@ most confidently misclassified rows are a ``limit``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
+from . import defaults
 from .errors import DataError, OptionError
-from .featureset import CONTENT_COL, LABEL_COL, LABEL_NAME_COL, PATH_COL, FeatureSet
-from .training import PREDICTION_COL, PROBABILITY_COL, FittedModel
+from .results import (CLASS_INDEX_COL, CONTENT_COL, FEATURES_COL, LABEL_COL, LABEL_NAME_COL,
+                      PATH_COL, PROBABILITIES_COL, Comparison, Evaluation, FeatureSet,
+                      FittedModel, ImageSet)
+from .session import is_dataframe
+from .training import transform
 
 #: Log loss clips probabilities to [EPS, 1 - EPS] (Spark uses 1e-15).
 EPS = 1e-15
@@ -24,56 +27,8 @@ EPS = 1e-15
 MAX_CURVE_POINTS = 2000
 
 
-@dataclass
-class Evaluation:
-    """Metrics of one model on one labelled data set.
-
-    ``metrics``: accuracy, f1 / precision / recall (weighted by support), count, and
-    log_loss, auc, pr_auc where they apply. ``per_class`` and ``confusion`` are pandas
-    frames with class names (confusion rows = true class, columns = predicted).
-    ``roc`` / ``pr`` are curve frames for two classes; ``errors`` the most confidently
-    misclassified images (path, true, predicted, probability, thumbnail PNG bytes).
-    ``predictions`` is the Spark DataFrame the numbers came from.
-    """
-
-    metrics: Dict[str, float]
-    per_class: Any
-    confusion: Any
-    predictions: Any
-    classes: List[str]
-    roc: Any = None
-    pr: Any = None
-    errors: Any = None
-    notes: List[str] = field(default_factory=list)
-    name: str = ""
-
-    def _repr_html_(self) -> str:
-        from .display.evaluation import evaluation_html
-        return evaluation_html(self)
-
-    def __repr__(self) -> str:
-        shown = ", ".join(f"{k}={v:.4f}" for k, v in self.metrics.items()
-                          if k in ("accuracy", "f1", "log_loss", "auc"))
-        return f"Evaluation({self.name + ': ' if self.name else ''}{shown})"
-
-
-@dataclass
-class Comparison:
-    """Several models evaluated on their data, side by side (``table``: one row each)."""
-
-    evaluations: Dict[str, Evaluation]
-    table: Any
-
-    def _repr_html_(self) -> str:
-        from .display.evaluation import comparison_html
-        return comparison_html(self)
-
-    def __getitem__(self, name: str) -> Evaluation:
-        return self.evaluations[name]
-
-
 def evaluate(model: Union[FittedModel, Sequence[FittedModel], Dict[str, FittedModel]],
-             data: Any = None, *, top_errors: int = 12, spark: Any = None,
+             data: Any = None, *, top_errors: int = defaults.TOP_ERRORS, spark: Any = None,
              name: str = "") -> Union[Evaluation, Comparison]:
     """Evaluate *model* on *data* (default: the test split it was trained with).
 
@@ -92,7 +47,7 @@ def evaluate(model: Union[FittedModel, Sequence[FittedModel], Dict[str, FittedMo
     if not isinstance(model, FittedModel):
         raise DataError(f"expected a fitted model (from %%fit), got a {type(model).__name__}")
     df, notes = _data_frame(model, data)
-    predictions = model.transform(df)
+    predictions = transform(model, df)
     counts = _confusion_counts(predictions, len(model.classes))
     total = int(counts.sum())
     if total == 0:
@@ -103,7 +58,7 @@ def evaluate(model: Union[FittedModel, Sequence[FittedModel], Dict[str, FittedMo
     if missing:
         notes.append(f"class(es) {', '.join(missing)} have no images in this data: their "
                      "recall and F1 are shown as 0 and weigh nothing in the weighted means")
-    has_prob = PROBABILITY_COL in predictions.columns
+    has_prob = PROBABILITIES_COL in predictions.columns
     if has_prob:
         metrics["log_loss"] = _log_loss(predictions)
     roc = pr = None
@@ -118,7 +73,7 @@ def evaluate(model: Union[FittedModel, Sequence[FittedModel], Dict[str, FittedMo
     confusion = _confusion_frame(counts, model.classes)
     return Evaluation(metrics=metrics, per_class=per_class, confusion=confusion,
                       predictions=predictions, classes=list(model.classes), roc=roc, pr=pr,
-                      errors=errors, notes=notes, name=name)
+                      errors=errors, notes=notes, name=name, untrained=model.untrained)
 
 
 # --------------------------------------------------------------------------- data
@@ -135,14 +90,13 @@ def _data_frame(model: FittedModel, data: Any) -> tuple:
             raise DataError("the FeatureSet has no test split: split the images when "
                             "loading (split: 0.8), or pass data=")
         df = data.test
-        if data.feature_col != "features":
-            df = df.withColumnRenamed(data.feature_col, "features")
-    elif hasattr(data, "df"):  # an ImageSet: its test split when it has one
-        test = getattr(data, "test", None)
-        df = test if test is not None else data.df
+        if data.feature_col != FEATURES_COL:
+            df = df.withColumnRenamed(data.feature_col, FEATURES_COL)
+    elif isinstance(data, ImageSet):  # its test split when it has one
+        df = data.test if data.test is not None else data.df
     else:
         df = data
-    if not hasattr(df, "columns"):
+    if not is_dataframe(df):
         raise DataError(f"cannot evaluate on a {type(data).__name__}: expected a FeatureSet, "
                         "an ImageSet or a Spark DataFrame")
     return _align_labels(df, model.classes), notes
@@ -169,10 +123,10 @@ def _align_labels(df: Any, classes: List[str]) -> Any:
 # --------------------------------------------------------------------------- metrics
 
 def _confusion_counts(predictions: Any, k: int) -> np.ndarray:
-    rows = predictions.groupBy(LABEL_COL, PREDICTION_COL).count().collect()
+    rows = predictions.groupBy(LABEL_COL, CLASS_INDEX_COL).count().collect()
     counts = np.zeros((k, k), dtype=np.int64)
     for r in rows:
-        counts[int(r[LABEL_COL]), int(r[PREDICTION_COL])] += int(r["count"])
+        counts[int(r[LABEL_COL]), int(r[CLASS_INDEX_COL])] += int(r["count"])
     return counts
 
 
@@ -208,7 +162,7 @@ def _confusion_frame(counts: np.ndarray, classes: List[str]) -> Any:
 
 def _prob_array() -> Any:
     from pyspark.ml.functions import vector_to_array
-    return vector_to_array(PROBABILITY_COL)
+    return vector_to_array(PROBABILITIES_COL)
 
 
 def _log_loss(predictions: Any) -> float:
@@ -229,7 +183,7 @@ def _binary_curves(predictions: Any, has_prob: bool) -> tuple:
     import pandas as pd
     from pyspark.ml.functions import vector_to_array
     from pyspark.sql import functions as F
-    col = PROBABILITY_COL if has_prob else "rawPrediction"
+    col = PROBABILITIES_COL if has_prob else "rawPrediction"
     if col not in predictions.columns:
         return None, None, None, None
     score = F.element_at(vector_to_array(col), 2).alias("score")
@@ -270,12 +224,12 @@ def _errors(predictions: Any, model: FittedModel, source: Any, has_prob: bool,
     """The most confidently wrong predictions, with thumbnails when images are at hand."""
     import pandas as pd
     from pyspark.sql import functions as F
-    wrong = predictions.filter(F.col(LABEL_COL) != F.col(PREDICTION_COL))
-    cols = [F.col(LABEL_COL), F.col(PREDICTION_COL)]
+    wrong = predictions.filter(F.col(LABEL_COL) != F.col(CLASS_INDEX_COL))
+    cols = [F.col(LABEL_COL), F.col(CLASS_INDEX_COL)]
     if PATH_COL in predictions.columns:
         cols.append(F.col(PATH_COL))
     if has_prob:
-        conf = F.element_at(_prob_array(), (F.col(PREDICTION_COL) + 1).cast("int"))
+        conf = F.element_at(_prob_array(), (F.col(CLASS_INDEX_COL) + 1).cast("int"))
         wrong = wrong.select(*cols, conf.alias("probability")).orderBy(
             F.col("probability").desc())
     else:
@@ -285,7 +239,7 @@ def _errors(predictions: Any, model: FittedModel, source: Any, has_prob: bool,
     table = pd.DataFrame({
         "path": [r[PATH_COL] if PATH_COL in r.asDict() else None for r in rows],
         "true": [classes[int(r[LABEL_COL])] for r in rows],
-        "predicted": [classes[int(r[PREDICTION_COL])] for r in rows],
+        "predicted": [classes[int(r[CLASS_INDEX_COL])] for r in rows],
         "probability": [r["probability"] for r in rows],
     })
     table["thumbnail"] = _thumbnails(list(table["path"]), model, source)
@@ -300,7 +254,7 @@ def _thumbnails(paths: List[Optional[str]], model: FittedModel, source: Any) -> 
     frames = []
     if CONTENT_COL in source.columns:
         frames.append(source)
-    images = getattr(getattr(model.features, "images", None), "df", None)
+    images = model.features.images.df if model.features and model.features.images else None
     if images is not None and CONTENT_COL in images.columns:
         frames.append(images)
     if not frames:

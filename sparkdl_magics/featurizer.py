@@ -21,14 +21,15 @@ from pyspark.ml.param import Param, Params, TypeConverters
 from pyspark.ml.param.shared import HasInputCol, HasOutputCol
 from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
 
+from . import defaults
 from .errors import DataError, OptionError
+from .frames import image_column
+from .results import (CONTENT_COL, FEATURES_COL, FEATURIZE_ERROR_COL, IMAGE_COL, LABEL_COL,
+                      LABEL_NAME_COL, PATH_COL, FeatureSet, ImageSet)
 from .session import is_dataframe
-from .featureset import (CONTENT_COL, FEATURES_COL, IMAGE_COL, LABEL_COL, LABEL_NAME_COL,
-                         PATH_COL, FeatureSet, image_column)
 
-ERROR_COL = "featurize_error"
+ERROR_COL = FEATURIZE_ERROR_COL
 _TMP_COL = "__sparkdl_featurize"
-DEFAULT_BATCH_SIZE = 32
 UDF_RETURN = "features array<float>, error string"
 
 
@@ -66,20 +67,20 @@ class DeepImageFeaturizer(Transformer, HasInputCol, HasOutputCol,
 
     @keyword_only
     def __init__(self, *, inputCol: str = CONTENT_COL, outputCol: str = FEATURES_COL,
-                 modelName: str = "InceptionV3", weights: str = "imagenet", layer: str = "",
-                 preprocess: str = "", batchSize: int = DEFAULT_BATCH_SIZE, errorCol: str = "",
+                 modelName: str = defaults.MODEL, weights: str = defaults.WEIGHTS, layer: str = "",
+                 preprocess: str = "", batchSize: int = defaults.BATCH_SIZE, errorCol: str = "",
                  unsafe: bool = False):
         super().__init__()
-        self._setDefault(inputCol=CONTENT_COL, outputCol=FEATURES_COL, modelName="InceptionV3",
-                         weights="imagenet", layer="", preprocess="",
-                         batchSize=DEFAULT_BATCH_SIZE, errorCol="", unsafe=False)
+        self._setDefault(inputCol=CONTENT_COL, outputCol=FEATURES_COL, modelName=defaults.MODEL,
+                         weights=defaults.WEIGHTS, layer="", preprocess="",
+                         batchSize=defaults.BATCH_SIZE, errorCol="", unsafe=False)
         self._resolved_cache: Dict[Tuple, Any] = {}
         self.setParams(**self._input_kwargs)
 
     @keyword_only
     def setParams(self, *, inputCol: str = CONTENT_COL, outputCol: str = FEATURES_COL,
-                  modelName: str = "InceptionV3", weights: str = "imagenet", layer: str = "",
-                  preprocess: str = "", batchSize: int = DEFAULT_BATCH_SIZE,
+                  modelName: str = defaults.MODEL, weights: str = defaults.WEIGHTS, layer: str = "",
+                  preprocess: str = "", batchSize: int = defaults.BATCH_SIZE,
                   errorCol: str = "", unsafe: bool = False) -> "DeepImageFeaturizer":
         kwargs = self._input_kwargs
         if "batchSize" in kwargs and int(kwargs["batchSize"]) < 1:
@@ -180,14 +181,11 @@ def features_udf(spec: Any, batch_size: int, kind: str = "bytes", threads: int =
 
 # --------------------------------------------------------------------------- featurize
 
-CACHE_CHOICES = ("memory", "none")
-
-
-def featurize(images: Any, model: str = "InceptionV3", weights: Optional[str] = "imagenet",
-              layer: Optional[str] = None, batch_size: int = DEFAULT_BATCH_SIZE,
+def featurize(images: Any, model: str = defaults.MODEL, weights: Optional[str] = defaults.WEIGHTS,
+              layer: Optional[str] = None, batch_size: int = defaults.BATCH_SIZE,
               cache: Optional[str] = "memory", preprocess: Optional[str] = None,
               input_col: Optional[str] = None, unsafe: bool = False,
-              augment: Any = None, seed: int = 42, partitions: Any = "auto",
+              augment: Any = None, seed: int = defaults.SEED, partitions: Any = "auto",
               spark: Any = None) -> FeatureSet:
     """Features for every split of *images* (an ImageSet, or a DataFrame of images).
 
@@ -208,7 +206,7 @@ def featurize(images: Any, model: str = "InceptionV3", weights: Optional[str] = 
     spark = spark or first.sparkSession
     from .session import ensure_usable
     ensure_usable(spark)
-    col = input_col or (getattr(images, "image_col", None) if _is_imageset(images) else None) \
+    col = input_col or (images.image_col if isinstance(images, ImageSet) else None) \
         or image_column(first)
     featurizer = DeepImageFeaturizer(inputCol=col, modelName=str(model),
                                      weights="none" if weights is None else str(weights),
@@ -264,31 +262,24 @@ def featurize(images: Any, model: str = "InceptionV3", weights: Optional[str] = 
         "untrained": resolved.untrained,
     }
     return FeatureSet(train=out["train"], test=out.get("test"), classes=classes,
-                      featurizer=featurizer, images=images if _is_imageset(images) else None,
+                      featurizer=featurizer, images=images if isinstance(images, ImageSet) else None,
                       model_name=resolved.model_name, weights=resolved.weights,
                       validation=out.get("validation"), invalid=invalid, stats=stats,
                       untrained=resolved.untrained)
 
 
-def _is_imageset(images: Any) -> bool:
-    # a DataFrame first: Connect DataFrames answer any attribute name with a Column
-    return (not is_dataframe(images) and hasattr(images, "train")
-            and hasattr(images, "classes"))
-
-
 def _known_size(images: Any) -> Tuple[Dict[str, int], Optional[float]]:
-    """Images per split and mean file size, when the image set already knows them
-    (an ImageSet does; a DataFrame or a duck-typed set is counted when featurized)."""
-    if not _is_imageset(images) or not callable(getattr(images, "split_sizes", None)):
+    """Images per split and mean file size, when the image set knows them (a loaded
+    one does; a DataFrame, or a set built by hand without counts, is counted here)."""
+    if not isinstance(images, ImageSet):
         return {}, None
-    stats = getattr(images, "stats", None) or {}
-    return images.split_sizes(), stats.get("mean_bytes")
+    return images.split_sizes(), images.stats.get("mean_bytes")
 
 
 def _splits_of(images: Any) -> Tuple[Dict[str, Any], List[str]]:
-    if _is_imageset(images):
-        splits = {"train": images.train, "test": getattr(images, "test", None),
-                  "validation": getattr(images, "validation", None)}
+    if isinstance(images, ImageSet):
+        splits = {"train": images.train, "test": images.test,
+                  "validation": images.validation}
         if splits["train"] is None:
             raise DataError("the image set has no train split")
         return splits, list(images.classes or [])
@@ -344,8 +335,8 @@ def _count_invalid(feats: Any) -> Tuple[int, int, Any]:
 def _merge_load_invalid(images: Any, invalid: Any) -> Any:
     """Files the loader already found invalid are listed too."""
     import pandas as pd
-    earlier = getattr(images, "invalid", None)
-    if earlier is None or not isinstance(earlier, pd.DataFrame) or earlier.empty:
+    earlier = images.invalid if isinstance(images, ImageSet) else None
+    if earlier is None or earlier.empty:
         return invalid.reset_index(drop=True)
     earlier = earlier.assign(split="load") if "split" not in earlier.columns else earlier
     return pd.concat([earlier, invalid], ignore_index=True)

@@ -21,20 +21,18 @@ from __future__ import annotations
 
 import functools
 import json
-from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
 
+from . import defaults
 from .errors import DataError, OptionError
-from .featureset import CONTENT_COL, IMAGE_COL, LABEL_NAME_COL, PATH_COL, image_column
+from .frames import image_column, images_frame
+from .results import (CONTENT_COL, IMAGE_COL, LABEL_NAME_COL, PATH_COL, PREDICT_ERROR_COL,
+                      TOP_K_COL, TOP_LABEL_COL, TOP_PROBABILITY_COL, ImageSet, Predictions)
 
-DEFAULT_BATCH_SIZE = 32
-PREDICTIONS_COL = "predictions"   # array<struct<class_id, wnid, label, probability>>
-PREDICTION_COL = "prediction"     # top-1 label
-PROBABILITY_COL = "probability"   # top-1 probability
-ERROR_COL = "predict_error"
+ERROR_COL = PREDICT_ERROR_COL
 _TMP_COL = "__sparkdl_predict"
 
 #: One predicted class.
@@ -151,78 +149,19 @@ def _format(scores: List[Optional[np.ndarray]], errors: List[Optional[str]], out
 
 # --------------------------------------------------------------------------- predict()
 
-@dataclass
-class Predictions:
-    """Top-K predictions per image.
-
-    ``df``: the input rows (``path``, ``label``/``label_name``/``split`` when present;
-    image bytes dropped) plus ``prediction`` (top-1 class name), ``probability``
-    (its probability), ``predictions`` (top-K ``class_id``/``wnid``/``label``/
-    ``probability``, best first) and ``predict_error`` (why an image could not be
-    decoded; its predictions are null). Lazy: it runs when used, and works on a
-    streaming DataFrame (write it with ``writeStream``).
-    """
-
-    df: Any
-    model_name: str
-    weights: str
-    top_k: int
-    untrained: bool = False
-    stats: Dict[str, Any] = field(default_factory=dict)
-    show: int = 20  # rows the rich display shows
-    _preview: Optional[Any] = field(default=None, repr=False)
-
-    @property
-    def is_streaming(self) -> bool:
-        return bool(getattr(self.df, "isStreaming", False))
-
-    def to_pandas(self, limit: Optional[int] = 1000) -> pd.DataFrame:
-        """Rows as pandas (``limit`` rows; None for all — only for small results)."""
-        df = self.df if limit is None else self.df.limit(int(limit))
-        return df.toPandas()
-
-    def preview(self, n: Optional[int] = None) -> pd.DataFrame:
-        """The first *n* rows (default: ``show``) as pandas (computed once and kept)."""
-        n = self.show if n is None else int(n)
-        if self._preview is None or len(self._preview) < n:
-            cols = [c for c in (PATH_COL, LABEL_NAME_COL, PREDICTION_COL, PROBABILITY_COL,
-                                PREDICTIONS_COL, ERROR_COL) if c in self.df.columns]
-            self._preview = self.df.select(*cols).limit(int(n)).toPandas()
-        return self._preview.head(n)
-
-    def summary(self) -> Dict[str, Any]:
-        return {"model": self.model_name, "weights": self.weights, "top_k": self.top_k,
-                "untrained": self.untrained, **self.stats}
-
-    def _repr_html_(self) -> str:
-        from html import escape
-        warn = ("<p style='color:#b00;font-weight:bold'>weights: none: the model is "
-                "UNTRAINED; these labels are meaningless.</p>" if self.untrained else "")
-        head = (f"<div><b>Predictions</b>: {escape(self.model_name)} (weights: "
-                f"{escape(str(self.weights))}), top {self.top_k}{warn}")
-        if self.is_streaming:
-            return head + "<p>streaming DataFrame: write it with <code>.df.writeStream</code>" \
-                          "</p></div>"
-        if self.show <= 0:
-            return head + "</div>"
-        rows = []
-        for r in self.preview().to_dict("records"):
-            top = r.get(PREDICTIONS_COL)
-            top = [] if top is None else list(top)
-            text = ", ".join(f"{escape(str(c['label']))} ({float(c['probability']):.3f})"
-                             for c in top)
-            err = r.get(ERROR_COL)
-            rows.append(f"<tr><td>{escape(str(r.get(PATH_COL, '')))}</td>"
-                        + (f"<td>{escape(str(r.get(LABEL_NAME_COL)))}</td>"
-                           if LABEL_NAME_COL in r else "")
-                        + f"<td>{text or escape(str(err or ''))}</td></tr>")
-        label_th = "<th>label</th>" if LABEL_NAME_COL in self.preview().columns else ""
-        return (head + f"<table><tr><th>path</th>{label_th}<th>top {self.top_k}</th></tr>"
-                + "".join(rows) + "</table></div>")
+def preview_rows(result: Predictions, n: Optional[int] = None) -> pd.DataFrame:
+    """The first *n* rows (default: ``result.show``) as pandas, computed once and kept
+    on ``result.rows`` (``%%predict`` calls it inside the cell's progress scope)."""
+    n = result.show if n is None else int(n)
+    if result.rows is None or len(result.rows) < n:
+        cols = [c for c in (PATH_COL, LABEL_NAME_COL, TOP_LABEL_COL, TOP_PROBABILITY_COL,
+                            TOP_K_COL, ERROR_COL) if c in result.df.columns]
+        result.rows = result.df.select(*cols).limit(int(n)).toPandas()
+    return result.rows.head(n)
 
 
-def predict(images: Any, model: str = "InceptionV3", weights: Optional[str] = "imagenet",
-            top_k: int = 5, batch_size: int = DEFAULT_BATCH_SIZE,
+def predict(images: Any, model: str = defaults.MODEL, weights: Optional[str] = defaults.WEIGHTS,
+            top_k: int = defaults.TOP_K, batch_size: int = defaults.BATCH_SIZE,
             labels: Optional[Sequence[str]] = None, preprocess: Optional[str] = None,
             input_col: Optional[str] = None, unsafe: bool = False,
             partitions: Any = "auto", spark: Any = None) -> Predictions:
@@ -240,27 +179,27 @@ def predict(images: Any, model: str = "InceptionV3", weights: Optional[str] = "i
     from pyspark.sql import functions as F
 
     from .partitioning import check_partitions, even_partitions
-    from .session import is_dataframe, task_cores
+    from .session import task_cores
     partitions = check_partitions(partitions)
-    df = _frame_of(images)
-    image_set = None if is_dataframe(images) else images
+    df = images_frame(images, "predict on")
+    image_set = images if isinstance(images, ImageSet) else None
     top_k = _check_int("top_k", top_k)
     batch_size = _check_int("batch_size", batch_size)
     spark = spark or df.sparkSession
-    col = input_col or getattr(image_set, "image_col", None) or image_column(df)
+    col = input_col or (image_set.image_col if image_set else None) or image_column(df)
     if col not in df.columns:
         raise DataError(f"the images have no column {col!r} (columns: {', '.join(df.columns)})")
     resolved = resolve_classifier(model, weights, preprocess, unsafe, spark)
     if partitions is not None or image_set is not None:  # an image set knows its size
-        df = even_partitions(df, getattr(image_set, "num_images", None),
-                             (getattr(image_set, "stats", None) or {}).get("mean_bytes"),
+        df = even_partitions(df, image_set.num_images if image_set else None,
+                             image_set.stats.get("mean_bytes") if image_set else None,
                              partitions, spark)
     udf = image_udf(resolved.spec, batch_size, "labels", top_k, labels, task_cores(spark))
     tmp = F.col(_TMP_COL)
     out = df.withColumn(_TMP_COL, udf(F.col(col)))
-    out = (out.withColumn(PREDICTION_COL, tmp[PREDICTIONS_COL][0]["label"])
-              .withColumn(PROBABILITY_COL, tmp[PREDICTIONS_COL][0]["probability"])
-              .withColumn(PREDICTIONS_COL, tmp[PREDICTIONS_COL])
+    out = (out.withColumn(TOP_LABEL_COL, tmp[TOP_K_COL][0]["label"])
+              .withColumn(TOP_PROBABILITY_COL, tmp[TOP_K_COL][0]["probability"])
+              .withColumn(TOP_K_COL, tmp[TOP_K_COL])
               .withColumn(ERROR_COL, tmp["error"])
               .drop(_TMP_COL, *[c for c in (CONTENT_COL, IMAGE_COL, col) if c in df.columns]))
     return Predictions(out, resolved.model_name, resolved.weights, top_k, resolved.untrained,
@@ -292,17 +231,5 @@ def _check_int(name: str, value: Any) -> int:
     return number
 
 
-def _frame_of(images: Any) -> Any:
-    from .session import is_dataframe
-    # a DataFrame first: Connect DataFrames answer any attribute name with a Column
-    if is_dataframe(images):
-        return images
-    df = getattr(images, "df", None)
-    if is_dataframe(df):
-        return df
-    raise DataError(f"cannot predict on a {type(images).__name__}: expected an image set "
-                    "from %%dlload / load_images, or a DataFrame of images")
-
-
-__all__ = ["predict", "Predictions", "resolve_classifier", "image_udf", "imagenet_classes",
+__all__ = ["predict", "preview_rows", "resolve_classifier", "image_udf", "imagenet_classes",
            "decode_scores", "top_k_indices", "class_names"]

@@ -12,11 +12,11 @@ import re
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Dict, Mapping, Optional
 
-from .errors import EnvironmentProblem, OptionError
+from .errors import DataError, EnvironmentProblem, OptionError
+from .results import SessionInfo
 
 EMBEDDED_APP_NAME = "sparkdl_magics"
 
@@ -80,7 +80,6 @@ def ensure_usable(spark: Any, what: str = "these images") -> None:
     """A clear error when *spark* (the session a result was made in) is stopped or its
     driver JVM died: its DataFrames can never run again, and PySpark would fail with an
     AttributeError or a Py4J error far from the cause."""
-    from .errors import DataError
     if spark is None or is_connect(spark):
         return  # Connect sessions report a closed channel with their own error
     sc = getattr(spark, "_sc", None)
@@ -277,40 +276,6 @@ def check_java() -> None:
 
 
 # --------------------------------------------------------------------------- description
-
-@dataclass
-class SessionInfo:
-    """What `%dlspark` shows: the kind of session and where it runs."""
-
-    mode: str  # "classic" or "connect"
-    master: str
-    version: str
-    app_name: Optional[str] = None
-    executors: Optional[int] = None
-    cores: Optional[int] = None
-    started_here: bool = False
-
-    def as_dict(self) -> Dict[str, Any]:
-        return dict(self.__dict__)
-
-    def __str__(self) -> str:
-        where = "embedded, started by sparkdl_magics" if self.started_here else "user session"
-        parts = [f"Spark {self.version} ({self.mode}, {where})", f"master: {self.master}"]
-        if self.executors is not None:
-            parts.append(f"executors: {self.executors}")
-        if self.cores is not None:
-            parts.append(f"cores: {self.cores}")
-        return " | ".join(parts)
-
-    __repr__ = __str__
-
-    def _repr_html_(self) -> str:
-        import html
-        rows = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th>"
-                       f"<td style='text-align:left'>{html.escape(str(v))}</td></tr>"
-                       for k, v in self.as_dict().items() if v is not None)
-        return f"<table>{rows}</table>"
-
 
 def describe(spark: Any) -> SessionInfo:
     """Facts about *spark* that work for both classic and Connect sessions."""

@@ -25,7 +25,9 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from . import defaults
 from .errors import OptionError, unknown_choice
+from .results import FittedModel
 
 SQL_OUTPUTS = ("label", "labels", "probabilities", "features")
 
@@ -45,9 +47,9 @@ class SqlFunction:
         return self.udf(*cols)
 
 
-def register_sql_function(name: str = "classify", model: str = "InceptionV3",
-                          weights: Optional[str] = "imagenet", output: str = "label",
-                          top_k: int = 5, batch_size: int = 32,
+def register_sql_function(name: str = "classify", model: Any = defaults.MODEL,
+                          weights: Optional[str] = defaults.WEIGHTS, output: str = "label",
+                          top_k: int = defaults.TOP_K, batch_size: int = defaults.BATCH_SIZE,
                           labels: Optional[Sequence[str]] = None,
                           layer: Optional[str] = None, preprocess: Optional[str] = None,
                           unsafe: bool = False, spark: Any = None) -> SqlFunction:
@@ -63,7 +65,7 @@ def register_sql_function(name: str = "classify", model: str = "InceptionV3",
     top_k = _check_int("top_k", top_k)
     batch_size = _check_int("batch_size", batch_size)
     spark = spark or get_spark()
-    if not isinstance(model, str) and hasattr(model, "pipeline_model"):
+    if isinstance(model, FittedModel):
         return _register_fitted(name, model, output, top_k, batch_size, spark)
     if output == "features":
         from .weights import resolve_spec
@@ -111,7 +113,7 @@ def linear_head(classifier: Any) -> LinearHead:
 FITTED_OUTPUTS = ("label", "probabilities")
 
 
-def _register_fitted(name: str, fitted: Any, output: str, top_k: int, batch_size: int,
+def _register_fitted(name: str, fitted: FittedModel, output: str, top_k: int, batch_size: int,
                      spark: Any) -> SqlFunction:
     """A SQL function for a fitted pipeline: featurizer on the workers, then its LR head."""
     from .prediction import OUTPUT_TYPES, image_udf

@@ -19,7 +19,9 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from .errors import OptionError, unknown_choice
-from .featureset import CONTENT_COL, IMAGE_COL, LABEL_NAME_COL, PATH_COL
+from . import defaults
+from .frames import image_column
+from .results import CONTENT_COL, IMAGE_COL, LABEL_NAME_COL, PATH_COL
 
 BINARY_FILE_SCHEMA = "path string, modificationTime timestamp, length bigint, content binary"
 SINKS = ("parquet", "memory")
@@ -47,13 +49,13 @@ def read_image_stream(path: str, glob: Optional[str] = None, recursive: bool = T
     return df
 
 
-def featurize_stream(df: Any, model: str = "InceptionV3", weights: Optional[str] = "imagenet",
-                     layer: Optional[str] = None, batch_size: int = 32,
+def featurize_stream(df: Any, model: str = defaults.MODEL,
+                     weights: Optional[str] = defaults.WEIGHTS,
+                     layer: Optional[str] = None, batch_size: int = defaults.BATCH_SIZE,
                      preprocess: Optional[str] = None, input_col: Optional[str] = None,
                      unsafe: bool = False) -> Any:
     """Pooled features of a (streaming) image DataFrame; failed images keep null
     ``features`` and a reason in ``featurize_error``. Nothing runs until it is written."""
-    from .featureset import image_column
     from .featurizer import ERROR_COL, DeepImageFeaturizer
     col = input_col or image_column(df)
     featurizer = DeepImageFeaturizer(inputCol=col, modelName=str(model),

@@ -10,19 +10,14 @@ images and loads back with ``PipelineModel.load`` alone.
 """
 from __future__ import annotations
 
-import json
-import os
-from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
 from . import classifiers as registry
+from . import defaults
 from .errors import DataError, OptionError, unknown_choice
-from .featureset import FEATURES_COL, LABEL_COL, FeatureSet
-
-#: Column with the predicted class name (IndexToString of ``prediction``).
-PREDICTION_NAME_COL = "prediction_name"
-PREDICTION_COL = "prediction"
-PROBABILITY_COL = "probability"
+from .frames import model_input_frame
+from .results import (CLASS_INDEX_COL, FEATURES_COL, LABEL_COL, PREDICTION_NAME_COL, FeatureSet,
+                      FittedModel, ImageSet)
 
 #: metric option -> (evaluator kind, Spark metricName, larger is better)
 METRICS: Dict[str, Tuple[str, str, bool]] = {
@@ -35,136 +30,29 @@ METRICS: Dict[str, Tuple[str, str, bool]] = {
     "pr_auc": ("binary", "areaUnderPR", True),
 }
 
-#: Folds used when a grid is given without ``folds`` or ``validation``.
-DEFAULT_FOLDS = 3
-
-_SIDECAR = "sparkdl_magics.json"
-
-
-@dataclass
-class FittedModel:
-    """A trained classifier pipeline and how it was chosen.
-
-    ``pipeline_model`` is the whole ``PipelineModel`` (featurizer stage first when the
-    FeatureSet had one). ``grid`` is a pandas frame with one row per grid point (its
-    params, its ``score`` on ``metric``, and ``chosen``); ``params`` the chosen values;
-    ``objective_history`` the logistic-regression loss per iteration when available.
-    """
-
-    pipeline_model: Any
-    classes: List[str]
-    classifier: str
-    metric: str = "f1"
-    params: Dict[str, Any] = field(default_factory=dict)
-    grid: Any = None  # pandas.DataFrame or None
-    tuning: str = ""  # e.g. "3-fold cross-validation"
-    notes: List[str] = field(default_factory=list)
-    objective_history: Optional[List[float]] = None
-    features: Optional[FeatureSet] = None  # what it was trained on (not saved)
-    num_features: int = 0
-    has_probabilities: bool = True
-    model_name: str = ""  # featurizer model (InceptionV3, ...) when known
-    train_count: int = 0
-
-    # ---- stages
-    @property
-    def has_featurizer(self) -> bool:
-        return len(self.pipeline_model.stages) > 2
-
-    @property
-    def classifier_model(self) -> Any:
-        return self.pipeline_model.stages[-2]
-
-    def _classifier_pipeline(self) -> Any:
-        from pyspark.ml import PipelineModel
-        return PipelineModel(stages=list(self.pipeline_model.stages[-2:]))
-
-    # ---- applying
-    def transform(self, df: Any) -> Any:
-        """Predictions for *df*: from its ``features`` column when present, else from
-        raw images through the featurizer stage."""
-        if FEATURES_COL in df.columns:
-            return self._classifier_pipeline().transform(df)
-        if not self.has_featurizer:
-            raise DataError(
-                "this model has no featurizer stage (it was fit on precomputed features), so "
-                f"it needs a DataFrame with a '{FEATURES_COL}' column")
-        return self.pipeline_model.transform(df)
-
-    def predict(self, images: Any) -> Any:
-        """Predict class names for new images: an ImageSet, a FeatureSet, or a DataFrame
-        of raw images (or of features). Returns a DataFrame with ``prediction_name``."""
-        return self.transform(_as_dataframe(images))
-
-    # ---- persistence
-    def register_sql_function(self, name: str = "classify", output: str = "label",
-                              spark: Any = None) -> Any:
-        """``SELECT <name>(content) FROM images``: this model as a Spark SQL function
-        (class name, or class probabilities with ``output="probabilities"``)."""
-        from .sql import register_sql_function
-        return register_sql_function(name, model=self, output=output, spark=spark)
-
-    def save(self, path: str, overwrite: bool = True) -> str:
-        """Save the PipelineModel at *path* (loadable with ``PipelineModel.load``), plus
-        a small JSON with the grid and chosen params when *path* is local."""
-        writer = self.pipeline_model.write()
-        if overwrite:
-            writer = writer.overwrite()
-        writer.save(path)
-        local = _local_path(path)
-        if local is not None and os.path.isdir(local):
-            with open(os.path.join(local, _SIDECAR), "w") as fh:
-                json.dump(self._meta(), fh, default=str)
-        return path
-
-    def _meta(self) -> Dict[str, Any]:
-        return {
-            "classifier": self.classifier, "metric": self.metric, "params": self.params,
-            "tuning": self.tuning, "notes": self.notes,
-            "objective_history": self.objective_history,
-            "grid": None if self.grid is None else self.grid.to_dict(orient="list"),
-            "num_features": self.num_features, "has_probabilities": self.has_probabilities,
-            "model_name": self.model_name, "train_count": self.train_count,
-        }
-
-    @classmethod
-    def load(cls, path: str, spark: Any = None) -> "FittedModel":
-        """Load a model saved with :meth:`save` (any session; the magics not needed)."""
-        from pyspark.ml import PipelineModel
-        from pyspark.ml.feature import IndexToString
-        if spark is None:
-            from .session import get_spark
-            get_spark()
-        pipeline_model = PipelineModel.load(path)
-        last = pipeline_model.stages[-1]
-        classes = list(last.getLabels()) if isinstance(last, IndexToString) else []
-        meta: Dict[str, Any] = {}
-        local = _local_path(path)
-        if local is not None and os.path.exists(os.path.join(local, _SIDECAR)):
-            with open(os.path.join(local, _SIDECAR)) as fh:
-                meta = json.load(fh)
-        grid = meta.pop("grid", None)
-        if grid is not None:
-            import pandas as pd
-            grid = pd.DataFrame(grid)
-        kind = type(pipeline_model.stages[-2]).__name__
-        return cls(pipeline_model=pipeline_model, classes=classes,
-                   classifier=meta.pop("classifier", kind), grid=grid, **meta)
-
-    # ---- display
-    def _repr_html_(self) -> str:
-        from .display.training import fitted_model_html
-        return fitted_model_html(self)
-
-    def __repr__(self) -> str:
-        chosen = ", ".join(f"{k}={v}" for k, v in self.params.items())
-        return (f"FittedModel({self.classifier}, {len(self.classes)} classes"
-                + (f", {chosen}" if chosen else "") + ")")
+def transform(model: FittedModel, df: Any) -> Any:
+    """Predictions for *df*: from its ``features`` column when present, else from raw
+    images through the model's featurizer stage (lazy)."""
+    from pyspark.ml import PipelineModel
+    if FEATURES_COL in df.columns:
+        return PipelineModel(stages=list(model.pipeline_model.stages[-2:])).transform(df)
+    if not model.has_featurizer:
+        raise DataError(
+            "this model has no featurizer stage (it was fit on precomputed features), so "
+            f"it needs a DataFrame with a '{FEATURES_COL}' column")
+    return model.pipeline_model.transform(df)
 
 
-def fit(features: Any, classifier: str = registry.DEFAULT, *, folds: Optional[int] = None,
-        validation: Optional[float] = None, parallelism: int = 1, metric: str = "f1",
-        seed: Optional[int] = 42, spark: Any = None, **params: Any) -> FittedModel:
+def predict_classes(model: FittedModel, images: Any) -> Any:
+    """Class names for new images: an ImageSet, a FeatureSet (its test split, else
+    train) or a DataFrame of raw images or of features (``prediction_name``)."""
+    return transform(model, model_input_frame(images))
+
+
+def fit(features: Any, classifier: str = defaults.CLASSIFIER, *, folds: Optional[int] = None,
+        validation: Optional[float] = None, parallelism: int = 1,
+        metric: str = defaults.METRIC, seed: Optional[int] = defaults.SEED, spark: Any = None,
+        **params: Any) -> FittedModel:
     """Train *classifier* on ``features.train``; see the module docstring.
 
     A list as a param value (``regParam=[0.01, 0.1]``) makes a grid; ``folds=k`` tunes
@@ -208,9 +96,9 @@ def fit(features: Any, classifier: str = registry.DEFAULT, *, folds: Optional[in
     estimator, inner = registry.build(info, num_classes, num_features, fixed, seed)
     param_maps, grid_keys = _param_maps(inner, grid_values, num_classes, num_features)
     if param_maps and folds is None and validation is None:
-        folds = DEFAULT_FOLDS
+        folds = defaults.FOLDS
         notes.append(f"a grid was given without 'folds' or 'validation': "
-                     f"using {DEFAULT_FOLDS}-fold cross-validation")
+                     f"using {defaults.FOLDS}-fold cross-validation")
 
     if train.columns and features.feature_col != FEATURES_COL:
         train = train.withColumnRenamed(features.feature_col, FEATURES_COL)
@@ -251,7 +139,8 @@ def fit(features: Any, classifier: str = registry.DEFAULT, *, folds: Optional[in
         classifier=info.name, metric=metric, params=chosen, grid=grid, tuning=tuning,
         notes=notes, objective_history=history, features=features,
         num_features=num_features, has_probabilities=info.has_probabilities(num_classes),
-        model_name=features.model_name, train_count=int(sum(present.values())))
+        model_name=features.model_name, train_count=int(sum(present.values())),
+        untrained=features.untrained)
 
 
 # --------------------------------------------------------------------------- checks
@@ -262,7 +151,7 @@ def _check_featureset(features: Any) -> FeatureSet:
             raise DataError("the FeatureSet has no training split")
         return features
     kind = type(features).__name__
-    if kind == "ImageSet" or hasattr(features, "df"):
+    if isinstance(features, ImageSet):
         raise DataError("these are images without features: run %%featurize first "
                         "(or sparkdl_magics.featurize) and fit on its result")
     raise DataError(f"expected features from %%featurize (a FeatureSet), got a {kind}")
@@ -394,7 +283,7 @@ def _chosen_params(inner: Any, fixed: Dict[str, Any], grid: Any) -> Dict[str, An
 
 def _index_to_string(classes: List[str]) -> Any:
     from pyspark.ml.feature import IndexToString
-    return IndexToString(inputCol=PREDICTION_COL, outputCol=PREDICTION_NAME_COL,
+    return IndexToString(inputCol=CLASS_INDEX_COL, outputCol=PREDICTION_NAME_COL,
                          labels=list(classes))
 
 
@@ -430,23 +319,4 @@ def _drop_training_summaries(model: Any) -> None:
         _drop_training_summaries(sub)
 
 
-def _as_dataframe(data: Any) -> Any:
-    from .session import is_dataframe
-    if is_dataframe(data):
-        return data
-    if isinstance(data, FeatureSet):
-        return data.test if data.test is not None else data.train
-    df = getattr(data, "df", None)
-    return df if df is not None else data
-
-
-def _local_path(path: str) -> Optional[str]:
-    text = str(path)
-    if text.startswith("file:"):
-        return "/" + text[len("file:"):].lstrip("/")
-    if "://" in text:
-        return None
-    return text
-
-
-__all__ = ["fit", "FittedModel", "METRICS", "PREDICTION_NAME_COL"]
+__all__ = ["fit", "transform", "predict_classes", "METRICS"]

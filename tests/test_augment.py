@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from imagegen import image_set_of
 from test_featurize import binary_images
 
 SMALL = "MobileNetV3Small"
@@ -41,14 +42,10 @@ def test_featurize_augment_adds_seeded_rows_to_the_train_split_only(spark, image
     df = binary_images(spark, image_folder / "daisy")
     train, test = df.filter("path not like '%0001%'").limit(4), df.filter("path like '%0001%'")
 
-    class Images:  # duck-typed ImageSet
-        classes = ["daisy", "roses", "tulips"]
-        invalid = None
-
-    Images.train, Images.test, Images.validation = train, test, None
+    images = image_set_of(train, test, ["daisy", "roses", "tulips"])
 
     def run(seed):
-        fs = featurize(Images, model=SMALL, weights="none", augment="flip, rotate=10, copies=2",
+        fs = featurize(images, model=SMALL, weights="none", augment="flip, rotate=10, copies=2",
                        seed=seed, batch_size=4)
         rows = fs.train.select("path", "augmentation", "features").collect()
         return fs, {(r["path"], r["augmentation"] or ""): r["features"].toArray() for r in rows}

@@ -7,7 +7,8 @@ import inspect
 import pytest
 from IPython.core.error import UsageError
 
-from sparkdl_magics.loading import ImageSet, load_images
+from sparkdl_magics.loading import load_images
+from sparkdl_magics.results import ImageSet
 from sparkdl_magics.magics import dlload
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from imagegen import encode, synthetic_image
+from imagegen import encode, image_set_of, synthetic_image
 
 SMALL = "MobileNetV3Small"  # the cheap model for mode tests
 ATOL = 2e-4
@@ -133,16 +133,12 @@ def test_bgr_image_source_structs_give_the_same_features_as_file_bytes(spark, im
 
 def test_featurize_in_every_spark_mode_matches_keras(spark_any, image_folder, small_weights):
     from sparkdl_magics import featurize
-    from sparkdl_magics.featureset import FeatureSet
+    from sparkdl_magics.results import FeatureSet
     df = binary_images(spark_any, image_folder)
     train, test = df.filter("path not like '%0001%'"), df.filter("path like '%0001%'")
 
-    class Images:  # duck-typed ImageSet
-        classes = ["daisy", "roses", "tulips"]
-        invalid = None
-
-    Images.train, Images.test, Images.validation = train, test, None
-    fs = featurize(Images, model=SMALL, weights=str(small_weights), batch_size=5)
+    images = image_set_of(train, test, ["daisy", "roses", "tulips"])
+    fs = featurize(images, model=SMALL, weights=str(small_weights), batch_size=5)
     assert isinstance(fs, FeatureSet)
     assert fs.stats["per_split"] == {"train": 33, "test": 3} and fs.stats["invalid"] == 0
     assert fs.feature_dim == 576 and fs.classes == ["daisy", "roses", "tulips"]

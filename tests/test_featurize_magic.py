@@ -9,7 +9,7 @@ from test_featurize import SMALL, binary_images, write_weights
 
 def test_featurize_magic_stores_a_featureset_under_the_default_name(ip, spark, image_folder,
                                                                     tmp_path):
-    from sparkdl_magics.featureset import FeatureSet
+    from sparkdl_magics.results import FeatureSet
     weights = write_weights(SMALL, tmp_path)
     ip.user_ns["flowers"] = binary_images(spark, image_folder / "daisy").limit(4)
     ip.run_cell(f"%%featurize flowers\nmodel: {SMALL}\nweights: {weights}\nbatch_size: 2\n")

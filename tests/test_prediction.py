@@ -98,7 +98,7 @@ def test_predict_top_k_equals_keras_with_names_from_the_package(spark, image_fol
                                                                  image_folder_with_corrupt,
                                                                  top_weights):
     from sparkdl_magics import predict
-    from sparkdl_magics.prediction import Predictions
+    from sparkdl_magics.results import Predictions
     df = binary_images(spark, image_folder / "daisy").orderBy("path").limit(5).unionByName(
         binary_images(spark, image_folder_with_corrupt, "notes.jpg")).coalesce(1)
     result = predict(df, model=SMALL, weights=str(top_weights), top_k=3, batch_size=2)

@@ -1,4 +1,4 @@
-"""%%fit / %%evaluate and the training & evaluation API (issue 5).
+"""%%fit / %%evaluate and the training & evaluation API.
 
 Inputs are FeatureSets built from real Spark DataFrames whose feature vectors are
 seeded class-dependent Gaussian blobs (what a CNN featurizer would hand over), plus
@@ -8,14 +8,14 @@ the same predictions; grid scores against our own fits on the same split.
 from __future__ import annotations
 
 import io
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from sklearn import metrics as skm
 
+from imagegen import image_set_of
 from sparkdl_magics.errors import DataError, OptionError
-from sparkdl_magics.featureset import FeatureSet
+from sparkdl_magics.results import FeatureSet, ImageSet
 
 
 # --------------------------------------------------------------------------- data
@@ -55,7 +55,7 @@ def blobs(spark, classes=("daisy", "roses", "tulips"), n_train=20, n_test=10, di
     if with_images:
         colors = {name: (60 * i + 40, 200 - 50 * i, 90) for i, name in enumerate(classes)}
         content = [(p, bytearray(_png(colors[name]))) for p, _, name, _ in train + test]
-        images = SimpleNamespace(df=spark.createDataFrame(content, "path string, content binary"))
+        images = image_set_of(spark.createDataFrame(content, "path string, content binary"))
     return FeatureSet(train=frame(train), test=frame(test), classes=list(classes),
                       images=images, model_name="blobs")
 
@@ -304,7 +304,7 @@ def test_bad_options_name_the_option_and_choices(spark):
 
 def test_fit_and_evaluate_magics_store_results_and_compare(spark, ip):
     from sparkdl_magics import Evaluation, FittedModel
-    from sparkdl_magics.evaluation import Comparison
+    from sparkdl_magics.results import Comparison
     ip.user_ns["feats"] = blobs(spark, n_train=12, n_test=5)
     ip.run_cell("%%fit feats -> clf\nmaxIter: 10\nregParam: [0.01, 1.0]\nfolds: 2\n")
     clf = ip.user_ns["clf"]
@@ -324,7 +324,8 @@ def test_fit_and_evaluate_magics_store_results_and_compare(spark, ip):
 
 def test_magic_errors_are_one_line(spark, ip):
     from IPython.core.error import UsageError
-    ip.user_ns["images"] = SimpleNamespace(df=None, classes=["a", "b"])
+    ip.user_ns["images"] = ImageSet(df=None, train=None, test=None, classes=["a", "b"],
+                                    invalid=None, counts=None)
     with pytest.raises(UsageError, match="run %%featurize first"):
         ip.run_line_magic("fit", "images -> m")
     ip.user_ns["feats"] = blobs(spark, n_train=4, n_test=1, with_images=False)

@@ -2,11 +2,11 @@
 ROC/PR curves and the misclassified gallery. Renders what evaluation computed."""
 from __future__ import annotations
 
-import base64
 import html
 from typing import Any
 
-from .training import figure_png, frame_html, kv_table, new_figure
+from ..results import Comparison, Evaluation
+from .html import figure_png, frame_html, kv_table, new_figure, png_img, untrained_banner
 
 
 def confusion_plot(confusion: Any) -> str:
@@ -53,12 +53,14 @@ def curves_plot(ev: Any) -> str:
     return figure_png(fig)
 
 
+NO_THUMBNAIL = "<div style='width:96px;height:64px;background:#eee'></div>"
+
+
 def gallery_html(errors: Any) -> str:
     cells = []
     for _, row in errors.iterrows():
         thumb = row.get("thumbnail")
-        img = (f'<img src="data:image/png;base64,{base64.b64encode(thumb).decode("ascii")}"/>'
-               if thumb else "<div style='width:96px;height:64px;background:#eee'></div>")
+        img = png_img(thumb) if thumb else NO_THUMBNAIL
         prob = row.get("probability")
         prob_text = "" if prob is None or prob != prob else f" ({prob:.2f})"
         title = html.escape(str(row.get("path") or ""), quote=True)
@@ -70,9 +72,11 @@ def gallery_html(errors: Any) -> str:
     return "<div>" + "".join(cells) + "</div>"
 
 
-def evaluation_html(ev: Any) -> str:
+def evaluation_html(ev: Evaluation) -> str:
     title = f"Evaluation{': ' + ev.name if ev.name else ''}"
-    parts = [f"<h4>{html.escape(title)}</h4>", kv_table(ev.metrics)]
+    parts = [f"<h4>{html.escape(title)}</h4>",
+             untrained_banner(ev.untrained, "these figures are those of random features"),
+             kv_table(ev.metrics)]
     for note in ev.notes:
         parts.append(f"<p><i>Note: {html.escape(note)}</i></p>")
     parts += ["<h5>Per class</h5>", frame_html(ev.per_class),
@@ -84,5 +88,5 @@ def evaluation_html(ev: Any) -> str:
     return "<div>" + "".join(parts) + "</div>"
 
 
-def comparison_html(comp: Any) -> str:
+def comparison_html(comp: Comparison) -> str:
     return "<div><h4>Model comparison</h4>" + frame_html(comp.table) + "</div>"

@@ -1,15 +1,17 @@
-"""HTML for an :class:`~sparkdl_magics.loading.ImageSet`: summary, class bars, previews.
+"""HTML for an :class:`~sparkdl_magics.results.ImageSet`: summary, class bars, previews.
 
 Everything shown comes from the ImageSet's own data (``counts``, ``invalid``,
-``thumbnails()``); every string from files or labels goes through ``html.escape``.
+``previews``, made by the loader); every string from files or labels is escaped.
 The bar chart is plain HTML/CSS, so it renders in any notebook front end and in
 exported HTML without JavaScript.
 """
 from __future__ import annotations
 
-import base64
-import html
 from typing import Any, List
+
+from ..results import ImageSet
+from .html import escape as _e
+from .html import png_img
 
 SPLIT_COLOURS = {"train": "#4c78a8", "validation": "#f58518", "test": "#54a24b",
                  "images": "#4c78a8"}
@@ -17,11 +19,7 @@ MAX_CLASSES_SHOWN = 30
 MAX_INVALID_SHOWN = 10
 
 
-def _e(value: Any) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def render_html(images: Any) -> str:
+def render_html(images: ImageSet) -> str:
     parts = [f"<div class='sparkdl-imageset'><p><b>ImageSet</b>: {_e(images.summary())}</p>",
              f"<p style='color:#666;font-size:smaller'>source: {_e(images.source)}</p>",
              _bars(images), _previews(images), _invalid(images), "</div>"]
@@ -52,17 +50,12 @@ def _bars(images: Any) -> str:
             f"<table class='sparkdl-counts'>{''.join(rows)}</table>")
 
 
-def _previews(images: Any) -> str:
-    try:
-        thumbs = images.thumbnails()
-    except Exception as exc:  # a preview must never break showing the result
-        return f"<p style='color:#666'>(no preview: {_e(type(exc).__name__)}: {_e(exc)})</p>"
+def _previews(images: ImageSet) -> str:
     rows = []
-    for name, items in list(thumbs.items())[:MAX_CLASSES_SHOWN]:
-        cells = "".join(
-            f"<img src='data:image/png;base64,{base64.b64encode(png).decode('ascii')}' "
-            f"title='{_e(path)}' alt='{_e(path.rsplit('/', 1)[-1])}' "
-            f"style='margin:2px;max-height:96px'/>" for path, png in items if png)
+    for name, items in list(images.previews.items())[:MAX_CLASSES_SHOWN]:
+        cells = "".join(png_img(png, title=path, alt=path.rsplit("/", 1)[-1],
+                                style="margin:2px;max-height:96px")
+                        for path, png in items if png)
         label = name if name else "(unlabelled)"
         rows.append(f"<div><div style='font-weight:bold'>{_e(label)}</div>{cells}</div>")
     return "<div class='sparkdl-previews'>" + "".join(rows) + "</div>"

@@ -1,43 +1,11 @@
 """HTML for a FittedModel: chosen params, the grid (table + plot), objective history."""
 from __future__ import annotations
 
-import base64
 import html
-import io
-from typing import Any, Dict, Optional
+from typing import Any, Optional
 
-
-def figure_png(fig: Any) -> str:
-    """A matplotlib figure as an inline <img> (the figure is closed)."""
-    import matplotlib.pyplot as plt
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", bbox_inches="tight", dpi=90)
-    plt.close(fig)
-    data = base64.b64encode(buf.getvalue()).decode("ascii")
-    return f'<img src="data:image/png;base64,{data}"/>'
-
-
-def new_figure(width: float = 4.5, height: float = 3.2) -> Any:
-    from matplotlib.figure import Figure
-    return Figure(figsize=(width, height))
-
-
-def kv_table(items: Dict[str, Any]) -> str:
-    rows = "".join(f"<tr><th style='text-align:left'>{html.escape(str(k))}</th>"
-                   f"<td style='text-align:left'>{html.escape(_fmt(v))}</td></tr>"
-                   for k, v in items.items())
-    return f"<table>{rows}</table>"
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
-
-
-def frame_html(df: Any, float_format: str = "{:.4f}") -> str:
-    """A pandas frame as escaped HTML (pandas escapes cell text by default)."""
-    return df.to_html(index=False, escape=True, float_format=float_format.format, border=0)
+from ..results import FittedModel
+from .html import figure_png, frame_html, kv_table, new_figure, untrained_banner
 
 
 def grid_plot(grid: Any, metric: str) -> Optional[str]:
@@ -84,7 +52,7 @@ def history_plot(history: Any) -> Optional[str]:
     return figure_png(fig)
 
 
-def fitted_model_html(model: Any) -> str:
+def fitted_model_html(model: FittedModel) -> str:
     info = {"classifier": model.classifier, "classes": ", ".join(model.classes)}
     if model.model_name:
         info["features"] = f"{model.model_name} ({model.num_features}-dim)"
@@ -96,7 +64,8 @@ def fitted_model_html(model: Any) -> str:
         info["tuning"] = model.tuning
     for key, value in model.params.items():
         info[f"param {key}"] = value
-    parts = [f"<h4>FittedModel: {html.escape(model.classifier)}</h4>", kv_table(info)]
+    parts = [f"<h4>FittedModel: {html.escape(model.classifier)}</h4>",
+             untrained_banner(model.untrained, "its predictions mean nothing"), kv_table(info)]
     for note in model.notes:
         parts.append(f"<p><i>Note: {html.escape(note)}</i></p>")
     if model.grid is not None:

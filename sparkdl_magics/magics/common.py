@@ -1,9 +1,10 @@
 """Options shared by the magics that run a Keras model (declared once, used by each)."""
 from __future__ import annotations
 
+from .. import defaults
 from ..options import Option, as_bool, as_int, as_str
 
-BATCH_SIZE = Option("batch_size", 32, "images per model call in each Spark task",
+BATCH_SIZE = Option("batch_size", defaults.BATCH_SIZE, "images per model call in each Spark task",
                     as_int(minimum=1), nullable=False)
 PREPROCESS = Option("preprocess", None, "user model files: none, unit (0..1), tf (-1..1), "
                     "caffe or torch", as_str)

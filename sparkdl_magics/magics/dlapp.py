@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import defaults
 from ..options import MagicCall, MagicSpec, Option, as_str
 from .runner import Context
 
@@ -19,8 +20,8 @@ SPEC = MagicSpec(
     is_cell=False,
     options=(
         Option("path", "", "image folder, glob or URI to start the form with", as_str),
-        Option("model", "InceptionV3", "model to start the form with (see %dlmodels)", as_str),
-        Option("classifier", "logistic_regression", "classifier to start the form with", as_str),
+        Option("model", defaults.MODEL, "model to start the form with (see %dlmodels)", as_str),
+        Option("classifier", defaults.CLASSIFIER, "classifier to start the form with", as_str),
     ),
 )
 

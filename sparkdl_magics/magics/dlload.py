@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import defaults
 from ..options import (MagicCall, MagicSpec, Option, as_choice, as_float, as_int, as_list_of,
                        as_str)
 from .runner import Context
@@ -59,9 +60,9 @@ SPEC = MagicSpec(
                as_float(0, 1, exclusive_min=True)),
         Option("per_class", None, "keep at most this many images per class (seeded)",
                as_int(1)),
-        Option("split", 0.8, "train fraction, or [train, test] / [train, validation, test]; "
+        Option("split", defaults.SPLIT, "train fraction, or [train, test] / [train, validation, test]; "
                "stratified and seeded; 1 = no test set", _split),
-        Option("seed", 42, "seed for sampling and splitting", as_int()),
+        Option("seed", defaults.SEED, "seed for sampling and splitting", as_int()),
         Option("check", "header", "invalid-file check: header (header + end marker), "
                "decode (decode every image, slow), none", as_choice("header", "decode", "none")),
         Option("extensions", None, "image file extensions to list (default: jpg, jpeg, png, "

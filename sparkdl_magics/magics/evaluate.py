@@ -1,4 +1,4 @@
-"""%%evaluate: metrics, confusion matrix and mistakes of fitted models (issue 5).
+"""%%evaluate: metrics, confusion matrix and mistakes of fitted models .
 
 Parse → ``sparkdl_magics.evaluation.evaluate`` → store → show. Several model names
 compare them side by side in one table.
@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import defaults
 from ..options import MagicCall, MagicSpec, Option, as_int, as_str
+from ..results import FittedModel
 from .runner import Context
 
 MAX_MODELS = 6
@@ -24,7 +26,7 @@ SPEC = MagicSpec(
     options=(
         Option("data", None, "a FeatureSet or ImageSet variable to evaluate on "
                "(default: the test split the model was trained with)", as_str),
-        Option("top_errors", 12, "how many misclassified images to show", as_int(minimum=0),
+        Option("top_errors", defaults.TOP_ERRORS, "how many misclassified images to show", as_int(minimum=0),
                nullable=False),
     ),
     usage="Examples:\n  %%evaluate clf\n  %%evaluate clf_inception clf_resnet -> comparison\n"
@@ -34,7 +36,6 @@ SPEC = MagicSpec(
 
 def run(call: MagicCall, ctx: Context) -> Any:
     from ..evaluation import evaluate
-    from ..training import FittedModel
     names = call.positional
     models = {n: ctx.lookup(n, FittedModel, "a fitted model from %%fit") for n in names}
     data_name = call.options["data"]

@@ -1,4 +1,4 @@
-"""%%featurize: pooled CNN features for every split of an image set (issue 4).
+"""%%featurize: pooled CNN features for every split of an image set.
 
 Parse → ``sparkdl_magics.featurizer.featurize`` → store → show. The options are the
 function's keyword arguments, one declaration each.
@@ -7,10 +7,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import defaults
 from ..errors import OptionError
 from ..options import MagicCall, MagicSpec, Option, as_int, as_str, kwargs_for
 from .common import BATCH_SIZE, PARTITIONS, PREPROCESS, UNSAFE, lookup_images
 from .runner import Context
+
 
 def _checked_augment(value: Any) -> Any:
     """Check the augment option when the cell is parsed, not after loading a model."""
@@ -30,9 +32,9 @@ SPEC = MagicSpec(
     min_positional=1,
     output=True,
     options=(
-        Option("model", "InceptionV3", "a model from %dlmodels, or a .keras/.h5 model file "
+        Option("model", defaults.MODEL, "a model from %dlmodels, or a .keras/.h5 model file "
                "or SavedModel folder", as_str, nullable=False),
-        Option("weights", "imagenet", "imagenet (Keras' cache), none (untrained), auto (imagenet "
+        Option("weights", defaults.WEIGHTS, "imagenet (Keras' cache), none (untrained), auto (imagenet "
                "when available, else untrained with a warning), or a local weights file", as_str),
         Option("layer", None, "user model files: the layer to cut at [default: the "
                "penultimate/pooled output]", as_str),
@@ -44,7 +46,7 @@ SPEC = MagicSpec(
         UNSAFE,
         Option("augment", None, "add augmented copies of the train split: true, a number of "
                "copies, or e.g. 'flip, rotate=15, copies=2'", _checked_augment),
-        Option("seed", 42, "random seed of the augmentation", as_int()),
+        Option("seed", defaults.SEED, "random seed of the augmentation", as_int()),
     ),
     usage="Example:\n  %%featurize flowers -> flowers_features\n  model: ResNet50\n"
           "  weights: imagenet\n  batch_size: 32\n"

@@ -1,4 +1,4 @@
-"""%%fit: train an MLlib classifier on features from %%featurize (issue 5).
+"""%%fit: train an MLlib classifier on features from %%featurize.
 
 Parse → ``sparkdl_magics.training.fit`` → store → show. Classifier params (maxIter,
 regParam, numTrees, ...) pass through the body and are checked against the chosen
@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..classifiers import CLASSIFIERS, DEFAULT
+from .. import defaults
+from ..classifiers import CLASSIFIERS
 from ..options import MagicCall, MagicSpec, Option, as_choice, as_float, as_int, kwargs_for
+from ..training import METRICS
 from .runner import Context
-
-METRIC_NAMES = ("f1", "accuracy", "precision", "recall", "log_loss", "auc", "pr_auc")
 
 SPEC = MagicSpec(
     name="fit",
@@ -22,17 +22,17 @@ SPEC = MagicSpec(
     min_positional=1,
     output=True,
     options=(
-        Option("classifier", DEFAULT, "the MLlib classifier", as_choice(*CLASSIFIERS),
+        Option("classifier", defaults.CLASSIFIER, "the MLlib classifier", as_choice(*CLASSIFIERS),
                nullable=False),
         Option("folds", None, "k-fold cross-validation over the grid", as_int(minimum=2)),
         Option("validation", None, "tune on one held-out fraction of the training split "
                "(TrainValidationSplit) instead of folds",
                as_float(minimum=0.0, maximum=1.0, exclusive_min=True)),
-        Option("metric", "f1", "what tuning maximises (log_loss is minimised)",
-               as_choice(*METRIC_NAMES), nullable=False),
+        Option("metric", defaults.METRIC, "what tuning maximises (log_loss is minimised)",
+               as_choice(*METRICS), nullable=False),
         Option("parallelism", 1, "grid points fitted at once", as_int(minimum=1),
                nullable=False),
-        Option("seed", 42, "random seed (folds, forests, MLP weights)", as_int()),
+        Option("seed", defaults.SEED, "random seed (folds, forests, MLP weights)", as_int()),
     ),
     passthrough="Any other key is a param of the chosen classifier (e.g. maxIter, regParam, "
                 "elasticNetParam for logistic_regression; numTrees, maxDepth for "

@@ -1,4 +1,4 @@
-"""%%predict: top-K ImageNet labels per image with a full pretrained model (issue 4).
+"""%%predict: top-K ImageNet labels per image with a full pretrained model .
 
 Parse → ``sparkdl_magics.prediction.predict`` → store → show. No training: the model's
 own 1000-class head is applied, class names come from the package.
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import defaults
 from ..options import MagicCall, MagicSpec, Option, as_int, as_list_of, as_str, kwargs_for
 from .common import BATCH_SIZE, PARTITIONS, PREPROCESS, UNSAFE, lookup_images
 from .runner import Context
@@ -19,11 +20,11 @@ SPEC = MagicSpec(
     min_positional=1,
     output=True,
     options=(
-        Option("model", "InceptionV3", "a model from %dlmodels (run with its ImageNet "
+        Option("model", defaults.MODEL, "a model from %dlmodels (run with its ImageNet "
                "head), or a .keras/.h5 classifier file", as_str, nullable=False),
-        Option("weights", "imagenet", "imagenet (Keras' cache), none (untrained), or a "
+        Option("weights", defaults.WEIGHTS, "imagenet (Keras' cache), none (untrained), or a "
                "weights file of the full model", as_str),
-        Option("top_k", 5, "how many classes to return per image", as_int(minimum=1),
+        Option("top_k", defaults.TOP_K, "how many classes to return per image", as_int(minimum=1),
                nullable=False),
         BATCH_SIZE,
         PARTITIONS,

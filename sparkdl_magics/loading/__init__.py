@@ -26,17 +26,15 @@ from __future__ import annotations
 import math
 import os
 import re
-from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from .errors import DataError, OptionError, did_you_mean, unknown_choice
-from .session import is_dataframe
-from .featureset import CONTENT_COL, IMAGE_COL, LABEL_COL, LABEL_NAME_COL, PATH_COL
-from .imaging import IMAGE_EXTENSIONS
+from ..errors import DataError, OptionError, missing_path_errors, unknown_choice
+from ..imaging import IMAGE_EXTENSIONS
+from ..results import (CONTENT_COL, IMAGE_COL, LABEL_COL, LABEL_NAME_COL, PATH_COL,
+                       SPLIT_COL, ImageSet)
+from ..session import is_dataframe
+from .previews import PER_CLASS as PREVIEWS_PER_CLASS, thumbnails
 
-#: Column with the split name in ``ImageSet.df`` ("train", "validation", "test").
-SPLIT_COL = "split"
-SPLITS = ("train", "validation", "test")
 LABEL_SOURCES = ("folders", "none")
 CHECKS = ("header", "decode", "none")
 MULTI_LABEL_POLICIES = ("drop", "first", "all")
@@ -44,8 +42,6 @@ MULTI_LABEL_POLICIES = ("drop", "first", "all")
 #: Bytes of each file the header check reads (the start) and the end-marker check reads.
 HEAD_BYTES = 256 * 1024
 TAIL_BYTES = 64
-#: Thumbnails shown per class in the preview grid.
-PREVIEW_PER_CLASS = 4
 #: Files per task in the header-check pass (Spark packs ~32 small files per task).
 FILES_PER_CHECK_TASK = 1000
 #: Above this many invalid files, they are removed with an anti-join instead of a list.
@@ -53,122 +49,6 @@ _ISIN_LIMIT = 2000
 
 _KEY = "_key"
 _GROUP = "_group"  # the class name, or "" when unlabelled (map keys cannot be null)
-
-
-# --------------------------------------------------------------------------- result
-
-@dataclass
-class ImageSet:
-    """Images loaded into Spark, with their classes, splits and invalid files.
-
-    ``df`` holds every valid image kept (after class subset and sampling) with a
-    ``split`` column; ``train`` / ``validation`` / ``test`` are its splits
-    (``validation`` is None unless a 3-way split was asked; ``test`` is None for
-    ``split: 1``; for unlabelled images ``train`` is ``df`` and ``test`` is None).
-    Columns: ``path``, ``content`` (compressed bytes) or ``image`` (Spark image struct,
-    when the source was an image-source frame), ``label`` (double class index, null
-    when unlabelled), ``label_name``, ``split``. ``classes[i]`` is the name of label i.
-    ``invalid`` lists files that are not readable images (pandas: path, reason);
-    ``counts`` is images per class and split (pandas, one row per class).
-    """
-
-    df: Any
-    train: Any
-    test: Optional[Any]
-    classes: List[str]
-    invalid: Any  # pandas DataFrame [path, reason]
-    counts: Any  # pandas DataFrame, index class, columns train/(validation)/test/total/invalid
-    validation: Optional[Any] = None
-    image_col: str = CONTENT_COL
-    source: str = ""
-    labels: str = "folders"
-    seed: int = 42
-    fractions: Tuple[float, ...] = (0.8, 0.2)
-    stats: Dict[str, Any] = field(default_factory=dict)
-    preview_paths: Dict[str, List[str]] = field(default_factory=dict)
-    _thumbs: Optional[Dict[str, List[Tuple[str, bytes]]]] = field(default=None, repr=False)
-
-    # ---- data
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
-
-    @property
-    def labelled(self) -> bool:
-        return self.labels != "none"
-
-    @property
-    def num_images(self) -> int:
-        return int(self.stats.get("images", 0))
-
-    @property
-    def num_invalid(self) -> int:
-        return int(len(self.invalid))
-
-    def split_sizes(self) -> Dict[str, int]:
-        """Images per split, e.g. ``{'train': 28, 'test': 8}``."""
-        cols = [s for s in SPLITS if s in self.counts.columns]
-        return {s: int(self.counts[s].sum()) for s in cols}
-
-    def summary(self) -> str:
-        """One line: images, classes, splits, invalid and skipped files."""
-        parts = [f"{self.num_images} images"]
-        if self.labelled:
-            parts[0] += f" in {self.num_classes} class{'es' if self.num_classes != 1 else ''}"
-            sizes = self.split_sizes()
-            if len(sizes) > 1:
-                parts.append(" / ".join(f"{k} {v}" for k, v in sizes.items()))
-        else:
-            parts[0] += " (unlabelled)"
-        parts.append(f"{self.num_invalid} invalid file{'s' if self.num_invalid != 1 else ''}")
-        policy = self.stats.get("multi_label_policy", "drop")
-        for key, what in (("multi_label", f"with several labels ({policy})"),
-                          ("unlabelled", "without a label in the table"),
-                          ("sampled_out", "left out by sampling"),
-                          ("no_id", "label rows without an image id (ignored)"),
-                          ("bad_confidence", "label rows whose confidence is not a number "
-                                             "(ignored)")):
-            if self.stats.get(key):
-                parts.append(f"{self.stats[key]} {what}")
-        if self.stats.get("width_min") is not None:
-            parts.append(f"sizes {self.stats['width_min']}–{self.stats['width_max']} x "
-                         f"{self.stats['height_min']}–{self.stats['height_max']} px")
-        return "; ".join(parts)
-
-    def thumbnails(self, per_class: int = PREVIEW_PER_CLASS, max_side: int = 96
-                   ) -> Dict[str, List[Tuple[str, bytes]]]:
-        """A few PNG thumbnails per class, ``{class: [(path, png_bytes), ...]}``.
-
-        Decoded on the executors from the stored bytes; only the small PNGs come back.
-        """
-        if self._thumbs is not None and per_class <= PREVIEW_PER_CLASS:
-            return {k: v[:per_class] for k, v in self._thumbs.items()}
-        from pyspark.sql import functions as F
-        wanted = [p for paths in self.preview_paths.values() for p in paths[:per_class]]
-        out: Dict[str, List[Tuple[str, bytes]]] = {c: [] for c in self.preview_paths}
-        if wanted:
-            fn = _thumb_from_struct if self.image_col == IMAGE_COL else _thumb_from_bytes
-            udf = F.udf(lambda v: fn(v, max_side), "binary", useArrow=False)
-            rows = (self.df.filter(F.col(PATH_COL).isin(wanted))
-                    .select(PATH_COL, F.coalesce(F.col(LABEL_NAME_COL), F.lit("")).alias("c"),
-                            udf(F.col(self.image_col)).alias("png"))
-                    .collect())
-            for row in sorted(rows, key=lambda r: r["path"]):
-                out.setdefault(row["c"], []).append((row["path"], row["png"]))
-        self._thumbs = out
-        return out
-
-    # ---- display
-    def __repr__(self) -> str:
-        return f"ImageSet({self.summary()})"
-
-    def _repr_html_(self) -> str:
-        from .display.imageset import render_html
-        return render_html(self)
-
-    def _ipython_display_(self) -> None:
-        from IPython.display import display
-        display({"text/html": self._repr_html_(), "text/plain": repr(self)}, raw=True)
 
 
 # --------------------------------------------------------------------------- worker side
@@ -180,7 +60,7 @@ def check_bytes(head: Optional[bytes], tail: Optional[bytes], length: int) -> Tu
     ``reason`` is None for a good image. Reads the header only; a missing end marker
     (JPEG ``FFD9``, PNG ``IEND``, GIF ``;``) marks a truncated file.
     """
-    from .imaging import InvalidImage, probe
+    from ..imaging import InvalidImage, probe
     try:
         width, height, mode, fmt = probe(head if head is not None else b"")
     except InvalidImage as exc:
@@ -202,39 +82,13 @@ def _truncation(fmt: str, tail: bytes, length: int) -> Optional[str]:
 
 def check_decode(data: Optional[bytes]) -> Tuple:
     """Like :func:`check_bytes` but decodes every pixel (slower, catches everything)."""
-    from .imaging import InvalidImage, decode_rgb, probe
+    from ..imaging import InvalidImage, decode_rgb, probe
     try:
         width, height, mode, fmt = probe(data if data is not None else b"")
         decode_rgb(data)
     except InvalidImage as exc:
         return (None, None, None, None, str(exc))
     return (width, height, mode, fmt, None)
-
-
-def _thumb_from_bytes(data: Optional[bytes], max_side: int) -> Optional[bytes]:
-    from .imaging import InvalidImage, thumbnail_png
-    try:
-        return thumbnail_png(data, max_side)
-    except InvalidImage:
-        return None
-
-
-def _thumb_from_struct(image: Any, max_side: int) -> Optional[bytes]:
-    import io
-
-    from PIL import Image
-
-    from .imaging import RESAMPLE, InvalidImage, struct_to_rgb
-    try:
-        array = struct_to_rgb(image["height"], image["width"], image["nChannels"],
-                              image["mode"], bytes(image["data"] or b""))
-    except InvalidImage:
-        return None
-    thumb = Image.fromarray(array, "RGB")
-    thumb.thumbnail((max_side, max_side), RESAMPLE)
-    buf = io.BytesIO()
-    thumb.save(buf, format="PNG")
-    return buf.getvalue()
 
 
 _CHECK_SCHEMA = "width int, height int, mode string, format string, reason string"
@@ -409,7 +263,7 @@ class _Source:
         what = f"option 'path' ({self.description})"
         if self.frame is not None:
             return DataError("the DataFrame given as 'path' has no rows")
-        with _spark_errors(self.paths):
+        with missing_path_errors(self.paths):
             others = [r[0] for r in _read_files(self.spark, self.paths, None)
                       .select(PATH_COL).limit(3).collect()]
         if not others:
@@ -417,32 +271,6 @@ class _Source:
         names = ", ".join(o.rsplit("/", 1)[-1] for o in others)
         return DataError(f"{what}: no image files (extensions: {self.glob}); found other "
                          f"files such as {names}")
-
-
-class _spark_errors:
-    """Turn Spark's 'path does not exist' into one line naming the option."""
-
-    def __init__(self, paths: Sequence[str], option: str = "path"):
-        self.paths = paths
-        self.option = option
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
-        if exc is None:
-            return False
-        try:
-            from pyspark.errors import PySparkException
-        except ImportError:  # pragma: no cover
-            return False
-        if isinstance(exc, PySparkException):
-            cond = exc.getCondition() if hasattr(exc, "getCondition") else exc.getErrorClass()
-            if cond == "PATH_NOT_FOUND":
-                match = re.search(r"Path does not exist: (\S+?)\.?(?:\s|$)", str(exc))
-                where = match.group(1) if match else ", ".join(self.paths)
-                raise DataError(f"option '{self.option}': {where} does not exist") from None
-        return False
 
 
 # --------------------------------------------------------------------------- main entry
@@ -495,7 +323,7 @@ def load_images(path: Any = None, *, labels: Any = "folders",
     if spark is None:
         spark = path.sparkSession if is_dataframe(path) else None
     if spark is None:
-        from .session import get_spark
+        from ..session import get_spark
         spark = get_spark()
     source = _Source(spark, path, extensions)
     seed = int(seed)
@@ -513,7 +341,7 @@ def load_images(path: Any = None, *, labels: Any = "folders",
         raise OptionError("option 'classes' needs labels (labels: folders or a label table)")
 
     stats: Dict[str, Any] = {"multi_label_policy": multi_label}
-    with _spark_errors(source.paths):
+    with missing_path_errors(source.paths):
         rows = source.rows()
         if label_mode == "folders":
             class_names = _folder_classes(source, classes)
@@ -577,12 +405,14 @@ def load_images(path: Any = None, *, labels: Any = "folders",
     total = sum(sum(p) for p in plan.values())
     stats.update(size_stats, images=total, invalid=len(invalid),
                  sampled_out=sum(valid_counts.values()) - total)
-    return ImageSet(df=frame, train=train, test=test, validation=validation,
-                    classes=list(class_names), invalid=invalid_df, counts=counts,
-                    image_col=source.image_col, source=source.description,
-                    labels=label_mode if label_mode != "table" else "table",
-                    seed=seed, fractions=fractions_used, stats=stats,
-                    preview_paths={g: previews.get(g, []) for g in (class_names or [""])})
+    images = ImageSet(df=frame, train=train, test=test, validation=validation,
+                      classes=list(class_names), invalid=invalid_df, counts=counts,
+                      image_col=source.image_col, source=source.description,
+                      labels=label_mode if label_mode != "table" else "table",
+                      seed=seed, fractions=fractions_used, stats=stats,
+                      preview_paths={g: previews.get(g, []) for g in (class_names or [""])})
+    images.previews = thumbnails(images)  # what the display shows, made here (in scope)
+    return images
 
 
 # --------------------------------------------------------------------------- steps
@@ -702,7 +532,7 @@ def _thresholds(checked: Any, plan: Dict[str, List[int]], seed: int
             cum.append(total)
         wanted[g] = cum
     ranks = sorted({r for cum in wanted.values() for r in cum if r > 0}
-                   | set(range(1, PREVIEW_PER_CLASS + 1)))
+                   | set(range(1, PREVIEWS_PER_CLASS + 1)))
     window = Window.partitionBy(_GROUP).orderBy(_KEY)
     rows = (checked.filter(F.col("reason").isNull())
             .filter(F.col(_GROUP).isin(list(plan)))
@@ -719,7 +549,7 @@ def _thresholds(checked: Any, plan: Dict[str, List[int]], seed: int
         got = at.get(g, {})
         thresholds[g] = [got[c][0] if c > 0 else None for c in cum]
         kept = cum[-1]
-        previews[g] = [got[i][1] for i in range(1, min(PREVIEW_PER_CLASS, kept) + 1) if i in got]
+        previews[g] = [got[i][1] for i in range(1, min(PREVIEWS_PER_CLASS, kept) + 1) if i in got]
     return thresholds, previews
 
 
@@ -805,4 +635,4 @@ def _size_stats(groups: Dict[str, Dict[str, Any]]) -> Dict[str, Any]:
             "mean_bytes": mean_bytes}
 
 
-__all__ = ["load_images", "ImageSet", "split_sizes", "sample_size", "check_bytes", "SPLIT_COL"]
+__all__ = ["load_images", "split_sizes", "sample_size", "check_bytes"]

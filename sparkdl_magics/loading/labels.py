@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from .errors import DataError, OptionError, did_you_mean
-from .featureset import LABEL_NAME_COL, PATH_COL
+from ..errors import DataError, OptionError, did_you_mean, missing_path_errors
+from ..results import LABEL_NAME_COL, PATH_COL
 
 LABEL_WORDS = ("folders", "none")
 _ID = "_image_id"
@@ -145,7 +145,6 @@ def _read_table(spark: Any, labels: Any) -> Tuple[Any, str]:
     """A Spark DataFrame from a CSV/Parquet path, a Spark DataFrame or a pandas one."""
     from pyspark.sql import DataFrame
 
-    from .loading import _spark_errors
     if isinstance(labels, DataFrame):
         return labels, "(DataFrame)"
     try:
@@ -159,7 +158,7 @@ def _read_table(spark: Any, labels: Any) -> Tuple[Any, str]:
                           f"table, got {labels!r}")
     path = labels.strip()
     lower = path.lower().rstrip("/")
-    with _spark_errors([path], option="labels"):
+    with missing_path_errors([path], option="labels"):
         if lower.endswith((".csv", ".csv.gz", ".tsv", ".txt")):
             sep = "\t" if lower.endswith(".tsv") else ","
             df = spark.read.option("header", "true").option("sep", sep).csv(path)

@@ -1,0 +1,33 @@
+"""Defaults shared by the public API, the magics, the app and the Spark ML stages.
+
+Each default is declared here once; function signatures, ``Param`` defaults and magic
+option declarations all read it from here, so they cannot drift apart. Plain constants
+only: importing this module costs nothing (``%load_ext`` imports it).
+"""
+from __future__ import annotations
+
+#: The registry model used when none is named (Deep Learning Pipelines' default too).
+MODEL = "InceptionV3"
+#: Where ImageNet weights come from when not said: Keras' cache (or its download).
+WEIGHTS = "imagenet"
+#: What the notebooks and the app use: ImageNet when available, else the untrained
+#: fallback with a one-line warning (offline machines, CI).
+WEIGHTS_OFFLINE_SAFE = "auto"
+#: Images per model call inside a Spark task.
+BATCH_SIZE = 32
+#: Rows per model call for tensor (array column) inputs: rows are small.
+TENSOR_BATCH_SIZE = 256
+#: Classes returned per image by top-K prediction.
+TOP_K = 5
+#: Seed for sampling, splitting, augmentation and model initialisation.
+SEED = 42
+#: The train fraction of a load.
+SPLIT = 0.8
+#: The MLlib classifier trained when none is named.
+CLASSIFIER = "logistic_regression"
+#: The metric a grid is tuned on.
+METRIC = "f1"
+#: Folds used when a grid is given without ``folds`` or ``validation``.
+FOLDS = 3
+#: Most confidently misclassified images kept by an evaluation.
+TOP_ERRORS = 12

@@ -1,0 +1,87 @@
+"""Saving and loading fitted models, on whatever storage the Spark cluster writes to.
+
+A saved model is a folder Spark writes: the ``PipelineModel`` (``[featurizer] →
+classifier → IndexToString``, loadable with ``PipelineModel.load`` alone) and, beside
+it in ``sparkdl_magics/``, one JSON line with how the model was chosen (grid, params,
+notes) and which sparkdl_magics version saved it. Both go through Spark's own writers,
+so a path on the cluster's storage (``s3a://``, ``dbfs:/``, a Connect server's disk)
+works the same as a local folder, on classic and Connect sessions.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Dict
+
+from . import __version__
+from .errors import spark_error_condition
+from .results import FittedModel
+from .session import get_spark
+
+#: The sub-folder of a saved model that holds its metadata (a Spark text dataset).
+META_DIR = "sparkdl_magics"
+
+
+def save_model(model: FittedModel, path: str, overwrite: bool = True) -> str:
+    """Write *model* at *path*: its PipelineModel and its metadata, both through Spark."""
+    writer = model.pipeline_model.write()
+    if overwrite:
+        writer = writer.overwrite()
+    writer.save(path)
+    meta = {**_meta(model), "sparkdl_magics_version": __version__}
+    (get_spark().createDataFrame([(json.dumps(meta, default=str),)], "meta string")
+     .coalesce(1).write.mode("overwrite").text(_meta_path(path)))
+    return path
+
+
+def load_model(path: str, spark: Any = None) -> FittedModel:
+    """Load a model saved with :func:`save_model` (any session; the magics not needed)."""
+    from pyspark.ml import PipelineModel
+    from pyspark.ml.feature import IndexToString
+    spark = spark or get_spark()
+    pipeline_model = PipelineModel.load(path)
+    last = pipeline_model.stages[-1]
+    classes = list(last.getLabels()) if isinstance(last, IndexToString) else []
+    meta = _read_meta(spark, path)
+    meta.pop("sparkdl_magics_version", None)
+    grid = meta.pop("grid", None)
+    if grid is not None:
+        import pandas as pd
+        grid = pd.DataFrame(grid)
+    kind = type(pipeline_model.stages[-2]).__name__
+    return FittedModel(pipeline_model=pipeline_model, classes=classes,
+                       classifier=meta.pop("classifier", kind), grid=grid, **meta)
+
+
+def saved_version(path: str, spark: Any) -> Any:
+    """The sparkdl_magics version that saved the model at *path* (None if unknown)."""
+    return _read_meta(spark, path).get("sparkdl_magics_version")
+
+
+def _meta(model: FittedModel) -> Dict[str, Any]:
+    return {
+        "classifier": model.classifier, "metric": model.metric, "params": model.params,
+        "tuning": model.tuning, "notes": model.notes,
+        "objective_history": model.objective_history,
+        "grid": None if model.grid is None else model.grid.to_dict(orient="list"),
+        "num_features": model.num_features, "has_probabilities": model.has_probabilities,
+        "model_name": model.model_name, "train_count": model.train_count,
+        "untrained": model.untrained,
+    }
+
+
+def _meta_path(path: str) -> str:
+    return f"{str(path).rstrip('/')}/{META_DIR}"
+
+
+def _read_meta(spark: Any, path: str) -> Dict[str, Any]:
+    """The metadata line; a model saved by plain ``PipelineModel.save`` has none."""
+    try:
+        row = spark.read.text(_meta_path(path)).first()
+    except Exception as exc:  # only a missing metadata folder means "no metadata"
+        if spark_error_condition(exc) == "PATH_NOT_FOUND":
+            return {}
+        raise
+    return json.loads(row[0]) if row is not None else {}
+
+
+__all__ = ["save_model", "load_model", "saved_version"]

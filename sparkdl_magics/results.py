@@ -1,0 +1,400 @@
+"""What the stages return: plain dataclasses and the column names they share.
+
+Every stage hands its result to the next one and to the display as one of these classes,
+and stages recognise their inputs with ``isinstance`` on them. A result keeps its data
+(Spark DataFrames, pandas frames, dicts) and computes nothing: no Spark jobs, no HTML.
+Its rich display is drawn by :mod:`sparkdl_magics.display`, and its few user-facing
+actions (``FittedModel.save``, ``.predict``, ...) are done by the stage that owns them.
+Both are looked up when called (:func:`_stage`): stages import this module, never the
+reverse, so it stands at the bottom of the package and imports nothing of ours.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Tuple
+
+# --------------------------------------------------------------------------- columns
+
+#: The image's path or URI (every image frame).
+PATH_COL = "path"
+#: The compressed file bytes (``binaryFile``'s column).
+CONTENT_COL = "content"
+#: A Spark ``image``-source struct (BGR pixels), the other accepted image column.
+IMAGE_COL = "image"
+#: The class index, a double as MLlib wants it (null when unlabelled).
+LABEL_COL = "label"
+#: The class name.
+LABEL_NAME_COL = "label_name"
+#: The split an image belongs to ("train", "validation", "test").
+SPLIT_COL = "split"
+SPLITS = ("train", "validation", "test")
+#: Pooled CNN features, an MLlib dense vector.
+FEATURES_COL = "features"
+#: MLlib classifier outputs (``%%fit`` models): predicted class index, probability vector.
+CLASS_INDEX_COL = "prediction"
+PROBABILITIES_COL = "probability"
+#: The predicted class name of a fitted model (IndexToString of the class index).
+PREDICTION_NAME_COL = "prediction_name"
+#: Top-K prediction (``%%predict``) outputs: the top-1 class name and its probability
+#: (named as MLlib names its outputs), and the top-K list.
+TOP_LABEL_COL = "prediction"
+TOP_PROBABILITY_COL = "probability"
+TOP_K_COL = "predictions"
+#: Why an image could not be decoded, in the featurize and predict outputs.
+FEATURIZE_ERROR_COL = "featurize_error"
+PREDICT_ERROR_COL = "predict_error"
+
+
+def _stage(module: str) -> Any:
+    """A stage module of this package, imported when a result's method needs it."""
+    return importlib.import_module(f"{__package__}.{module}")
+
+
+class _Rendered:
+    """Rich display by :func:`sparkdl_magics.display.to_html` (the display computes nothing)."""
+
+    def _repr_html_(self) -> str:
+        return _stage("display").to_html(self)
+
+
+# --------------------------------------------------------------------------- loading
+
+@dataclass(repr=False)
+class ImageSet(_Rendered):
+    """Images loaded into Spark, with their classes, splits and invalid files.
+
+    ``df`` holds every valid image kept (after class subset and sampling) with a
+    ``split`` column; ``train`` / ``validation`` / ``test`` are its splits
+    (``validation`` is None unless a 3-way split was asked; ``test`` is None for
+    ``split: 1``; for unlabelled images ``train`` is ``df`` and ``test`` is None).
+    Columns: ``path``, ``content`` (compressed bytes) or ``image`` (Spark image struct,
+    when the source was an image-source frame), ``label`` (double class index, null
+    when unlabelled), ``label_name``, ``split``. ``classes[i]`` is the name of label i.
+    ``invalid`` lists files that are not readable images (pandas: path, reason);
+    ``counts`` is images per class and split (pandas, one row per class);
+    ``previews`` a few PNG thumbnails per class, ``{class: [(path, png), ...]}``.
+    """
+
+    df: Any
+    train: Any
+    test: Optional[Any]
+    classes: List[str]
+    invalid: Any  # pandas DataFrame [path, reason]
+    counts: Any  # pandas DataFrame, index class, columns train/(validation)/test/total/invalid
+    validation: Optional[Any] = None
+    image_col: str = CONTENT_COL
+    source: str = ""
+    labels: str = "folders"
+    seed: int = 42
+    fractions: Tuple[float, ...] = (0.8, 0.2)
+    stats: Dict[str, Any] = field(default_factory=dict)
+    preview_paths: Dict[str, List[str]] = field(default_factory=dict)
+    previews: Dict[str, List[Tuple[str, bytes]]] = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def labelled(self) -> bool:
+        return self.labels != "none"
+
+    @property
+    def num_images(self) -> int:
+        return int(self.stats.get("images", 0))
+
+    @property
+    def num_invalid(self) -> int:
+        return int(len(self.invalid))
+
+    def split_sizes(self) -> Dict[str, int]:
+        """Images per split, e.g. ``{'train': 28, 'test': 8}`` (empty when not counted)."""
+        if self.counts is None:
+            return {}
+        cols = [s for s in SPLITS if s in self.counts.columns]
+        return {s: int(self.counts[s].sum()) for s in cols}
+
+    def summary(self) -> str:
+        """One line: images, classes, splits, invalid and skipped files."""
+        parts = [f"{self.num_images} images"]
+        if self.labelled:
+            parts[0] += f" in {self.num_classes} class{'es' if self.num_classes != 1 else ''}"
+            sizes = self.split_sizes()
+            if len(sizes) > 1:
+                parts.append(" / ".join(f"{k} {v}" for k, v in sizes.items()))
+        else:
+            parts[0] += " (unlabelled)"
+        parts.append(f"{self.num_invalid} invalid file{'s' if self.num_invalid != 1 else ''}")
+        policy = self.stats.get("multi_label_policy", "drop")
+        for key, what in (("multi_label", f"with several labels ({policy})"),
+                          ("unlabelled", "without a label in the table"),
+                          ("sampled_out", "left out by sampling"),
+                          ("no_id", "label rows without an image id (ignored)"),
+                          ("bad_confidence", "label rows whose confidence is not a number "
+                                             "(ignored)")):
+            if self.stats.get(key):
+                parts.append(f"{self.stats[key]} {what}")
+        if self.stats.get("width_min") is not None:
+            parts.append(f"sizes {self.stats['width_min']}–{self.stats['width_max']} x "
+                         f"{self.stats['height_min']}–{self.stats['height_max']} px")
+        return "; ".join(parts)
+
+    def thumbnails(self, per_class: Optional[int] = None, max_side: int = 96
+                   ) -> Dict[str, List[Tuple[str, bytes]]]:
+        """PNG thumbnails per class, ``{class: [(path, png_bytes), ...]}``: the stored
+        previews, or (for more per class than the load kept) decoded again by Spark."""
+        kept = max((len(v) for v in self.previews.values()), default=0)
+        if self.previews and (per_class is None or per_class <= kept) and max_side == 96:
+            return {k: v[:per_class] for k, v in self.previews.items()}
+        return _stage("loading.previews").thumbnails(self, per_class, max_side)
+
+    def __repr__(self) -> str:
+        return f"ImageSet({self.summary()})"
+
+
+# --------------------------------------------------------------------------- features
+
+@dataclass(repr=False)
+class FeatureSet(_Rendered):
+    """Feature vectors for the train/test splits of an image set.
+
+    ``train`` / ``test`` (and ``validation`` when the image set has one) are DataFrames
+    with at least ``path``, ``label`` (double class index), ``label_name`` and
+    ``features`` (an MLlib dense vector); rows whose image could not be decoded are not
+    in them but listed in ``invalid``. ``featurizer`` is the Spark ML Transformer that
+    computed the features (raw image column in, ``features`` out), so a fitted pipeline
+    can start from raw images. ``images`` is the source ImageSet (for thumbnails).
+    """
+
+    train: Any
+    test: Optional[Any]
+    classes: List[str]
+    featurizer: Optional[Any] = None
+    images: Optional[ImageSet] = None
+    model_name: str = ""
+    weights: str = ""
+    feature_col: str = FEATURES_COL
+    validation: Optional[Any] = None
+    invalid: Any = None  # pandas DataFrame [path, reason] of images that failed to decode
+    stats: Dict[str, Any] = field(default_factory=dict)  # counts, images/s, feature dim...
+    untrained: bool = False  # weights='none': random features, not a pretrained model
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def feature_dim(self) -> Optional[int]:
+        return self.stats.get("feature_dim")
+
+    def summary(self) -> Dict[str, Any]:
+        """What the rich display shows, as plain data."""
+        return {
+            "model": self.model_name, "weights": self.weights, "untrained": self.untrained,
+            "classes": list(self.classes), "feature_dim": self.feature_dim,
+            **{k: v for k, v in self.stats.items() if k not in ("feature_dim", "untrained")},
+        }
+
+    def unpersist(self) -> None:
+        """Release cached features (memory-and-disk cache)."""
+        for df in (self.train, self.test, self.validation):
+            if df is not None:
+                df.unpersist()
+
+    def __repr__(self) -> str:
+        return (f"FeatureSet({self.model_name}, {self.feature_dim}-dim, "
+                f"{len(self.classes)} classes, {self.stats.get('per_split', {})})")
+
+
+# --------------------------------------------------------------------------- prediction
+
+@dataclass(repr=False)
+class Predictions(_Rendered):
+    """Top-K predictions per image.
+
+    ``df``: the input rows (``path``, ``label``/``label_name``/``split`` when present;
+    image bytes dropped) plus ``prediction`` (top-1 class name), ``probability``
+    (its probability), ``predictions`` (top-K ``class_id``/``wnid``/``label``/
+    ``probability``, best first) and ``predict_error`` (why an image could not be
+    decoded; its predictions are null). Lazy: it runs when used, and works on a
+    streaming DataFrame (write it with ``writeStream``). ``rows`` holds the first
+    ``show`` rows as pandas once computed (by ``%%predict`` or :meth:`preview`).
+    """
+
+    df: Any
+    model_name: str
+    weights: str
+    top_k: int
+    untrained: bool = False
+    stats: Dict[str, Any] = field(default_factory=dict)
+    show: int = 20  # rows the rich display shows
+    rows: Optional[Any] = None  # pandas: the first rows, once computed
+
+    @property
+    def is_streaming(self) -> bool:
+        return bool(getattr(self.df, "isStreaming", False))
+
+    def to_pandas(self, limit: Optional[int] = 1000) -> Any:
+        """Rows as pandas (``limit`` rows; None for all — only for small results)."""
+        df = self.df if limit is None else self.df.limit(int(limit))
+        return df.toPandas()
+
+    def preview(self, n: Optional[int] = None) -> Any:
+        """The first *n* rows (default: ``show``) as pandas, computed once and kept."""
+        return _stage("prediction").preview_rows(self, n)
+
+    def summary(self) -> Dict[str, Any]:
+        return {"model": self.model_name, "weights": self.weights, "top_k": self.top_k,
+                "untrained": self.untrained, **self.stats}
+
+    def __repr__(self) -> str:
+        return f"Predictions({self.model_name}, top {self.top_k})"
+
+
+# --------------------------------------------------------------------------- training
+
+@dataclass(repr=False)
+class FittedModel(_Rendered):
+    """A trained classifier pipeline and how it was chosen.
+
+    ``pipeline_model`` is the whole ``PipelineModel`` (featurizer stage first when the
+    FeatureSet had one). ``grid`` is a pandas frame with one row per grid point (its
+    params, its ``score`` on ``metric``, and ``chosen``); ``params`` the chosen values;
+    ``objective_history`` the logistic-regression loss per iteration when available.
+    """
+
+    pipeline_model: Any
+    classes: List[str]
+    classifier: str
+    metric: str = "f1"
+    params: Dict[str, Any] = field(default_factory=dict)
+    grid: Any = None  # pandas.DataFrame or None
+    tuning: str = ""  # e.g. "3-fold cross-validation"
+    notes: List[str] = field(default_factory=list)
+    objective_history: Optional[List[float]] = None
+    features: Optional[FeatureSet] = None  # what it was trained on (not saved)
+    num_features: int = 0
+    has_probabilities: bool = True
+    model_name: str = ""  # featurizer model (InceptionV3, ...) when known
+    train_count: int = 0
+    untrained: bool = False  # its features came from an untrained backbone
+
+    @property
+    def has_featurizer(self) -> bool:
+        return len(self.pipeline_model.stages) > 2
+
+    @property
+    def classifier_model(self) -> Any:
+        return self.pipeline_model.stages[-2]
+
+    def transform(self, df: Any) -> Any:
+        """Predictions for *df*: from its ``features`` column when present, else from
+        raw images through the featurizer stage (lazy)."""
+        return _stage("training").transform(self, df)
+
+    def predict(self, images: Any) -> Any:
+        """Predict class names for new images: an ImageSet, a FeatureSet, or a DataFrame
+        of raw images (or of features). Returns a DataFrame with ``prediction_name``."""
+        return _stage("training").predict_classes(self, images)
+
+    def register_sql_function(self, name: str = "classify", output: str = "label",
+                              spark: Any = None) -> Any:
+        """``SELECT <name>(content) FROM images``: this model as a Spark SQL function
+        (class name, or class probabilities with ``output="probabilities"``)."""
+        return _stage("sql").register_sql_function(name, model=self, output=output,
+                                                   spark=spark)
+
+    def save(self, path: str, overwrite: bool = True) -> str:
+        """Save as a ``PipelineModel`` (loadable with ``PipelineModel.load``) plus how it
+        was chosen; see :func:`sparkdl_magics.persist.save_model`."""
+        return _stage("persist").save_model(self, path, overwrite)
+
+    @classmethod
+    def load(cls, path: str, spark: Any = None) -> "FittedModel":
+        """Load a model saved with :meth:`save` (any session; the magics not needed)."""
+        return _stage("persist").load_model(path, spark)
+
+    def __repr__(self) -> str:
+        chosen = ", ".join(f"{k}={v}" for k, v in self.params.items())
+        return (f"FittedModel({self.classifier}, {len(self.classes)} classes"
+                + (f", {chosen}" if chosen else "") + ")")
+
+
+# --------------------------------------------------------------------------- evaluation
+
+@dataclass(repr=False)
+class Evaluation(_Rendered):
+    """Metrics of one model on one labelled data set.
+
+    ``metrics``: accuracy, f1 / precision / recall (weighted by support), count, and
+    log_loss, auc, pr_auc where they apply. ``per_class`` and ``confusion`` are pandas
+    frames with class names (confusion rows = true class, columns = predicted).
+    ``roc`` / ``pr`` are curve frames for two classes; ``errors`` the most confidently
+    misclassified images (path, true, predicted, probability, thumbnail PNG bytes).
+    ``predictions`` is the Spark DataFrame the numbers came from.
+    """
+
+    metrics: Dict[str, float]
+    per_class: Any
+    confusion: Any
+    predictions: Any
+    classes: List[str]
+    roc: Any = None
+    pr: Any = None
+    errors: Any = None
+    notes: List[str] = field(default_factory=list)
+    name: str = ""
+    untrained: bool = False  # the model's features came from an untrained backbone
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{k}={v:.4f}" for k, v in self.metrics.items()
+                          if k in ("accuracy", "f1", "log_loss", "auc"))
+        return f"Evaluation({self.name + ': ' if self.name else ''}{shown})"
+
+
+@dataclass(repr=False)
+class Comparison(_Rendered):
+    """Several models evaluated on their data, side by side (``table``: one row each)."""
+
+    evaluations: Dict[str, Evaluation]
+    table: Any
+
+    def __getitem__(self, name: str) -> Evaluation:
+        return self.evaluations[name]
+
+    def __repr__(self) -> str:
+        return f"Comparison({', '.join(self.evaluations)})"
+
+
+# --------------------------------------------------------------------------- session
+
+@dataclass(repr=False)
+class SessionInfo(_Rendered):
+    """What ``%dlspark`` shows: the kind of session and where it runs."""
+
+    mode: str  # "classic" or "connect"
+    master: str
+    version: str
+    app_name: Optional[str] = None
+    executors: Optional[int] = None
+    cores: Optional[int] = None
+    started_here: bool = False
+
+    def as_dict(self) -> Dict[str, Any]:
+        return dict(self.__dict__)
+
+    def __str__(self) -> str:
+        where = "embedded, started by sparkdl_magics" if self.started_here else "user session"
+        parts = [f"Spark {self.version} ({self.mode}, {where})", f"master: {self.master}"]
+        if self.executors is not None:
+            parts.append(f"executors: {self.executors}")
+        if self.cores is not None:
+            parts.append(f"cores: {self.cores}")
+        return " | ".join(parts)
+
+    __repr__ = __str__
+
+
+__all__ = ["ImageSet", "FeatureSet", "Predictions", "FittedModel", "Evaluation",
+           "Comparison", "SessionInfo"]
