@@ -21,8 +21,9 @@ def write_digits(root: str | Path, per_class: Optional[int] = 50, size: int = 64
                  seed: int = 0) -> Dict[str, int]:
     """Write up to *per_class* digit images per class as ``size`` x ``size`` PNGs.
 
-    Returns the number of files written per class. Existing files are overwritten, so
-    running twice gives the same folder.
+    Returns the number of files written per class. Files an earlier call wrote are
+    replaced (also those a larger ``per_class`` left), so the folder always holds
+    exactly what this call wrote; other files in it are left alone.
     """
     try:
         from sklearn.datasets import load_digits
@@ -40,8 +41,7 @@ def write_digits(root: str | Path, per_class: Optional[int] = 50, size: int = 64
         indices = np.flatnonzero(digits.target == label)
         if per_class is not None and per_class < len(indices):
             indices = np.sort(rng.choice(indices, size=per_class, replace=False))
-        folder = root / str(label)
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = _fresh_folder(root / str(label), f"{label}_*.png")
         for n, index in enumerate(indices):
             pixels = (255 - digits.images[index] * (255 / 16)).astype(np.uint8)  # dark ink on white
             image = Image.fromarray(pixels, "L").resize((size, size), Image.Resampling.BICUBIC)
@@ -56,8 +56,8 @@ def write_photo_crops(root: str | Path, per_class: int = 12, size: int = 128,
     scikit-learn's sample photos (classes ``china`` and ``flower``).
 
     Crops cover a random 35–70 % of the photo's height, anywhere in it, so the two
-    classes are real-photo textures rather than copies. Returns files per class;
-    running twice gives the same folder.
+    classes are real-photo textures rather than copies. Returns files per class; the
+    folder holds exactly what this call wrote (earlier crops are replaced).
     """
     try:
         from sklearn.datasets import load_sample_images
@@ -74,8 +74,7 @@ def write_photo_crops(root: str | Path, per_class: int = 12, size: int = 128,
     written: Dict[str, int] = {}
     for filename, pixels in zip(photos.filenames, photos.images):
         label = Path(filename).stem
-        folder = root / label
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = _fresh_folder(root / label, f"{label}_*.jpg")
         height, width = pixels.shape[:2]
         for n in range(per_class):
             side = int(rng.uniform(0.35, 0.7) * height)
@@ -86,3 +85,11 @@ def write_photo_crops(root: str | Path, per_class: int = 12, size: int = 128,
             crop.save(folder / f"{label}_{n:03d}.jpg", quality=90)
         written[label] = per_class
     return written
+
+
+def _fresh_folder(folder: Path, pattern: str) -> Path:
+    """*folder*, created, without the files an earlier call wrote (*pattern*)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob(pattern):
+        old.unlink()
+    return folder

@@ -17,6 +17,23 @@ def test_write_digits_makes_one_folder_per_class_with_requested_counts(tmp_path)
         assert Image.open(files[0]).size == (32, 32)
 
 
+def test_write_digits_again_with_fewer_leaves_only_the_new_files(tmp_path):
+    (tmp_path / "3").mkdir()
+    (tmp_path / "3" / "notes.txt").write_text("the user's own file")
+    write_digits(tmp_path, per_class=10, size=16)
+    assert write_digits(tmp_path, per_class=6, size=16) == {str(d): 6 for d in range(10)}
+    for digit in range(10):
+        assert len(list((tmp_path / str(digit)).glob("*.png"))) == 6
+    assert (tmp_path / "3" / "notes.txt").exists()
+
+
+def test_write_photo_crops_again_with_fewer_leaves_only_the_new_files(tmp_path):
+    from sparkdl_magics.datasets import write_photo_crops
+    write_photo_crops(tmp_path, per_class=4, size=32)
+    write_photo_crops(tmp_path, per_class=2, size=32)
+    assert len(list((tmp_path / "china").glob("*.jpg"))) == 2
+
+
 def test_write_digits_all_images_are_the_sklearn_scans(tmp_path):
     write_digits(tmp_path, per_class=None, size=8)
     digits = load_digits()
