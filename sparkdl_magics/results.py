@@ -380,17 +380,20 @@ class SessionInfo(_Rendered):
     executors: Optional[int] = None
     cores: Optional[int] = None
     started_here: bool = False
+    where: str = ""  # what it is, in words: "remote Connect server at sc://host:port", ...
+    package_version: str = ""  # the sparkdl_magics version attached to it
 
     def as_dict(self) -> Dict[str, Any]:
         return dict(self.__dict__)
 
     def __str__(self) -> str:
-        where = "embedded, started by sparkdl_magics" if self.started_here else "user session"
-        parts = [f"Spark {self.version} ({self.mode}, {where})", f"master: {self.master}"]
+        parts = [f"Spark {self.version} ({self.mode}, {self.where})", f"master: {self.master}"]
         if self.executors is not None:
             parts.append(f"executors: {self.executors}")
         if self.cores is not None:
             parts.append(f"cores: {self.cores}")
+        if self.package_version:
+            parts.append(f"sparkdl_magics {self.package_version}")
         return " | ".join(parts)
 
     __repr__ = __str__

@@ -104,7 +104,7 @@ def _forget_dead_driver() -> bool:
     from pyspark.sql import SparkSession, SQLContext
     try:
         gateway.close()
-    except Exception:
+    except Exception:  # closing a gateway whose JVM is gone: any socket/Py4J error is moot
         pass
     sc = SparkContext._active_spark_context
     if sc is not None:
@@ -288,12 +288,16 @@ def describe(spark: Any) -> SessionInfo:
             master = f"{master} (server master: {server_master})"
     else:
         master = spark.sparkContext.master
+    from . import __version__
+    started_here = spark is _started_here
     info = SessionInfo(
         mode="connect" if connect else "classic",
         master=master,
         version=spark.version,
         app_name=_safe_conf(conf, "spark.app.name"),
-        started_here=spark is _started_here,
+        started_here=started_here,
+        where=_where(spark, connect, started_here),
+        package_version=__version__,
     )
     if not connect:
         sc = spark.sparkContext
@@ -301,15 +305,24 @@ def describe(spark: Any) -> SessionInfo:
         try:  # executors known to the driver (the driver itself excluded)
             infos = sc.statusTracker().getExecutorInfos()
             info.executors = max(len(infos) - 1, 0) or (1 if sc.master.startswith("local[") else 0)
-        except Exception:
+        except Exception:  # noqa: BLE001 - a Py4J hiccup must not hide the rest of %dlspark
             pass
     return info
+
+
+def _where(spark: Any, connect: bool, started_here: bool) -> str:
+    """What the session is, in words (an attached server is never called embedded)."""
+    if connect and os.environ.get("SPARK_LOCAL_REMOTE") and started_here:
+        return "in-process Connect server started by sparkdl_magics"
+    if connect:
+        return f"remote Connect server at {connect_url(spark)}"
+    return "embedded, started by sparkdl_magics" if started_here else "user session"
 
 
 def _safe_conf(conf: Any, key: str) -> Optional[str]:
     try:
         return conf.get(key, None)
-    except Exception:
+    except Exception:  # noqa: BLE001 - an unset or unreadable setting is simply not shown
         return None
 
 

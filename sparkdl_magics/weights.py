@@ -115,7 +115,7 @@ def imagenet_weights(info: Any, include_top: bool = False) -> str:
     try:
         keras = import_keras()
         return keras.utils.get_file(fname, info.weights_url(include_top), cache_subdir="models")
-    except Exception as exc:
+    except Exception as exc:  # any download failure (DNS, HTTP, SSL, disk) gets the same advice
         raise EnvironmentProblem(
             f"ImageNet weights for {info.name} are not in Keras' cache and could not be "
             f"downloaded ({_reason(exc)}); place {fname} (from "
@@ -190,7 +190,7 @@ def inspect_user_model(path: str, layer: Optional[str], safe_mode: bool
             fn = tf.saved_model.load(path).signatures["serving_default"]
             spec_in = list(fn.structured_input_signature[1].values())[0]
             spec_out = list(fn.structured_outputs.values())[0]
-        except Exception as exc:
+        except Exception as exc:  # TF raises many types for a bad folder: all mean "not one"
             raise OptionError(f"option 'model': cannot read SavedModel {path!r} "
                               f"({type(exc).__name__}: {str(exc)[:120]})") from None
         return _image_size(spec_in.shape, path), int(spec_out.shape[-1]), None
@@ -203,7 +203,7 @@ def inspect_user_model(path: str, layer: Optional[str], safe_mode: bool
                               "unsafe: true") from None
         raise OptionError(f"option 'model': cannot load {path!r} as a Keras model "
                           f"({str(exc).splitlines()[0][:160]})") from None
-    except Exception as exc:
+    except Exception as exc:  # h5py/zip/Keras errors of a broken file: one line naming it
         raise OptionError(f"option 'model': cannot load {path!r} as a Keras model "
                           f"({type(exc).__name__}: {str(exc).splitlines()[0][:160]})") from None
     names = [lay.name for lay in net.layers]
@@ -298,7 +298,7 @@ def _session_id(spark: Any) -> str:
         from .session import is_connect
         if not is_connect(spark):
             return "classic-" + spark.sparkContext.applicationId
-    except Exception:
+    except Exception:  # noqa: BLE001 - a stopped context has no id; fall back to the object's
         pass
     return str(id(spark))
 

@@ -115,6 +115,8 @@ def test_predict_top_k_equals_keras_with_names_from_the_package(spark, image_fol
         assert rows[p]["prediction"] == rows[p]["predictions"][0]["label"]
         assert rows[p]["probability"] == pytest.approx(scores.max(), rel=1e-3)
         assert rows[p]["label_name"] == "daisy"
+    assert "lazy: nothing computed yet" in result._repr_html_()  # showing runs no Spark job
+    result.preview()  # what %%predict runs inside its progress scope
     assert "daisy" in result._repr_html_() and "not an image" in result._repr_html_()
 
 

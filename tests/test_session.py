@@ -53,14 +53,18 @@ def test_dlspark_reports_the_attached_session(ip, spark, capsys):
     assert info.mode == "classic" and info.master == "local[2]"
     assert "Spark " + spark.version in str(info)
     assert "<table>" in info._repr_html_()
+    from sparkdl_magics import __version__
+    assert info.package_version == __version__ and f"sparkdl_magics {__version__}" in str(info)
 
 
 def test_dlspark_attaches_to_another_master_and_connect(ip, session_pool):
     try:
         info = ip.run_line_magic("dlspark", "--master local[1] --conf spark.ui.enabled=false")
         assert info.master == "local[1]" and info.started_here
+        assert "embedded, started by sparkdl_magics" in str(info)
         info = ip.run_line_magic("dlspark", "--remote local[1]")
         assert info.mode == "connect"
+        assert "in-process Connect server started by sparkdl_magics" in str(info)
         assert session.get_spark().range(3).count() == 3
     finally:
         session_pool.close()
