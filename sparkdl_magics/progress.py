@@ -39,7 +39,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 MODES = ("auto", "widget", "text", "none")
 
@@ -206,39 +206,10 @@ class ProgressSnapshot:
         }
 
     def describe(self) -> str:
-        """One line: ``featurize: stage 3 'map at ...' 10/16 tasks (1 failed), 4.2 tasks/s, ETA 2 s``."""
-        parts = [f"{self.label}:"]
-        if self.status != "running":
-            parts.append(self.status)
-        current = self.current_stage
-        if current is not None and self.status == "running":
-            parts.append(f"stage {current.stage_id}" + (f" ({_short(current.name)})" if current.name else ""))
-        parts.append(f"{self.tasks_done}/{self.tasks_total} tasks")
-        if self.status != "running":
-            parts.append(f"in {len(self.counted)} stage{'s' if len(self.counted) != 1 else ''}")
-        failed = self.tasks_failed
-        if failed:
-            parts.append(f"({failed} failed)")
-        if self.items_per_s:
-            parts.append(f"~{self.items_per_s:,.1f} {self.unit}/s")
-        elif self.tasks_per_s:
-            parts.append(f"{self.tasks_per_s:.1f} tasks/s")
-        if self.status == "running" and self.eta is not None:
-            parts.append(f"ETA {_seconds(self.eta)}")
-        parts.append(f"{'elapsed' if self.status == 'running' else 'took'} {_seconds(self.elapsed)}")
-        return " ".join(parts)
-
-
-def _short(text: str, width: int = 40) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def _seconds(value: float) -> str:
-    if value < 60:
-        return f"{value:.1f} s"
-    minutes, secs = divmod(int(value), 60)
-    return f"{minutes} min {secs:02d} s"
+        """One line: ``featurize: stage 3 (map at ...) 10/16 tasks (1 failed) 4.2 tasks/s ETA 2.0 s ...``
+        (:func:`sparkdl_magics.display.progress.progress_line`, what every view shows)."""
+        from .display.progress import progress_line
+        return progress_line(self)
 
 
 # --------------------------------------------------------------------------- sources
