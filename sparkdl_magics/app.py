@@ -80,7 +80,7 @@ class App:
         chosen = model if model in names else (defaults.MODEL if defaults.MODEL in names
                                                else names[0])
         self.view = AppView(path=path, models=names, model=chosen, classifiers=list(CLASSIFIERS),
-                            classifier=classifier, weights=defaults.WEIGHTS,
+                            classifier=classifier, weights=defaults.WEIGHTS_OFFLINE_SAFE,
                             main_params=MAIN_PARAMS, on_run=self.run, on_cancel=self.cancel)
         self._spark = spark
         # -- state (data, not display)
@@ -109,7 +109,7 @@ class App:
         if v.sample.value < 1.0:
             load["sample"] = round(float(v.sample.value), 4)
         load.update(split=round(float(v.split.value), 4), seed=int(v.seed.value))
-        weights = v.weights.value.strip() or defaults.WEIGHTS
+        weights = v.weights.value.strip() or defaults.WEIGHTS_OFFLINE_SAFE
         featurize = {"model": v.model.value, "weights": weights}
         fit = {"classifier": v.classifier.value,
                **{name: widget.value for name, widget in v.params.items()}}

@@ -66,13 +66,23 @@ def test_app_shows_the_equivalent_code(tmp_path):
     app.params["numTrees"].value = 30
     code = app.code()
     assert f"images = load_images({str(tmp_path)!r}, labels='folders', sample=0.5" in code
-    assert "featurize(images, model='ResNet50', weights='imagenet')" in code
+    assert "featurize(images, model='ResNet50', weights='auto')" in code
     assert "fit(features, classifier='random_forest', numTrees=30, maxDepth=5)" in code
     cells = app.magic_cells()
     assert cells[0].startswith("%%dlload images\npath: ") and "sample: 0.5" in cells[0]
     assert cells[2] == "%%fit features -> model\nclassifier: random_forest\nnumTrees: 30\nmaxDepth: 5\n"
     # the code compiles
     compile(code, "<app>", "exec")
+
+
+def test_app_weights_default_is_offline_safe(tmp_path):
+    from sparkdl_magics import App, defaults
+    app = App(path=str(tmp_path))
+    assert app.model.value == defaults.MODEL
+    assert app.weights.value == defaults.WEIGHTS_OFFLINE_SAFE == "auto"  # 'imagenet' fails offline
+    assert app.options()["featurize"] == {"model": defaults.MODEL, "weights": "auto"}
+    app.weights.value = " "
+    assert app.options()["featurize"]["weights"] == "auto"
 
 
 def _evaluation():

@@ -43,7 +43,7 @@ class AppView:
         self.model = w.Dropdown(options=list(models), value=model, description="Model",
                                 style=_STYLE)
         self.weights = w.Text(value=weights, description="Weights", style=_STYLE,
-                              placeholder="imagenet, none, or a weights file")
+                              placeholder="auto, imagenet, none, or a weights file")
         self.classifier = w.Dropdown(options=list(classifiers), value=classifier,
                                      description="Classifier", style=_STYLE)
         self.params_box = w.VBox()
