@@ -85,6 +85,14 @@ def test_app_weights_default_is_offline_safe(tmp_path):
     assert app.options()["featurize"]["weights"] == "auto"
 
 
+def test_app_progress_bar_is_idle_before_a_run():
+    from sparkdl_magics import App
+    app = App()
+    stats = app.progress_view.stats.value
+    assert "starting" not in stats and stats == "idle"  # nothing runs yet
+    assert app.status == "ready" and app.progress_view.bar.value == 0
+
+
 def _evaluation():
     import pandas as pd
     from sparkdl_magics.results import Evaluation

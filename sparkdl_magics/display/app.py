@@ -84,7 +84,7 @@ class AppView:
         self.cancel_button = w.Button(description="Cancel", button_style="warning", icon="stop",
                                       disabled=True)
         self.status_html = w.HTML("ready")
-        self.progress_view = WidgetProgressView("")
+        self.progress_view = WidgetProgressView("", stats="idle")
         self.steps_html = w.HTML("")
         self.outputs = {name: w.Output() for name in TABS}
         self.tabs = w.Tab(children=[self.outputs[n] for n in TABS])

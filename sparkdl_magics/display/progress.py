@@ -19,13 +19,13 @@ _BAR_STYLE = {"running": "info", "done": "success", "cancelled": "warning", "fai
 class WidgetProgressView:
     """A bar for one cell's Spark work: label, tasks bar, one-line stats, stage detail."""
 
-    def __init__(self, label: str = ""):
+    def __init__(self, label: str = "", stats: str = "starting…"):
         import ipywidgets as w
         self.label = label
         self.title = w.HTML(f"<b>{html.escape(label)}</b>", layout=w.Layout(min_width="90px"))
         self.bar = w.IntProgress(value=0, min=0, max=1, bar_style="info",
                                  layout=w.Layout(width="40%"))
-        self.stats = w.HTML("starting…")
+        self.stats = w.HTML(html.escape(stats))  # before the first update
         self.detail = w.HTML("")
         self.widget = w.VBox([w.HBox([self.title, self.bar, self.stats]), self.detail])
         self.snapshot: Any = None
