@@ -54,6 +54,7 @@ def test_app_runs_the_pipeline_and_shows_every_result(spark, image_folder):
     metrics_tab = app.outputs["Metrics"].outputs[0]["data"]["text/html"]
     assert "accuracy" in metrics_tab
     assert f">{ev.metrics['count']}<" in metrics_tab and f"{ev.metrics['count']}.0000" not in metrics_tab
+    assert "white-space:pre" in app.outputs["Code"].outputs[0]["data"]["text/html"]
     assert app.run_button.disabled is False and app.cancel_button.disabled is True
     assert "done" in app.status_html.value
 
@@ -73,6 +74,15 @@ def test_app_shows_the_equivalent_code(tmp_path):
     assert cells[2] == "%%fit features -> model\nclassifier: random_forest\nnumTrees: 30\nmaxDepth: 5\n"
     # the code compiles
     compile(code, "<app>", "exec")
+
+
+def test_app_code_tab_scrolls_instead_of_wrapping(tmp_path):
+    from sparkdl_magics import App
+    app = App(path=str(tmp_path))
+    app.view.start(app.code(), app.magic_cells())  # what Run shows first
+    shown = app.outputs["Code"].outputs[0]["data"]["text/html"]
+    assert shown.count("<pre style='white-space:pre;overflow-x:auto'>") == 2
+    assert "<pre>" not in shown
 
 
 def test_app_weights_default_is_offline_safe(tmp_path):

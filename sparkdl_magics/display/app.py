@@ -21,7 +21,8 @@ LABEL_MODES = (("one sub-folder per class", "folders"), ("label table (CSV/Parqu
                ("unlabelled", "none"))
 _STYLE = {"description_width": "110px"}
 _STATUS_COLOR = {"failed": "#b00", "cancelled": "#a60", "done": "#070"}
-_PRE = "<pre>"
+#: No wrapping inside a line of code (nor a number): long lines scroll sideways.
+_PRE = "<pre style='white-space:pre;overflow-x:auto'>"
 
 
 class AppView:
