@@ -341,7 +341,10 @@ def _objective_history(model: Any) -> Optional[List[float]]:
         if getattr(model, "hasSummary", False):
             history = model.summary.objectiveHistory
             return [float(v) for v in history] if history else None
-    except Exception:  # summaries are optional (not kept on some paths)
+    # Broad on purpose: the history is an optional extra of a model already trained,
+    # read through Py4J, Spark Connect or plain Python (RuntimeError: no summary), each
+    # failing its own way; none of them should fail the fit.
+    except Exception:
         return None
     return None
 
@@ -357,12 +360,13 @@ def _drop_training_summaries(model: Any) -> None:
     java_model = getattr(model, "_java_obj", None)
     if java_model is None or not type(java_model).__module__.startswith("py4j"):
         return
+    from py4j.protocol import Py4JError
     from pyspark import SparkContext
     jvm = SparkContext._jvm
     try:
         if java_model.hasSummary():
             java_model.setSummary(jvm.scala.Option.empty())
-    except Exception:  # models without a training summary
+    except Py4JError:  # a JVM model class without a training summary (no such method)
         pass
     for sub in getattr(model, "models", None) or []:  # OneVsRestModel
         _drop_training_summaries(sub)
