@@ -260,14 +260,14 @@ def _thumbnails(paths: List[Optional[str]], model: FittedModel, source: Any) -> 
     if not frames:
         return [None] * len(paths)
     from pyspark.sql import functions as F
-    from .imaging import thumbnail_png
+    from .imaging import InvalidImage, thumbnail_png
     rows = (frames[0].filter(F.col(PATH_COL).isin(wanted))
             .select(PATH_COL, CONTENT_COL).collect())
     by_path = {}
     for r in rows:
         try:
-            by_path[r[PATH_COL]] = thumbnail_png(bytes(r[CONTENT_COL]))
-        except Exception:  # an unreadable image just has no thumbnail
+            by_path[r[PATH_COL]] = thumbnail_png(bytes(r[CONTENT_COL] or b""))
+        except InvalidImage:  # an unreadable (or empty) image just has no thumbnail
             by_path[r[PATH_COL]] = None
     return [by_path.get(p) for p in paths]
 

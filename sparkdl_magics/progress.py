@@ -39,7 +39,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 MODES = ("auto", "widget", "text", "none")
 
@@ -86,6 +86,19 @@ def resolve_mode(mode: Optional[str] = None) -> str:
     if mode != "auto":
         return mode
     return "widget" if _widget_frontend() else "text"
+
+
+def _spark_errors() -> Tuple[type, ...]:
+    """What a failed call into Spark raises: PySpark's errors (the Java exceptions it
+    converts, Spark Connect's gRPC errors) and, on classic sessions, Py4J's own (a
+    stopped JVM, a Java exception PySpark does not convert). Progress, tags and cancel
+    are best-effort around the cell's work: these must never fail the cell."""
+    from pyspark.errors import PySparkException
+    try:
+        from py4j.protocol import Py4JError
+    except ImportError:  # a Spark Connect client without Py4J
+        return (PySparkException,)
+    return (PySparkException, Py4JError)
 
 
 def _widget_frontend() -> bool:
@@ -206,39 +219,10 @@ class ProgressSnapshot:
         }
 
     def describe(self) -> str:
-        """One line: ``featurize: stage 3 'map at ...' 10/16 tasks (1 failed), 4.2 tasks/s, ETA 2 s``."""
-        parts = [f"{self.label}:"]
-        if self.status != "running":
-            parts.append(self.status)
-        current = self.current_stage
-        if current is not None and self.status == "running":
-            parts.append(f"stage {current.stage_id}" + (f" ({_short(current.name)})" if current.name else ""))
-        parts.append(f"{self.tasks_done}/{self.tasks_total} tasks")
-        if self.status != "running":
-            parts.append(f"in {len(self.counted)} stage{'s' if len(self.counted) != 1 else ''}")
-        failed = self.tasks_failed
-        if failed:
-            parts.append(f"({failed} failed)")
-        if self.items_per_s:
-            parts.append(f"~{self.items_per_s:,.1f} {self.unit}/s")
-        elif self.tasks_per_s:
-            parts.append(f"{self.tasks_per_s:.1f} tasks/s")
-        if self.status == "running" and self.eta is not None:
-            parts.append(f"ETA {_seconds(self.eta)}")
-        parts.append(f"{'elapsed' if self.status == 'running' else 'took'} {_seconds(self.elapsed)}")
-        return " ".join(parts)
-
-
-def _short(text: str, width: int = 40) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def _seconds(value: float) -> str:
-    if value < 60:
-        return f"{value:.1f} s"
-    minutes, secs = divmod(int(value), 60)
-    return f"{minutes} min {secs:02d} s"
+        """One line: ``featurize: stage 3 (map at ...) 10/16 tasks (1 failed) 4.2 tasks/s ETA 2.0 s ...``
+        (:func:`sparkdl_magics.display.progress.progress_line`, what every view shows)."""
+        from .display.progress import progress_line
+        return progress_line(self)
 
 
 # --------------------------------------------------------------------------- sources
@@ -343,7 +327,7 @@ class _ConnectSource:
         pass
 
     def finish(self) -> None:
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(ValueError):  # already removed (clearProgressHandlers)
             self.spark.removeProgressHandler(self)
 
     def fill(self, snap: ProgressSnapshot) -> None:
@@ -389,12 +373,12 @@ class CellScope:
         """Cancel this scope's Spark jobs; safe from any thread (the app's Cancel button)."""
         self.cancelled.set()
         if not self.connect:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(*_spark_errors()):
                 # Also the jobs the cell's code would start after this one fails.
                 self.spark.sparkContext._jsc.sc().cancelJobGroupAndFutureJobs(
                     self.tag, "cancelled by the user (sparkdl_magics)")
         else:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(*_spark_errors()):
                 self.interrupted.extend(self.spark.interruptTag(self.tag) or [])
 
     def snapshot(self) -> ProgressSnapshot:
@@ -418,7 +402,7 @@ class CellScope:
         try:
             self._source = (_ConnectSource(self.spark) if self.connect
                             else _ClassicSource(self.spark, self.tag))
-        except Exception:  # progress is a nicety: never fail the cell for it
+        except _spark_errors():  # progress is a nicety: never fail the cell for it
             self._source = None
         self._thread = threading.Thread(target=self._tick_loop, name=f"sparkdl-progress-{self.tag}",
                                         daemon=True)
@@ -431,9 +415,11 @@ class CellScope:
     def _refresh(self) -> None:
         if self._source is not None:
             with self._lock:
-                with contextlib.suppress(Exception):
+                with contextlib.suppress(*_spark_errors()):
                     self._source.poll()
         if self.view is not None:
+            # Broad: a view is display code (maybe the caller's, or a frontend's comm);
+            # its failure must neither stop this ticker nor fail the cell.
             with contextlib.suppress(Exception):
                 self.view.update(self.snapshot())
 
@@ -446,11 +432,11 @@ class CellScope:
         self._finished_at = time.perf_counter()
         if self._source is not None:
             with self._lock:
-                with contextlib.suppress(Exception):
+                with contextlib.suppress(*_spark_errors()):
                     self._source.finish()
         snap = self.snapshot()
         if self.view is not None:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(Exception):  # a view's failure: see _refresh
                 self.view.finish(snap)
         last = snap
         return snap
@@ -516,7 +502,7 @@ def make_view(mode: str, label: str) -> Any:
     if mode == "widget":
         try:
             return display.WidgetProgressView(label)
-        except Exception:
+        except Exception:  # broad: ipywidgets missing or a frontend without comms
             mode = "text"
     if mode == "text":
         return display.TextProgressView(interval=settings.text_interval, delay=settings.text_delay)
@@ -536,7 +522,7 @@ def cell_scope(spark: Any, label: str, mode: Optional[str] = None, view: Any = N
     if view is None and resolved != "none":
         view = make_view(resolved, label)
         if view is not None and show:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(Exception):  # a view's failure: see CellScope._refresh
                 view.show()
     scope = CellScope(spark, label, mode=resolved, view=view)
     classic = not scope.connect
@@ -547,7 +533,7 @@ def cell_scope(spark: Any, label: str, mode: Optional[str] = None, view: Any = N
     if not classic:
         spark.addTag(scope.tag)
     if classic:
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(*_spark_errors()):
             sc = spark.sparkContext
             previous_group = (sc.getLocalProperty("spark.jobGroup.id"),
                               sc.getLocalProperty("spark.job.description"),
@@ -574,11 +560,11 @@ def cell_scope(spark: Any, label: str, mode: Optional[str] = None, view: Any = N
     finally:
         scope._finish(status)
         if classic and previous_group is not None:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(*_spark_errors()):
                 sc = spark.sparkContext
                 for key, value in zip(("spark.jobGroup.id", "spark.job.description",
                                        "spark.job.interruptOnCancel"), previous_group):
                     sc.setLocalProperty(key, value)  # None removes the property
         if not classic:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(*_spark_errors()):
                 spark.removeTag(scope.tag)

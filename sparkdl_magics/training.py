@@ -10,6 +10,7 @@ images and loads back with ``PipelineModel.load`` alone.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
 from . import classifiers as registry
@@ -29,6 +30,7 @@ METRICS: Dict[str, Tuple[str, str, bool]] = {
     "auc": ("binary", "areaUnderROC", True),
     "pr_auc": ("binary", "areaUnderPR", True),
 }
+
 
 def transform(model: FittedModel, df: Any) -> Any:
     """Predictions for *df*: from its ``features`` column when present, else from raw
@@ -59,87 +61,106 @@ def fit(features: Any, classifier: str = defaults.CLASSIFIER, *, folds: Optional
     it with k-fold cross-validation, ``validation=f`` with one train/validation split
     holding out the fraction f. A grid without either uses 3-fold cross-validation.
     """
+    plan = _plan(features, classifier, params, metric, folds, validation)
+    estimator, inner = registry.build(plan.info, plan.num_classes, plan.num_features,
+                                      plan.fixed, seed)
+    param_maps, grid_keys = _param_maps(inner, plan.grid_values, plan.num_classes,
+                                        plan.num_features)
+    if param_maps and plan.folds is None and plan.validation is None:
+        plan.folds = defaults.FOLDS
+        plan.notes.append(f"a grid was given without 'folds' or 'validation': "
+                          f"using {defaults.FOLDS}-fold cross-validation")
+    train = _training_frame(plan.features)
+    if plan.folds is None and plan.validation is None:
+        model, grid, tuning = estimator.fit(train), None, ""
+    else:
+        model, grid, tuning = _tune(plan, estimator, train, param_maps, grid_keys,
+                                    parallelism, seed)
+    return _fitted_model(plan, model, _chosen_params(inner, plan.fixed, grid), grid, tuning)
+
+
+@dataclass
+class _Plan:
+    """What fit() checked and decided before training: the inputs, as data."""
+
+    features: FeatureSet
+    info: registry.ClassifierInfo
+    metric: str
+    folds: Optional[int]
+    validation: Optional[float]
+    fixed: Dict[str, Any]
+    grid_values: Dict[str, List[Any]]
+    notes: List[str]
+    train_count: int
+    num_features: int
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.features.classes)
+
+
+def _plan(features: Any, classifier: str, params: Dict[str, Any], metric: str,
+          folds: Any, validation: Any) -> _Plan:
+    """Every check before training, options first, then the training data (Spark jobs)."""
     features = _check_featureset(features)
     info = registry.lookup(classifier)
     registry.check_params(info, params)
     metric = _check_metric(metric)
     folds, validation = _check_tuning(folds, validation)
     fixed, grid_values = _split_grid(info, params)
+    present = _class_counts(features.train)
+    notes = _check_classes(features.classes, present)
+    num_features = _num_features(features.train, features.feature_col)
+    registry.check_features(info, features.train, features.feature_col)
+    _check_metric_fits(metric, info, len(features.classes))
+    return _Plan(features=features, info=info, metric=metric, folds=folds,
+                 validation=validation, fixed=fixed, grid_values=grid_values, notes=notes,
+                 train_count=int(sum(present.values())), num_features=num_features)
 
+
+def _training_frame(features: FeatureSet) -> Any:
+    """The training split as (label, features) under the column names MLlib expects."""
     train = features.train
-    num_classes = len(features.classes)
-    present = _class_counts(train)
-    if not present:
-        raise DataError("the training split is empty: nothing to fit "
-                        "(check the split fraction and that images were loaded)")
-    if len(features.classes) < 2 or len(present) < 2:
-        only = features.classes[int(next(iter(present)))] if present else "?"
-        raise DataError(
-            f"only one class ({only!r}) in the training split: a classifier needs at "
-            "least two classes")
-    notes: List[str] = []
-    missing = [c for i, c in enumerate(features.classes) if float(i) not in present]
-    if missing:
-        notes.append(f"no training images for class(es) {', '.join(missing)}: "
-                     "the model can never predict them")
-    num_features = _num_features(train, features.feature_col)
-    registry.check_features(info, train, features.feature_col)
-    kind, _, _ = METRICS[metric]
-    if kind == "binary" and num_classes != 2:
-        raise OptionError(f"option 'metric': {metric!r} is for two classes; this data has "
-                          f"{num_classes} (use f1, accuracy, precision, recall or log_loss)")
-    if metric == "log_loss" and not info.has_probabilities(num_classes):
-        raise OptionError(f"option 'metric': classifier '{info.name}' gives no probabilities"
-                          + (" for more than two classes" if info.binary_only else "")
-                          + ", so log_loss cannot be computed")
-
-    estimator, inner = registry.build(info, num_classes, num_features, fixed, seed)
-    param_maps, grid_keys = _param_maps(inner, grid_values, num_classes, num_features)
-    if param_maps and folds is None and validation is None:
-        folds = defaults.FOLDS
-        notes.append(f"a grid was given without 'folds' or 'validation': "
-                     f"using {defaults.FOLDS}-fold cross-validation")
-
     if train.columns and features.feature_col != FEATURES_COL:
         train = train.withColumnRenamed(features.feature_col, FEATURES_COL)
-    train = train.select(LABEL_COL, FEATURES_COL)
+    return train.select(LABEL_COL, FEATURES_COL)
 
-    grid = None
-    tuning = ""
-    if folds is None and validation is None:
-        model = estimator.fit(train)
+
+def _tune(plan: _Plan, estimator: Any, train: Any, param_maps: List[Dict[Any, Any]],
+          grid_keys: List[str], parallelism: int, seed: Optional[int]) -> Tuple[Any, Any, str]:
+    """Cross-validation or one train/validation split: (best model, grid table, tuning)."""
+    from pyspark.ml.tuning import CrossValidator, ParamGridBuilder, TrainValidationSplit
+    maps = param_maps or ParamGridBuilder().build()
+    common = dict(estimator=estimator, estimatorParamMaps=maps,
+                  evaluator=_evaluator(plan.metric), parallelism=parallelism, seed=seed)
+    if plan.folds is not None:
+        tuned = CrossValidator(numFolds=plan.folds, **common).fit(train)
+        scores = list(tuned.avgMetrics)
+        tuning = f"{plan.folds}-fold cross-validation"
     else:
-        from pyspark.ml.tuning import CrossValidator, ParamGridBuilder, TrainValidationSplit
-        maps = param_maps or ParamGridBuilder().build()
-        evaluator = _evaluator(metric)
-        if folds is not None:
-            tuner = CrossValidator(estimator=estimator, estimatorParamMaps=maps,
-                                   evaluator=evaluator, numFolds=folds,
-                                   parallelism=parallelism, seed=seed)
-            tuning = f"{folds}-fold cross-validation"
-        else:
-            tuner = TrainValidationSplit(estimator=estimator, estimatorParamMaps=maps,
-                                         evaluator=evaluator, trainRatio=1.0 - validation,
-                                         parallelism=parallelism, seed=seed)
-            tuning = f"train/validation split holding out {validation:g}"
-        tuned = tuner.fit(train)
-        scores = list(tuned.avgMetrics if folds is not None else tuned.validationMetrics)
-        model = tuned.bestModel
-        grid = _grid_table(maps, grid_keys, scores, metric, folds, tuned)
-        tuning += f", optimising {metric}"
+        tuned = TrainValidationSplit(trainRatio=1.0 - plan.validation, **common).fit(train)
+        scores = list(tuned.validationMetrics)
+        tuning = f"train/validation split holding out {plan.validation:g}"
+    grid = _grid_table(maps, grid_keys, scores, plan.metric, plan.folds, tuned)
+    return tuned.bestModel, grid, f"{tuning}, optimising {plan.metric}"
 
-    chosen = _chosen_params(inner, fixed, grid)
+
+def _fitted_model(plan: _Plan, model: Any, chosen: Dict[str, Any], grid: Any,
+                  tuning: str) -> FittedModel:
+    """``[featurizer] → classifier → IndexToString`` as a PipelineModel, with its facts."""
+    from pyspark.ml import PipelineModel
+    features = plan.features
     history = _objective_history(model)
     _drop_training_summaries(model)
     stages = ([features.featurizer] if features.featurizer is not None else []) + [
         model, _index_to_string(features.classes)]
-    from pyspark.ml import PipelineModel
     return FittedModel(
         pipeline_model=PipelineModel(stages=stages), classes=list(features.classes),
-        classifier=info.name, metric=metric, params=chosen, grid=grid, tuning=tuning,
-        notes=notes, objective_history=history, features=features,
-        num_features=num_features, has_probabilities=info.has_probabilities(num_classes),
-        model_name=features.model_name, train_count=int(sum(present.values())),
+        classifier=plan.info.name, metric=plan.metric, params=chosen, grid=grid,
+        tuning=tuning, notes=plan.notes, objective_history=history, features=features,
+        num_features=plan.num_features,
+        has_probabilities=plan.info.has_probabilities(plan.num_classes),
+        model_name=features.model_name, train_count=plan.train_count,
         untrained=features.untrained)
 
 
@@ -174,6 +195,34 @@ def _check_tuning(folds: Any, validation: Any) -> Tuple[Optional[int], Optional[
         raise OptionError(f"option 'validation': must be between 0 and 1 (got {validation!r})")
     return (None if folds is None else int(folds),
             None if validation is None else float(validation))
+
+
+def _check_classes(classes: List[str], present: Dict[float, int]) -> List[str]:
+    """At least two classes with training rows; a note for each class without any."""
+    if not present:
+        raise DataError("the training split is empty: nothing to fit "
+                        "(check the split fraction and that images were loaded)")
+    if len(classes) < 2 or len(present) < 2:
+        only = classes[int(next(iter(present)))] if present else "?"
+        raise DataError(
+            f"only one class ({only!r}) in the training split: a classifier needs at "
+            "least two classes")
+    missing = [c for i, c in enumerate(classes) if float(i) not in present]
+    if not missing:
+        return []
+    return [f"no training images for class(es) {', '.join(missing)}: "
+            "the model can never predict them"]
+
+
+def _check_metric_fits(metric: str, info: registry.ClassifierInfo, num_classes: int) -> None:
+    kind, _, _ = METRICS[metric]
+    if kind == "binary" and num_classes != 2:
+        raise OptionError(f"option 'metric': {metric!r} is for two classes; this data has "
+                          f"{num_classes} (use f1, accuracy, precision, recall or log_loss)")
+    if metric == "log_loss" and not info.has_probabilities(num_classes):
+        raise OptionError(f"option 'metric': classifier '{info.name}' gives no probabilities"
+                          + (" for more than two classes" if info.binary_only else "")
+                          + ", so log_loss cannot be computed")
 
 
 def _split_grid(info: registry.ClassifierInfo,
@@ -292,7 +341,10 @@ def _objective_history(model: Any) -> Optional[List[float]]:
         if getattr(model, "hasSummary", False):
             history = model.summary.objectiveHistory
             return [float(v) for v in history] if history else None
-    except Exception:  # summaries are optional (not kept on some paths)
+    # Broad on purpose: the history is an optional extra of a model already trained,
+    # read through Py4J, Spark Connect or plain Python (RuntimeError: no summary), each
+    # failing its own way; none of them should fail the fit.
+    except Exception:
         return None
     return None
 
@@ -308,12 +360,13 @@ def _drop_training_summaries(model: Any) -> None:
     java_model = getattr(model, "_java_obj", None)
     if java_model is None or not type(java_model).__module__.startswith("py4j"):
         return
+    from py4j.protocol import Py4JError
     from pyspark import SparkContext
     jvm = SparkContext._jvm
     try:
         if java_model.hasSummary():
             java_model.setSummary(jvm.scala.Option.empty())
-    except Exception:  # models without a training summary
+    except Py4JError:  # a JVM model class without a training summary (no such method)
         pass
     for sub in getattr(model, "models", None) or []:  # OneVsRestModel
         _drop_training_summaries(sub)

@@ -51,7 +51,10 @@ def test_app_runs_the_pipeline_and_shows_every_result(spark, image_folder):
     # every tab has content; the buttons are back
     for name in ("Preview", "Metrics", "Confusion matrix", "Misclassified", "Model", "Code"):
         assert app.outputs[name].outputs, name
-    assert "accuracy" in app.outputs["Metrics"].outputs[0]["data"]["text/html"]
+    metrics_tab = app.outputs["Metrics"].outputs[0]["data"]["text/html"]
+    assert "accuracy" in metrics_tab
+    assert f">{ev.metrics['count']}<" in metrics_tab and f"{ev.metrics['count']}.0000" not in metrics_tab
+    assert "white-space:pre" in app.outputs["Code"].outputs[0]["data"]["text/html"]
     assert app.run_button.disabled is False and app.cancel_button.disabled is True
     assert "done" in app.status_html.value
 
@@ -64,13 +67,70 @@ def test_app_shows_the_equivalent_code(tmp_path):
     app.params["numTrees"].value = 30
     code = app.code()
     assert f"images = load_images({str(tmp_path)!r}, labels='folders', sample=0.5" in code
-    assert "featurize(images, model='ResNet50', weights='imagenet')" in code
+    assert "featurize(images, model='ResNet50', weights='auto')" in code
     assert "fit(features, classifier='random_forest', numTrees=30, maxDepth=5)" in code
     cells = app.magic_cells()
     assert cells[0].startswith("%%dlload images\npath: ") and "sample: 0.5" in cells[0]
     assert cells[2] == "%%fit features -> model\nclassifier: random_forest\nnumTrees: 30\nmaxDepth: 5\n"
     # the code compiles
     compile(code, "<app>", "exec")
+
+
+def test_app_code_tab_scrolls_instead_of_wrapping(tmp_path):
+    from sparkdl_magics import App
+    app = App(path=str(tmp_path))
+    app.view.start(app.code(), app.magic_cells())  # what Run shows first
+    shown = app.outputs["Code"].outputs[0]["data"]["text/html"]
+    assert shown.count("<pre style='white-space:pre;overflow-x:auto'>") == 2
+    assert "<pre>" not in shown
+
+
+def test_app_weights_default_is_offline_safe(tmp_path):
+    from sparkdl_magics import App, defaults
+    app = App(path=str(tmp_path))
+    assert app.model.value == defaults.MODEL
+    assert app.weights.value == defaults.WEIGHTS_OFFLINE_SAFE == "auto"  # 'imagenet' fails offline
+    assert app.options()["featurize"] == {"model": defaults.MODEL, "weights": "auto"}
+    app.weights.value = " "
+    assert app.options()["featurize"]["weights"] == "auto"
+
+
+def test_app_progress_bar_is_idle_before_a_run():
+    from sparkdl_magics import App
+    app = App()
+    stats = app.progress_view.stats.value
+    assert "starting" not in stats and stats == "idle"  # nothing runs yet
+    assert app.status == "ready" and app.progress_view.bar.value == 0
+
+
+def _evaluation():
+    import pandas as pd
+    from sparkdl_magics.results import Evaluation
+    classes = ["daisy", "roses"]
+    confusion = pd.DataFrame([[9, 1], [2, 8]], index=pd.Index(classes, name="true"),
+                             columns=pd.Index(classes, name="predicted"))
+    per_class = pd.DataFrame({"class": classes, "precision": [0.8181818, 0.8888889],
+                              "recall": [0.9, 0.8], "f1": [0.8571429, 0.8421053],
+                              "support": [10, 10]})
+    metrics = {"accuracy": 0.85, "f1": 0.8496241, "precision": 0.8535354,
+               "recall": 0.85, "count": 20}
+    return Evaluation(metrics=metrics, per_class=per_class, confusion=confusion,
+                      predictions=None, classes=classes)
+
+
+def test_app_metrics_tab_shows_evaluates_tables():
+    """Metrics as %%evaluate shows them: the count an integer, no pandas index column."""
+    from sparkdl_magics import App
+    from sparkdl_magics.display.html import frame_html, kv_table
+    app = App()
+    ev = _evaluation()
+    app.view.show_result("evaluate", ev)
+    tab = app.outputs["Metrics"].outputs[0]["data"]["text/html"]
+    assert ">20<" in tab and "20.0000" not in tab
+    assert kv_table(ev.metrics) in tab and frame_html(ev.per_class) in tab
+    assert "<th>0</th>" not in tab and "<th></th>" not in tab  # no index column
+    assert ">0.8182<" in tab  # the per-class table's 4 decimals
+    assert app.outputs["Confusion matrix"].outputs and app.outputs["Misclassified"].outputs
 
 
 def test_app_cancel_stops_the_running_step(spark, image_folder, monkeypatch):

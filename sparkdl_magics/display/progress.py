@@ -19,13 +19,13 @@ _BAR_STYLE = {"running": "info", "done": "success", "cancelled": "warning", "fai
 class WidgetProgressView:
     """A bar for one cell's Spark work: label, tasks bar, one-line stats, stage detail."""
 
-    def __init__(self, label: str = ""):
+    def __init__(self, label: str = "", stats: str = "starting…"):
         import ipywidgets as w
         self.label = label
         self.title = w.HTML(f"<b>{html.escape(label)}</b>", layout=w.Layout(min_width="90px"))
         self.bar = w.IntProgress(value=0, min=0, max=1, bar_style="info",
                                  layout=w.Layout(width="40%"))
-        self.stats = w.HTML("starting…")
+        self.stats = w.HTML(html.escape(stats))  # before the first update
         self.detail = w.HTML("")
         self.widget = w.VBox([w.HBox([self.title, self.bar, self.stats]), self.detail])
         self.snapshot: Any = None
@@ -50,7 +50,7 @@ class WidgetProgressView:
         self.bar.max = max(total, 1)
         self.bar.value = min(snap.tasks_done, self.bar.max) if total else (1 if snap.status == "done" else 0)
         self.bar.bar_style = _BAR_STYLE.get(snap.status, "info")
-        self.stats.value = html.escape(_stats(snap))
+        self.stats.value = html.escape(progress_line(snap, label=False, stage=False))
         self.detail.value = _stage_table(snap)
 
     def finish(self, snap: Any) -> None:
@@ -85,7 +85,7 @@ class TextProgressView:
         now = time.monotonic()
         if snap.elapsed < self.delay or now - self._last_time < self.interval or not snap.tasks_total:
             return
-        line = snap.describe()
+        line = progress_line(snap)
         if line != self._last_line:
             self._last_time, self._last_line = now, line
             self._print(line)
@@ -93,29 +93,53 @@ class TextProgressView:
     def finish(self, snap: Any) -> None:
         self.snapshot = snap
         if snap.tasks_total or snap.status != "done":
-            self._print(snap.describe())
+            self._print(progress_line(snap))
 
 
-def _stats(snap: Any) -> str:
-    text = f"{snap.tasks_done}/{snap.tasks_total} tasks"
+def progress_line(snap: Any, label: bool = True, stage: bool = True) -> str:
+    """One line for a snapshot, the wording of every view:
+    ``featurize: stage 3 (map at …) 10/16 tasks (1 failed) 4.2 tasks/s ETA 2.0 s elapsed 3.1 s``.
+
+    The widget leaves out the *label* and the running *stage* (its title and detail
+    line show them); the text view prints the whole line.
+    """
+    parts = [f"{snap.label}:"] if label else []
+    if snap.status != "running":
+        parts.append(snap.status)
+    current = snap.current_stage
+    if stage and current is not None and snap.status == "running":
+        parts.append(f"stage {current.stage_id}" + (f" ({_short(current.name)})" if current.name else ""))
+    parts.append(f"{snap.tasks_done}/{snap.tasks_total} tasks")
+    if snap.status != "running":
+        parts.append(f"in {_plural(len(snap.counted), 'stage')}")
     failed = snap.tasks_failed
     if failed:
-        text += f", {failed} failed"
+        parts.append(f"({failed} failed)")
     if snap.items_per_s:
-        text += f" · ~{snap.items_per_s:,.1f} {snap.unit}/s"
+        parts.append(f"~{snap.items_per_s:,.1f} {snap.unit}/s")
     elif snap.tasks_per_s:
-        text += f" · {snap.tasks_per_s:.1f} tasks/s"
-    if snap.status == "running":
-        if snap.eta is not None:
-            text += f" · ETA {_secs(snap.eta)}"
-        text += f" · {_secs(snap.elapsed)}"
-    else:
-        text += f" · {snap.status} in {_secs(snap.elapsed)}"
-    return text
+        parts.append(f"{snap.tasks_per_s:.1f} tasks/s")
+    if snap.status == "running" and snap.eta is not None:
+        parts.append(f"ETA {seconds_text(snap.eta)}")
+    parts.append(f"{'elapsed' if snap.status == 'running' else 'took'} {seconds_text(snap.elapsed)}")
+    return " ".join(parts)
 
 
-def _secs(value: float) -> str:
-    return f"{value:.1f} s" if value < 60 else f"{int(value) // 60} min {int(value) % 60:02d} s"
+def seconds_text(value: float) -> str:
+    """``4.2 s`` under a minute, else ``3 min 07 s``."""
+    if value < 60:
+        return f"{value:.1f} s"
+    minutes, secs = divmod(int(value), 60)
+    return f"{minutes} min {secs:02d} s"
+
+
+def _short(text: str, width: int = 40) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'s' if n != 1 else ''}"
 
 
 def _stage_table(snap: Any) -> str:
@@ -128,6 +152,5 @@ def _stage_table(snap: Any) -> str:
     if stage.active:
         parts.append(f"{stage.active} running")
     if snap.jobs:
-        parts.append(f"{snap.jobs} job{'s' if snap.jobs != 1 else ''}, "
-                     f"{len(snap.counted)} stage{'s' if len(snap.counted) != 1 else ''}")
+        parts.append(f"{_plural(snap.jobs, 'job')}, {_plural(len(snap.counted), 'stage')}")
     return f"<span style='font-size:smaller;color:#666'>{' · '.join(parts)}</span>"
