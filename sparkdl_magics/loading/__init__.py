@@ -32,7 +32,6 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .. import defaults
 from ..errors import missing_path_errors
-from ..imaging import IMAGE_EXTENSIONS
 from ..results import PATH_COL, ImageSet
 from ..session import is_dataframe
 from .assign import assemble, splits, thresholds
@@ -50,7 +49,7 @@ def load_images(path: Any = None, *, labels: Any = "folders",
                 classes: Optional[Sequence[str]] = None, multi_label: str = "drop",
                 sample: Optional[float] = None, per_class: Optional[int] = None,
                 split: Any = defaults.SPLIT, seed: int = defaults.SEED, check: str = "header",
-                extensions: Sequence[str] = IMAGE_EXTENSIONS,
+                extensions: Optional[Sequence[str]] = None,
                 spark: Any = None) -> ImageSet:
     """Load labelled images into Spark DataFrames, split train/test, list invalid files.
 
@@ -82,6 +81,9 @@ def load_images(path: Any = None, *, labels: Any = "folders",
     check
         ``header`` (read each header and end marker), ``decode`` (decode every image:
         slow), or ``none`` (trust the files; the featurizer reports failures).
+    extensions
+        File extensions to list (any case); None: every format the loader decodes
+        (:data:`sparkdl_magics.imaging.IMAGE_EXTENSIONS`).
     """
     check_options(sample, per_class, check, multi_label)
     fractions = parse_split(split)

@@ -32,8 +32,12 @@ def _paths(path: Any) -> List[str]:
     return out
 
 
-def _extension_glob(extensions: Sequence[str]) -> str:
+def _extension_glob(extensions: Optional[Sequence[str]]) -> str:
     """``*.{jpg,JPG,...}``: Spark's ``pathGlobFilter`` is case-sensitive."""
+    if extensions is None:
+        # imported here: numpy and Pillow come with it, and %load_ext imports this package
+        from ..imaging import IMAGE_EXTENSIONS
+        extensions = IMAGE_EXTENSIONS
     names = []
     for ext in extensions:
         ext = str(ext).lstrip(".").lower()
@@ -65,7 +69,7 @@ def _frame_rows(frame: Any) -> Tuple[Any, str]:
 class Source:
     """The source rows, as a function of whether the bytes are needed."""
 
-    def __init__(self, spark: Any, path: Any, extensions: Sequence[str]):
+    def __init__(self, spark: Any, path: Any, extensions: Optional[Sequence[str]]):
         self.spark = spark
         self.frame: Optional[Any] = None
         self.image_col = CONTENT_COL

@@ -8,7 +8,6 @@ from __future__ import annotations
 from typing import Any
 
 from .. import defaults
-from ..imaging import IMAGE_EXTENSIONS
 from ..loading.choices import CHECKS, MULTI_LABEL_POLICIES, PER_CLASS_MIN, SAMPLE_MAX
 from ..options import (MagicCall, MagicSpec, Option, as_choice, as_float, as_int, as_list_of,
                        as_str)
@@ -67,8 +66,8 @@ SPEC = MagicSpec(
         Option("seed", defaults.SEED, "seed for sampling and splitting", as_int()),
         Option("check", "header", "invalid-file check: header (header + end marker), "
                "decode (decode every image, slow), none", as_choice(*CHECKS)),
-        Option("extensions", None, "image file extensions to list (default: "
-               f"{', '.join(IMAGE_EXTENSIONS)})", as_list_of(as_str)),
+        Option("extensions", None, "image file extensions to list (default: jpg, jpeg, png, "
+               "gif, bmp, webp, tif, tiff)", as_list_of(as_str)),
     ),
 )
 
