@@ -6,6 +6,9 @@ file name without its extension. Rows below ``min_confidence`` are ignored (Open
 marks negative labels with confidence 0). Images with several of the chosen labels are
 counted and, by policy, dropped, kept once under the first class (in class order), or
 kept once per label.
+
+This module is also the loader's *listing* step: the source rows with their class name
+(no bytes read), see :func:`label_source` and :func:`listing`.
 """
 from __future__ import annotations
 
@@ -14,8 +17,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..errors import DataError, OptionError, did_you_mean, missing_path_errors
 from ..results import LABEL_NAME_COL, PATH_COL
+from .choices import LABEL_SOURCES
 
-LABEL_WORDS = ("folders", "none")
 _ID = "_image_id"
 _N = "_n_labels"
 _FIRST = "_first_label"
@@ -163,11 +166,86 @@ def _read_table(spark: Any, labels: Any) -> Tuple[Any, str]:
             sep = "\t" if lower.endswith(".tsv") else ","
             df = spark.read.option("header", "true").option("sep", sep).csv(path)
         elif lower.endswith((".parquet", ".pq")) or (
-                "." not in lower.rsplit("/", 1)[-1] and not did_you_mean(path, LABEL_WORDS)):
+                "." not in lower.rsplit("/", 1)[-1] and not did_you_mean(path, LABEL_SOURCES)):
             df = spark.read.parquet(path)
         else:
             raise OptionError(
                 f"option 'labels': {path!r} is not folders, none, or a .csv/.tsv/.parquet "
-                f"label table{did_you_mean(path, ('folders', 'none'))}")
+                f"label table{did_you_mean(path, LABEL_SOURCES)}")
         df.columns  # noqa: B018 - resolves the schema now, so a missing file fails here
     return df, repr(path)
+
+
+# --------------------------------------------------------------------------- listing
+
+@dataclass
+class Listing:
+    """The source rows with their class name (``label_name``), before any file is read."""
+
+    rows: Any
+    mode: str  # folders, table or none
+    #: the classes asked for (checked, in the order given), or the table's: a guess
+    #: until the check step has counted the valid images (see :meth:`classes_found`)
+    classes: List[str]
+    named: bool  # whether the caller named the classes
+    stats: Dict[str, Any]
+
+    @property
+    def labelled(self) -> bool:
+        return self.mode != "none"
+
+    @property
+    def named_classes(self) -> Optional[List[str]]:
+        """The classes the caller named (checked), or None for all."""
+        return self.classes if self.named else None
+
+    def classes_found(self, valid: Dict[str, int]) -> List[str]:
+        """The final classes: those named, else every class with a valid image."""
+        if self.labelled and not self.named:
+            return sorted(valid)
+        return self.classes
+
+
+def label_source(spark: Any, labels: Any, classes: Optional[Sequence[str]],
+                 **table_options: Any) -> Tuple[str, Optional[LabelTable]]:
+    """(``folders`` / ``none`` / ``table``, the label table read when it is one)."""
+    if isinstance(labels, str) and labels.lower() in LABEL_SOURCES:
+        mode, table = labels.lower(), None
+    else:
+        mode, table = "table", LabelTable.read(spark, labels, **table_options)
+    if mode == "none" and classes:
+        raise OptionError("option 'classes' needs labels (labels: folders or a label table)")
+    return mode, table
+
+
+def listing(source: Any, mode: str, table: Optional[LabelTable],
+            classes: Optional[Sequence[str]], multi_label: str) -> Listing:
+    """The listing step: *source*'s rows labelled by *mode* (lazy, but for the checks
+    of *classes* against the folders or the table)."""
+    from pyspark.sql import functions as F
+    stats: Dict[str, Any] = {"multi_label_policy": multi_label}
+    rows = source.rows()
+    if mode == "folders":
+        chosen = _folder_classes(source, classes)
+        rows = rows.withColumn(LABEL_NAME_COL, folder_label(F.col(PATH_COL)))
+        if classes:
+            rows = rows.filter(F.col(LABEL_NAME_COL).isin(list(chosen)))
+    elif mode == "table":
+        assert table is not None
+        chosen = table.choose(classes)
+        rows, counted = table.attach(rows, chosen, multi_label)
+        stats.update(counted, **table.skipped)
+    else:
+        chosen = []
+        rows = rows.withColumn(LABEL_NAME_COL, F.lit(None).cast("string"))
+    return Listing(rows, mode, chosen, bool(classes), stats)
+
+
+def _folder_classes(source: Any, classes: Optional[Sequence[str]]) -> List[str]:
+    """The requested classes, checked against the folder names (a cheap listing)."""
+    if not classes:
+        return []
+    from pyspark.sql import functions as F
+    found = [r[0] for r in source.listing().select(folder_label(F.col(PATH_COL)).alias("c"))
+             .distinct().collect()]
+    return check_class_subset(classes, found, where="folders")

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import defaults
+from ..loading.choices import CHECKS, MULTI_LABEL_POLICIES, PER_CLASS_MIN, SAMPLE_MAX
 from ..options import (MagicCall, MagicSpec, Option, as_choice, as_float, as_int, as_list_of,
                        as_str)
 from .runner import Context
@@ -55,16 +56,16 @@ SPEC = MagicSpec(
                "order as given)", as_list_of(as_str)),
         Option("multi_label", "drop", "images with several of the chosen labels: drop "
                "them, keep the first class, or keep all (one row per label)",
-               as_choice("drop", "first", "all")),
+               as_choice(*MULTI_LABEL_POLICIES)),
         Option("sample", None, "keep this fraction of each class (seeded)",
-               as_float(0, 1, exclusive_min=True)),
+               as_float(0, SAMPLE_MAX, exclusive_min=True)),
         Option("per_class", None, "keep at most this many images per class (seeded)",
-               as_int(1)),
+               as_int(PER_CLASS_MIN)),
         Option("split", defaults.SPLIT, "train fraction, or [train, test] / [train, validation, test]; "
                "stratified and seeded; 1 = no test set", _split),
         Option("seed", defaults.SEED, "seed for sampling and splitting", as_int()),
         Option("check", "header", "invalid-file check: header (header + end marker), "
-               "decode (decode every image, slow), none", as_choice("header", "decode", "none")),
+               "decode (decode every image, slow), none", as_choice(*CHECKS)),
         Option("extensions", None, "image file extensions to list (default: jpg, jpeg, png, "
                "gif, bmp, webp, tif, tiff)", as_list_of(as_str)),
     ),
