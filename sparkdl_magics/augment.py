@@ -14,9 +14,10 @@ an ``augmentation`` column (null for the originals).
 """
 from __future__ import annotations
 
+import functools
 import zlib
 from dataclasses import dataclass
-from typing import Any, Dict, Iterator, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import pandas as pd
@@ -149,34 +150,39 @@ def augmented_rows(df: Any, image_col: str, spec: Any, augment: Any, seed: int,
 
 
 def augment_udf(spec: Any, aug: Augmentation, seed: int, batch_size: int, threads: int) -> Any:
-    from pyspark.sql.functions import pandas_udf
-
-    @pandas_udf("features array<float>, error string, augmentation string")
-    def apply(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        from . import inference
-        model = inference.get_model(spec, threads)
-        for frame in batches:
-            items, labels = [], []
-            for image, path, copy in zip(frame["image"], frame["path"], frame["copy"]):
-                flip, angle = aug.params(seed, str(path), int(copy))
-                items.append((image, flip, angle))
-                labels.append(describe(flip, angle))
-            feats, errors = inference.run_decoded(model, items, batch_size, _decoder(aug))
-            yield pd.DataFrame({"features": feats, "error": errors, "augmentation": labels})
-    return apply
+    """The pandas UDF: struct<image, path, copy> -> features, error and the transform."""
+    from .inference import BatchRunner
+    adapter = functools.partial(_augmented_items, aug=aug, seed=seed)
+    return BatchRunner(spec, batch_size, _augmented_frame, adapter, threads).udf(
+        "features array<float>, error string, augmentation string")
 
 
-def _decoder(aug: Augmentation) -> Any:
+def _augmented_items(frame: pd.DataFrame, model: Any, aug: Augmentation, seed: int
+                     ) -> Tuple[List[Tuple[Any, bool, float]], Any]:
+    """The batch runner's adapter: per row (image, flip?, angle), and a decoder that
+    decodes then transforms."""
+    items = []
+    for image, path, copy in zip(frame["image"], frame["path"], frame["copy"]):
+        flip, angle = aug.params(seed, str(path), int(copy))
+        items.append((image, flip, angle))
+    return items, functools.partial(_decode_augmented, aug=aug)
+
+
+def _augmented_frame(items: List[Tuple[Any, bool, float]], features: List[Any],
+                     errors: List[Optional[str]]) -> pd.DataFrame:
+    return pd.DataFrame({"features": features, "error": errors,
+                         "augmentation": [describe(flip, angle) for _, flip, angle in items]})
+
+
+def _decode_augmented(item: Tuple[Any, bool, float], size: Tuple[int, int],
+                      aug: Augmentation) -> np.ndarray:
     from .inference import decode_bytes, decode_struct
-
-    def decode(item: Any, size: Tuple[int, int]) -> np.ndarray:
-        image, flip, angle = item
-        if isinstance(image, (dict, pd.Series)) or hasattr(image, "nChannels"):
-            array = decode_struct(dict(image) if isinstance(image, pd.Series) else image, size)
-        else:
-            array = decode_bytes(image, size)
-        return aug.apply(array, flip, angle)
-    return decode
+    image, flip, angle = item
+    if isinstance(image, (dict, pd.Series)) or hasattr(image, "nChannels"):
+        array = decode_struct(dict(image) if isinstance(image, pd.Series) else image, size)
+    else:
+        array = decode_bytes(image, size)
+    return aug.apply(array, flip, angle)
 
 
 __all__ = ["Augmentation", "parse_augment", "augmented_rows", "augment_udf", "describe",

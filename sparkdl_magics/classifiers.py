@@ -10,7 +10,7 @@ built.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional
 
 from . import defaults
 from .errors import DataError, OptionError, did_you_mean, unknown_choice
@@ -153,7 +153,3 @@ def check_features(info: ClassifierInfo, df: Any, features_col: str = "features"
             f"classifier 'naive_bayes' needs non-negative features, but the smallest value "
             f"is {low:.4g} (use a model whose features are >= 0, e.g. after ReLU/pooling, "
             "or another classifier)")
-
-
-def describe() -> Sequence[str]:
-    return [f"{c.name}: {c.summary}" for c in CLASSIFIERS.values()]

@@ -12,7 +12,8 @@ a file that cannot be decoded gives null features (and a reason in ``errorCol``)
 from __future__ import annotations
 
 import time
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Tuple
 
 import pandas as pd
 from pyspark import keyword_only
@@ -24,6 +25,7 @@ from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
 from . import defaults
 from .errors import DataError, OptionError
 from .frames import image_column
+from .inference import BatchRunner, check_batch_size
 from .results import (CONTENT_COL, FEATURES_COL, FEATURIZE_ERROR_COL, IMAGE_COL, LABEL_COL,
                       LABEL_NAME_COL, PATH_COL, FeatureSet, ImageSet)
 from .session import is_dataframe
@@ -83,8 +85,8 @@ class DeepImageFeaturizer(Transformer, HasInputCol, HasOutputCol,
                   preprocess: str = "", batchSize: int = defaults.BATCH_SIZE,
                   errorCol: str = "", unsafe: bool = False) -> "DeepImageFeaturizer":
         kwargs = self._input_kwargs
-        if "batchSize" in kwargs and int(kwargs["batchSize"]) < 1:
-            raise OptionError(f"option 'batch_size': must be at least 1 (got {kwargs['batchSize']})")
+        if "batchSize" in kwargs:
+            kwargs["batchSize"] = check_batch_size(kwargs["batchSize"])
         return self._set(**kwargs)
 
     # getters, MLlib style
@@ -132,14 +134,10 @@ class DeepImageFeaturizer(Transformer, HasInputCol, HasOutputCol,
             raise DataError(f"the images have no column {in_col!r} (columns: "
                             f"{', '.join(dataset.columns)})")
         dtype = dataset.schema[in_col].dataType
-        if isinstance(dtype, StructType):
-            kind = "struct"
-        elif isinstance(dtype, BinaryType):
-            kind = "bytes"
-        else:
+        if not isinstance(dtype, (BinaryType, StructType)):  # the runner reads either
             raise DataError(f"column {in_col!r} is {dtype.simpleString()}; expected image "
                             "bytes (binaryFile 'content') or an image struct ('image')")
-        udf = features_udf(resolved.spec, self.getBatchSize(), kind, task_cores(spark))
+        udf = features_udf(resolved.spec, self.getBatchSize(), task_cores(spark))
         tmp = F.col(_TMP_COL)
         out = dataset.withColumn(_TMP_COL, udf(F.col(in_col)))
         out = out.withColumn(self.getOutputCol(), F.when(
@@ -149,34 +147,32 @@ class DeepImageFeaturizer(Transformer, HasInputCol, HasOutputCol,
         return out.drop(_TMP_COL)
 
 
-def features_udf(spec: Any, batch_size: int, kind: str = "bytes", threads: int = 1) -> Any:
-    """The pandas UDF: image column -> struct<features array<float>, error string>.
+def build_featurizer(model: str = defaults.MODEL, weights: Optional[str] = defaults.WEIGHTS,
+                     layer: Optional[str] = None, batch_size: int = defaults.BATCH_SIZE,
+                     preprocess: Optional[str] = None, unsafe: bool = False,
+                     input_col: str = CONTENT_COL, error_col: str = "") -> DeepImageFeaturizer:
+    """The :class:`DeepImageFeaturizer` for the API's arguments (``featurize``,
+    ``featurize_stream``): ``weights=None`` means untrained, ``None`` layer/preprocess
+    mean the model's own."""
+    extra = {"errorCol": error_col} if error_col else {}
+    return DeepImageFeaturizer(inputCol=input_col, modelName=str(model),
+                               weights="none" if weights is None else str(weights),
+                               layer=layer or "", preprocess=preprocess or "",
+                               batchSize=batch_size, unsafe=bool(unsafe), **extra)
+
+
+def features_udf(spec: Any, batch_size: int, threads: int = 1) -> Any:
+    """The pandas UDF: image column (bytes or image structs) -> struct<features
+    array<float>, error string>.
 
     Reusable for any :class:`~sparkdl_magics.inference.ModelSpec` (``include_top`` gives
     class scores instead of features). Only *spec* (a few hundred bytes) travels.
     """
-    from pyspark.sql.functions import pandas_udf
+    return BatchRunner(spec, batch_size, _features_frame, threads=threads).udf(UDF_RETURN)
 
-    def run(items: List[Any], decoder: Any) -> pd.DataFrame:
-        from . import inference
-        model = inference.get_model(spec, threads)
-        feats, errors = inference.run_decoded(model, items, batch_size, decoder)
-        return pd.DataFrame({"features": feats, "error": errors})
 
-    if kind == "struct":
-        @pandas_udf(UDF_RETURN)
-        def from_structs(batches: Iterator[pd.DataFrame]) -> Iterator[pd.Series]:
-            from .inference import batch_items
-            for frame in batches:
-                yield run(*batch_items(frame))
-        return from_structs
-
-    @pandas_udf(UDF_RETURN)
-    def from_bytes(batches: Iterator[pd.Series]) -> Iterator[pd.Series]:
-        from .inference import decode_bytes
-        for series in batches:
-            yield run(series.tolist(), decode_bytes)
-    return from_bytes
+def _features_frame(items: Any, features: List[Any], errors: List[Optional[str]]) -> pd.DataFrame:
+    return pd.DataFrame({"features": features, "error": errors})
 
 
 # --------------------------------------------------------------------------- featurize
@@ -199,73 +195,118 @@ def featurize(images: Any, model: str = defaults.MODEL, weights: Optional[str] =
     :mod:`sparkdl_magics.partitioning`), ``0`` keeps the input's partitions, a number
     sets them.
     """
-    from .partitioning import check_partitions, even_partitions
+    from .partitioning import check_partitions
+    from .session import ensure_usable
     partitions = check_partitions(partitions)
     splits, classes = _splits_of(images)
-    first = splits["train"]
-    spark = spark or first.sparkSession
-    from .session import ensure_usable
+    spark = spark or splits["train"].sparkSession
     ensure_usable(spark)
     col = input_col or (images.image_col if isinstance(images, ImageSet) else None) \
-        or image_column(first)
-    featurizer = DeepImageFeaturizer(inputCol=col, modelName=str(model),
-                                     weights="none" if weights is None else str(weights),
-                                     layer=layer or "", preprocess=preprocess or "",
-                                     batchSize=int(batch_size), unsafe=bool(unsafe))
-    resolved = featurizer.resolve(spark)
-    if featurizer.getWeights().strip().lower() == "auto":  # pin what was used, for saved pipelines
-        featurizer.setParams(weights=resolved.weights)
+        or image_column(splits["train"])
+    featurizer, resolved = _resolved_featurizer(
+        spark, build_featurizer(model, weights, layer, batch_size, preprocess, unsafe, col))
     cache_mode, cache_path = _cache_choice(cache)
-
+    sizes, mean_bytes = _known_size(images)
+    job = _SplitJob(spark, featurizer.copy()._set(errorCol=ERROR_COL),  # shares the spec
+                    col, resolved.spec, augment, seed, partitions, sizes, mean_bytes,
+                    cache_mode, cache_path)
     started = time.perf_counter()
+    out, counts, n_bad, invalid_frames = _featurize_splits(job, splits)
+    seconds = time.perf_counter() - started
+    invalid = _merge_load_invalid(images, _invalid_table(invalid_frames))
+    stats = _stats(counts, n_bad, len(invalid), resolved, seconds, job)
+    return FeatureSet(train=out["train"], test=out.get("test"), classes=classes,
+                      featurizer=featurizer, images=images if isinstance(images, ImageSet) else None,
+                      model_name=resolved.model_name, weights=resolved.weights,
+                      validation=out.get("validation"), invalid=invalid, stats=stats,
+                      untrained=resolved.untrained)
+
+
+def _resolved_featurizer(spark: Any, featurizer: DeepImageFeaturizer
+                         ) -> Tuple[DeepImageFeaturizer, Any]:
+    """Resolve the model once (ships the weights); ``auto`` weights are pinned to what
+    was used, so a saved pipeline loads the same weights."""
+    resolved = featurizer.resolve(spark)
+    if featurizer.getWeights().strip().lower() == "auto":
+        featurizer.setParams(weights=resolved.weights)
+    return featurizer, resolved
+
+
+@dataclass
+class _SplitJob:
+    """What featurizing one split needs; the same for every split of one call."""
+
+    spark: Any
+    featurizer: DeepImageFeaturizer  # with errorCol set
+    col: str
+    spec: Any
+    augment: Any
+    seed: int
+    partitions: Any
+    sizes: Dict[str, int]
+    mean_bytes: Optional[float]
+    cache_mode: str
+    cache_path: Optional[str]
+
+    def features(self, name: str, df: Any) -> Any:
+        """One split's features (+ ``featurize_error``), cached as asked; lazy."""
+        from .partitioning import even_partitions
+        df = even_partitions(df, self.sizes.get(name), self.mean_bytes, self.partitions,
+                             self.spark)
+        feats = self.featurizer.transform(df).drop(
+            *[c for c in (CONTENT_COL, IMAGE_COL, self.col) if c in df.columns])
+        if self.augment and name == "train":  # seeded transformed copies, same bytes
+            from .augment import augmented_rows
+            from .session import task_cores
+            extra = augmented_rows(df, self.col, self.spec, self.augment, self.seed,
+                                   self.featurizer.getBatchSize(), task_cores(self.spark))
+            feats = feats.unionByName(extra, allowMissingColumns=True)
+        return _cached(feats, self.cache_mode, self.cache_path, name)
+
+
+def _featurize_splits(job: _SplitJob, splits: Dict[str, Any]
+                      ) -> Tuple[Dict[str, Any], Dict[str, int], int, List[Any]]:
+    """Per split: features of the valid images, their count; in all: the invalid count
+    and the invalid rows (pandas, one frame per split that has any)."""
     out: Dict[str, Any] = {}
     counts: Dict[str, int] = {}
     invalid_frames = []
-    keep_error = featurizer.copy()._set(errorCol=ERROR_COL)  # shares the resolved spec
     n_bad = 0
-    sizes, mean_bytes = _known_size(images)
     for name, df in splits.items():
         if df is None:
             continue
-        df = even_partitions(df, sizes.get(name), mean_bytes, partitions, spark)
-        feats = keep_error.transform(df).drop(*[c for c in (CONTENT_COL, IMAGE_COL, col)
-                                                if c in df.columns])
-        if augment and name == "train":  # seeded transformed copies, same bytes
-            from .augment import augmented_rows
-            from .session import task_cores
-            feats = feats.unionByName(augmented_rows(df, col, resolved.spec, augment, seed,
-                                                     batch_size, task_cores(spark)),
-                                      allowMissingColumns=True)
-        feats = _cached(feats, cache_mode, cache_path, name)
+        feats = job.features(name, df)
         total, bad, bad_rows = _count_invalid(feats)
         counts[name] = total - bad
         n_bad += bad
         if bad:
             invalid_frames.append(bad_rows.assign(split=name))
         out[name] = feats.filter(feats[FEATURES_COL].isNotNull()).drop(ERROR_COL)
-    seconds = time.perf_counter() - started
+    return out, counts, n_bad, invalid_frames
 
+
+def _invalid_table(frames: List[Any]) -> Any:
     import pandas as pd
-    invalid = (pd.concat(invalid_frames, ignore_index=True) if invalid_frames
-               else pd.DataFrame({PATH_COL: [], "reason": [], "split": []}))
-    invalid = _merge_load_invalid(images, invalid)
+    if not frames:
+        return pd.DataFrame({PATH_COL: [], "reason": [], "split": []})
+    return pd.concat(frames, ignore_index=True)
+
+
+def _stats(counts: Dict[str, int], n_bad: int, n_invalid: int, resolved: Any,
+           seconds: float, job: _SplitJob) -> Dict[str, Any]:
     n_images = sum(counts.values()) + n_bad
-    stats = {
+    measured = seconds > 0 and job.cache_mode != "none"  # "none": nothing ran yet
+    return {
         "images": int(sum(counts.values())),
-        "invalid": int(len(invalid)),
+        "invalid": int(n_invalid),
         "per_split": counts,
         "feature_dim": resolved.feature_dim,
         "seconds": round(seconds, 2),
-        "images_per_s": round(n_images / seconds, 2) if seconds > 0 and cache_mode != "none" else None,
-        "batch_size": int(batch_size),
-        "cache": cache_path or cache_mode,
+        "images_per_s": round(n_images / seconds, 2) if measured else None,
+        "batch_size": int(job.featurizer.getBatchSize()),
+        "cache": job.cache_path or job.cache_mode,
         "untrained": resolved.untrained,
     }
-    return FeatureSet(train=out["train"], test=out.get("test"), classes=classes,
-                      featurizer=featurizer, images=images if isinstance(images, ImageSet) else None,
-                      model_name=resolved.model_name, weights=resolved.weights,
-                      validation=out.get("validation"), invalid=invalid, stats=stats,
-                      untrained=resolved.untrained)
 
 
 def _known_size(images: Any) -> Tuple[Dict[str, int], Optional[float]]:

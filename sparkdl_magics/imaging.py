@@ -92,7 +92,8 @@ def decode_rgb(data: bytes, size: Optional[Tuple[int, int]] = None,
             image = image.resize(tuple(size), resample)
     except InvalidImage:
         raise
-    except Exception as exc:
+    except Exception as exc:  # Pillow's decoders raise many types (OSError, SyntaxError,
+        # ValueError, struct.error, ...) for a damaged file: each is that file's fault
         raise InvalidImage(f"cannot decode ({_reason(exc)})") from None
     return image
 
@@ -134,7 +135,7 @@ def thumbnail_png(data: bytes, max_side: int = 96) -> bytes:
             image.draft("RGB", (max_side, max_side))
         image.load()
         image = to_rgb(image)
-    except Exception as exc:
+    except Exception as exc:  # as in decode_rgb: any decoder failure is the file's
         raise InvalidImage(f"cannot decode ({_reason(exc)})") from None
     image.thumbnail((max_side, max_side), RESAMPLE)
     buf = io.BytesIO()
@@ -152,7 +153,7 @@ def _identify_failure(data: bytes) -> Optional[str]:
             if accept is None or accept(prefix) is not True:
                 continue
             factory(io.BytesIO(data), None)
-        except Exception as exc:
+        except Exception as exc:  # a format plug-in's own error type: any of them words it
             return f"corrupt {fmt} header ({_reason(exc)})"
         return None
     return None

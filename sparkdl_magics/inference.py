@@ -11,12 +11,15 @@ Everything here runs where the data is (a Spark Python worker, or any process):
   worker runs shares one model. TensorFlow's thread pools are sized to the task's cores
   before the first model is built.
 - :func:`predict_images` — numpy uint8 RGB batch in, float32 features out (the model's
-  own ``preprocess_input`` applied). :func:`make_predict_fn` wraps it in the
-  ``pyspark.ml.functions.predict_batch_udf`` contract.
+  own ``preprocess_input`` applied).
 - :func:`run_decoded` — decode (compressed bytes or Spark image structs) and infer in
   chunks of ``batch_size``, decoding the next chunk in a background thread while the
   model runs on the current one; a row that fails to decode yields ``None`` and a
   reason instead of failing the task.
+- :class:`BatchRunner` — the one loop every batch UDF runs (features, predictions,
+  augmentation, tensors; through them the SQL function and streaming): model from the
+  cache, then per Arrow batch *adapter* (items + decoder) -> :func:`run_decoded` ->
+  *formatter*. :meth:`BatchRunner.udf` makes it a Spark pandas UDF.
 
 Pure numpy/Pillow at import time; Keras/TensorFlow are imported on first use.
 """
@@ -33,6 +36,7 @@ from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence, 
 import numpy as np
 
 from . import imaging
+from .errors import OptionError
 from .tfimport import import_keras
 
 #: How many models one worker keeps alive (switching models evicts the oldest).
@@ -70,7 +74,10 @@ def _sparkfiles_path(name: str) -> Optional[str]:
     try:
         from pyspark import SparkFiles
         path = SparkFiles.get(name)
-    except Exception:  # no Spark here (plain process) or no SparkFiles root
+    # Broad on purpose: without Spark (ImportError), without a SparkContext in this
+    # process (AssertionError), with its JVM gone (py4j's errors) or on a worker with no
+    # SparkFiles root (TypeError), the answer is the same: no shipped copy here.
+    except Exception:
         return None
     return path if os.path.exists(path) else None
 
@@ -229,7 +236,9 @@ def set_tf_threads(threads: int) -> None:
         import tensorflow as tf
         tf.config.threading.set_intra_op_parallelism_threads(int(threads))
         tf.config.threading.set_inter_op_parallelism_threads(int(threads))
-    except Exception:  # TF already initialised in this process (e.g. the driver): keep it
+    except ImportError:  # a Keras backend without TensorFlow: nothing to size here
+        pass
+    except RuntimeError:  # TF already initialised in this process (e.g. the driver): keep it
         pass
 
 
@@ -285,13 +294,10 @@ def predict_images(spec: ModelSpec, images: np.ndarray, threads: Optional[int] =
     return get_model(spec, threads).predict(images)
 
 
-def make_predict_fn(spec: ModelSpec, threads: Optional[int] = None) -> Callable[[np.ndarray], np.ndarray]:
-    """``predict_batch_udf``-style factory: the model is built once, on first call here."""
-    model = get_model(spec, threads)
-    return model.predict
-
-
-Decoder = Callable[[Any, Tuple[int, int]], np.ndarray]
+#: (item, (width, height)) -> one model input row; None: nothing to run for this item
+#: (a null output, no error). Raise :class:`~sparkdl_magics.imaging.InvalidImage` (or
+#: anything) for an item that cannot be read: a null output and the reason.
+Decoder = Callable[[Any, Tuple[int, int]], Optional[np.ndarray]]
 
 
 def decode_bytes(item: Any, size: Tuple[int, int]) -> np.ndarray:
@@ -323,32 +329,41 @@ def batch_items(batch: Any) -> Tuple[List[Any], Any]:
 
 
 def run_decoded(model: LoadedModel, items: Sequence[Any], batch_size: int,
-                decoder: Decoder = decode_bytes
+                decoder: Decoder = decode_bytes, raw: bool = False
                 ) -> Tuple[List[Optional[np.ndarray]], List[Optional[str]]]:
-    """Decode *items* and run *model* on them, ``batch_size`` images at a time.
+    """Decode *items* and run *model* on them, ``batch_size`` items at a time.
 
-    Returns one feature vector (or None) and one error reason (or None) per item. The
-    next chunk is decoded in a background thread while the model runs (Pillow and
-    TensorFlow both release the GIL), so decoding costs little wall time.
+    Returns one output row (or None) and one error reason (or None) per item. The next
+    chunk is decoded in a background thread while the model runs (Pillow and
+    TensorFlow both release the GIL), so decoding costs little wall time. ``raw``: the
+    decoded rows go into the model as they are (:meth:`LoadedModel.run`, for tensors)
+    instead of as images (:meth:`LoadedModel.predict`: preprocessing, spatial pooling).
     """
     n = len(items)
-    features: List[Optional[np.ndarray]] = [None] * n
+    outputs: List[Optional[np.ndarray]] = [None] * n
     errors: List[Optional[str]] = [None] * n
     if n == 0:
-        return features, errors
+        return outputs, errors
     size = model.input_size
-    starts = list(range(0, n, max(int(batch_size), 1)))
+    step = max(int(batch_size), 1)
+    starts = list(range(0, n, step))
+    infer = model.run if raw else model.predict
 
-    def decode_chunk(start: int):
+    def decode_chunk(start: int) -> Tuple[List[int], Optional[np.ndarray]]:
         arrays, rows = [], []
-        for i in range(start, min(start + batch_size, n)):
+        for i in range(start, min(start + step, n)):
             try:
-                arrays.append(decoder(items[i], size))
-                rows.append(i)
+                array = decoder(items[i], size)
             except imaging.InvalidImage as exc:
                 errors[i] = str(exc)
-            except Exception as exc:  # anything else about one file is still that file's
+            # Broad on purpose: a decoder reads one user file (Pillow, numpy, a malformed
+            # struct raise many types); whatever fails is that file's, never the task's.
+            except Exception as exc:
                 errors[i] = f"cannot decode ({type(exc).__name__}: {str(exc)[:120]})"
+            else:
+                if array is not None:
+                    arrays.append(array)
+                    rows.append(i)
         return rows, (np.stack(arrays) if arrays else None)
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sparkdl-decode") as pool:
@@ -359,25 +374,83 @@ def run_decoded(model: LoadedModel, items: Sequence[Any], batch_size: int,
                 pending = pool.submit(decode_chunk, starts[k + 1])
             if batch is None:
                 continue
-            out = model.predict(batch)
+            out = infer(batch)
             for j, i in enumerate(rows):
-                features[i] = out[j]
+                outputs[i] = out[j]
             del batch, out
-    return features, errors
+    return outputs, errors
 
 
-def iter_chunks(items: Iterable[Any], size: int) -> Iterator[List[Any]]:
-    chunk: List[Any] = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
+# --------------------------------------------------------------------------- the batch runner
+
+#: Per Arrow batch: (batch, model) -> (items, decoder) for :func:`run_decoded`.
+Adapter = Callable[[Any, LoadedModel], Tuple[Sequence[Any], Decoder]]
+#: Per Arrow batch: (items, outputs, errors) -> the pandas Series/DataFrame the UDF yields.
+Formatter = Callable[[Sequence[Any], List[Optional[np.ndarray]], List[Optional[str]]], Any]
+
+
+def image_batch(batch: Any, model: LoadedModel) -> Tuple[List[Any], Decoder]:
+    """The adapter for an image column: bytes or image structs (see :func:`batch_items`)."""
+    return batch_items(batch)
+
+
+@dataclass(frozen=True)
+class BatchRunner:
+    """The one batch loop of every UDF: cached model, then per Arrow batch
+    ``adapter`` (items + decoder) -> :func:`run_decoded` -> ``formatter``.
+
+    Built on the driver, pickled into the UDF: keep ``adapter`` and ``formatter``
+    module-level functions (or partials/closures over small values); the spec is a
+    few hundred bytes. ``raw``: see :func:`run_decoded`.
+    """
+
+    spec: ModelSpec
+    batch_size: int
+    formatter: Formatter
+    adapter: Adapter = image_batch
+    threads: int = 1
+    raw: bool = False
+
+    def __call__(self, batches: Iterable[Any]) -> Iterator[Any]:
+        model = get_model(self.spec, self.threads)
+        for batch in batches:
+            items, decoder = self.adapter(batch, model)
+            outputs, errors = run_decoded(model, items, self.batch_size, decoder, self.raw)
+            yield self.formatter(items, outputs, errors)
+
+    def udf(self, return_type: str) -> Any:
+        """This runner as a Spark scalar-iterator pandas UDF returning *return_type*.
+
+        A bytes column arrives as Series batches, a struct column as DataFrame batches
+        of its fields; the adapter tells them apart.
+        """
+        import pandas as pd
+        from pyspark.sql.functions import pandas_udf
+        runner = self
+
+        def apply(batches):  # type hints set below: pandas is not imported at module level
+            return runner(batches)
+        apply.__annotations__ = {"batches": Iterator[pd.Series], "return": Iterator[pd.Series]}
+        return pandas_udf(apply, return_type)
+
+
+def check_batch_size(value: Any) -> int:
+    """The ``batch_size`` of every API entry point, checked once (a whole number >= 1)."""
+    return check_positive_int("batch_size", value)
+
+
+def check_positive_int(name: str, value: Any) -> int:
+    """Option *name* as a whole number of at least 1, or a one-line :class:`OptionError`."""
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise OptionError(f"option '{name}': expected a whole number (got {value!r})") from None
+    if number < 1:
+        raise OptionError(f"option '{name}': must be at least 1 (got {value!r})")
+    return number
 
 
 __all__ = ["ShippedFile", "ModelSpec", "LoadedModel", "get_model", "clear_cache", "build",
-           "load_user_model", "preprocess_function", "predict_images", "make_predict_fn",
-           "decode_bytes", "decode_struct", "run_decoded", "set_tf_threads",
-           "MAX_CACHED_MODELS"]
+           "load_user_model", "preprocess_function", "predict_images", "decode_bytes",
+           "decode_struct", "batch_items", "run_decoded", "BatchRunner", "image_batch",
+           "check_batch_size", "check_positive_int", "set_tf_threads", "MAX_CACHED_MODELS"]

@@ -17,10 +17,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import yaml
 
-from .errors import OptionError, did_you_mean, unknown_choice
-
-_MISSING = object()
-
+from .errors import OptionError, did_you_mean
 
 # --------------------------------------------------------------------------- converters
 # A converter takes the raw (YAML-read) value and returns the checked value, or raises
@@ -342,15 +339,7 @@ def kwargs_for(call: MagicCall, names: Sequence[str]) -> Dict[str, Any]:
     return {n: call.options[n] for n in names if n in call.options}
 
 
-def check_choice(what: str, value: Any, choices: Sequence[str]) -> str:
-    """Library-side choice check with the same message shape as the magics."""
-    by_lower = {c.lower(): c for c in choices}
-    if str(value).lower() not in by_lower:
-        raise unknown_choice(what, value, choices)
-    return by_lower[str(value).lower()]
-
-
 __all__ = [
     "Option", "MagicSpec", "MagicCall", "as_str", "as_bool", "as_int", "as_float",
-    "as_choice", "as_list_of", "as_any", "kwargs_for", "check_choice", "_MISSING",
+    "as_choice", "as_list_of", "as_any", "kwargs_for",
 ]

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import functools
 import json
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
@@ -29,6 +29,7 @@ import pandas as pd
 from . import defaults
 from .errors import DataError, OptionError
 from .frames import image_column, images_frame
+from .inference import BatchRunner, check_batch_size, check_positive_int
 from .results import (CONTENT_COL, IMAGE_COL, LABEL_NAME_COL, PATH_COL, PREDICT_ERROR_COL,
                       TOP_K_COL, TOP_LABEL_COL, TOP_PROBABILITY_COL, ImageSet, Predictions)
 
@@ -96,7 +97,7 @@ def decode_scores(scores: np.ndarray, k: int, labels: Optional[Sequence[str]] = 
 
 # --------------------------------------------------------------------------- batch function
 
-def image_udf(spec: Any, batch_size: int, output: str = "labels", top_k: int = 5,
+def image_udf(spec: Any, batch_size: int, output: str = "labels", top_k: int = defaults.TOP_K,
               labels: Optional[Sequence[str]] = None, threads: int = 1,
               head: Optional[Any] = None) -> Any:
     """A pandas UDF over an image column: bytes (``content``) *or* image structs.
@@ -110,26 +111,20 @@ def image_udf(spec: Any, batch_size: int, output: str = "labels", top_k: int = 5
     :class:`sparkdl_magics.sql.LinearHead`) turns the spec's features into class
     probabilities on the worker, for a fitted classifier.
     """
-    from pyspark.sql.functions import pandas_udf
     if output not in OUTPUT_TYPES:
         raise OptionError(f"unknown output {output!r} (valid: {', '.join(OUTPUT_TYPES)})")
     labels = list(labels) if labels is not None else None
-
-    @pandas_udf(OUTPUT_TYPES[output])
-    def apply(batches: Iterator[pd.Series]) -> Iterator[pd.Series]:  # or struct DataFrames
-        from . import inference
-        model = inference.get_model(spec, threads)
-        for batch in batches:
-            items, decoder = inference.batch_items(batch)
-            scores, errors = inference.run_decoded(model, items, batch_size, decoder)
-            if head is not None:
-                scores = [None if s is None else head(s) for s in scores]
-            yield _format(scores, errors, output, top_k, labels)
-    return apply
+    formatter = functools.partial(_format_scores, output=output, top_k=top_k, labels=labels,
+                                  head=head)
+    return BatchRunner(spec, batch_size, formatter, threads=threads).udf(OUTPUT_TYPES[output])
 
 
-def _format(scores: List[Optional[np.ndarray]], errors: List[Optional[str]], output: str,
-            top_k: int, labels: Optional[List[str]]) -> Any:
+def _format_scores(items: Any, scores: List[Optional[np.ndarray]], errors: List[Optional[str]],
+                   output: str, top_k: int, labels: Optional[List[str]],
+                   head: Optional[Any] = None) -> Any:
+    """The batch runner's formatter: a fitted *head* first, then the *output* shape."""
+    if head is not None:
+        scores = [None if s is None else head(s) for s in scores]
     rows = [i for i, s in enumerate(scores) if s is not None]
     decoded: Dict[int, List[Dict[str, Any]]] = {}
     if rows and output in ("labels", "topk", "label"):
@@ -183,8 +178,8 @@ def predict(images: Any, model: str = defaults.MODEL, weights: Optional[str] = d
     partitions = check_partitions(partitions)
     df = images_frame(images, "predict on")
     image_set = images if isinstance(images, ImageSet) else None
-    top_k = _check_int("top_k", top_k)
-    batch_size = _check_int("batch_size", batch_size)
+    top_k = check_positive_int("top_k", top_k)
+    batch_size = check_batch_size(batch_size)
     spark = spark or df.sparkSession
     col = input_col or (image_set.image_col if image_set else None) or image_column(df)
     if col not in df.columns:
@@ -219,16 +214,6 @@ def resolve_classifier(model: str, weights: Optional[str], preprocess: Optional[
     if not is_model_name(str(model)) and resolved.spec.layer is not None:
         resolved.spec = dataclasses.replace(resolved.spec, layer=None)
     return resolved
-
-
-def _check_int(name: str, value: Any) -> int:
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise OptionError(f"option '{name}': expected a whole number (got {value!r})") from None
-    if number < 1:
-        raise OptionError(f"option '{name}': must be at least 1 (got {value!r})")
-    return number
 
 
 __all__ = ["predict", "preview_rows", "resolve_classifier", "image_udf", "imagenet_classes",

@@ -54,7 +54,8 @@ def register_sql_function(name: str = "classify", model: Any = defaults.MODEL,
                           layer: Optional[str] = None, preprocess: Optional[str] = None,
                           unsafe: bool = False, spark: Any = None) -> SqlFunction:
     """Register *model* as the SQL function *name* in *spark* (the active session)."""
-    from .prediction import OUTPUT_TYPES, _check_int, image_udf, resolve_classifier
+    from .inference import check_batch_size, check_positive_int
+    from .prediction import OUTPUT_TYPES, image_udf, resolve_classifier
     from .session import get_spark, task_cores
     name = str(name).strip()
     if not name.isidentifier():
@@ -62,8 +63,8 @@ def register_sql_function(name: str = "classify", model: Any = defaults.MODEL,
     if str(output).lower() not in SQL_OUTPUTS:
         raise unknown_choice("output", output, SQL_OUTPUTS)
     output = str(output).lower()
-    top_k = _check_int("top_k", top_k)
-    batch_size = _check_int("batch_size", batch_size)
+    top_k = check_positive_int("top_k", top_k)
+    batch_size = check_batch_size(batch_size)
     spark = spark or get_spark()
     if isinstance(model, FittedModel):
         return _register_fitted(name, model, output, top_k, batch_size, spark)

@@ -56,13 +56,10 @@ def featurize_stream(df: Any, model: str = defaults.MODEL,
                      unsafe: bool = False) -> Any:
     """Pooled features of a (streaming) image DataFrame; failed images keep null
     ``features`` and a reason in ``featurize_error``. Nothing runs until it is written."""
-    from .featurizer import ERROR_COL, DeepImageFeaturizer
+    from .featurizer import ERROR_COL, build_featurizer
     col = input_col or image_column(df)
-    featurizer = DeepImageFeaturizer(inputCol=col, modelName=str(model),
-                                     weights="none" if weights is None else str(weights),
-                                     layer=layer or "", preprocess=preprocess or "",
-                                     batchSize=int(batch_size), unsafe=bool(unsafe),
-                                     errorCol=ERROR_COL)
+    featurizer = build_featurizer(model, weights, layer, batch_size, preprocess, unsafe,
+                                  input_col=col, error_col=ERROR_COL)
     out = featurizer.transform(df)
     return out.drop(*[c for c in (CONTENT_COL, IMAGE_COL, col) if c in out.columns])
 

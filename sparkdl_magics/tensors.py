@@ -11,21 +11,21 @@ worker (:func:`sparkdl_magics.inference.get_model`). Null inputs give null outpu
 """
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
-from typing import Any, Iterator, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
 
+from . import defaults
 from .errors import DataError, OptionError
-
-DEFAULT_BATCH_SIZE = 256
 
 
 def apply_keras_model(df: Any, model: Any, input_col: str, output_col: str = "prediction",
                       input_shape: Optional[Sequence[int]] = None,
-                      batch_size: int = DEFAULT_BATCH_SIZE, unsafe: bool = False,
+                      batch_size: int = defaults.TENSOR_BATCH_SIZE, unsafe: bool = False,
                       spark: Any = None) -> Any:
     """*df* with ``output_col`` = the model's output for each row of ``input_col``.
 
@@ -35,7 +35,7 @@ def apply_keras_model(df: Any, model: Any, input_col: str, output_col: str = "pr
     from pyspark.sql import functions as F
     from pyspark.sql.types import ArrayType, NumericType
 
-    from .inference import ModelSpec
+    from .inference import ModelSpec, check_batch_size
     from .session import task_cores
     from .weights import ship
     if input_col not in df.columns:
@@ -49,13 +49,12 @@ def apply_keras_model(df: Any, model: Any, input_col: str, output_col: str = "pr
         raise DataError(f"option 'input_col': column {input_col!r} is {dtype.simpleString()}; "
                         "expected an array of numbers (e.g. array<float>)")
     shape = _check_shape(input_shape)
-    if int(batch_size) < 1:
-        raise OptionError(f"option 'batch_size': must be at least 1 (got {batch_size})")
+    batch_size = check_batch_size(batch_size)
     spark = spark or df.sparkSession
     path = _model_path(model)
     spec = ModelSpec(model="", model_file=ship(spark, path), preprocess="none",
                      safe_mode=not unsafe)
-    udf = tensor_udf(spec, shape, int(batch_size), task_cores(spark))
+    udf = tensor_udf(spec, shape, batch_size, task_cores(spark))
     return df.withColumn(output_col, udf(F.col(input_col)))
 
 
@@ -90,14 +89,18 @@ def _model_path(model: Any) -> str:
 
 def to_batch(values: Sequence[Any], shape: Optional[Tuple[int, ...]]) -> np.ndarray:
     """Array cells (flat or nested numpy/lists) -> one (n, *shape) float32 array."""
-    rows = [_dense(v) for v in values]
+    return np.stack([_shaped(v, shape) for v in values])
+
+
+def _shaped(value: Any, shape: Optional[Tuple[int, ...]]) -> np.ndarray:
+    """One array cell as a float32 array of *shape* (None: as it is)."""
+    row = _dense(value)
     if shape is None:
-        return np.stack(rows)
+        return row
     size = int(np.prod(shape))
-    for row in rows:
-        if row.size != size:
-            raise ValueError(f"a row has {row.size} values; input_shape {shape} needs {size}")
-    return np.stack([row.reshape(shape) for row in rows])
+    if row.size != size:
+        raise ValueError(f"a row has {row.size} values; input_shape {shape} needs {size}")
+    return row.reshape(shape)
 
 
 def _dense(value: Any) -> np.ndarray:
@@ -110,24 +113,27 @@ def _dense(value: Any) -> np.ndarray:
 def tensor_udf(spec: Any, shape: Optional[Tuple[int, ...]], batch_size: int,
                threads: int = 1) -> Any:
     """The pandas UDF: array column -> ``array<float>`` model output per row."""
-    from pyspark.sql.functions import pandas_udf
+    from .inference import BatchRunner
+    adapter = functools.partial(_tensor_items, shape=shape)
+    return BatchRunner(spec, batch_size, _flat_outputs, adapter, threads,
+                       raw=True).udf("array<float>")
 
-    @pandas_udf("array<float>")
-    def apply(batches: Iterator[pd.Series]) -> Iterator[pd.Series]:
-        from . import inference
-        loaded = inference.get_model(spec, threads)
-        want = shape or tuple(int(d) for d in loaded.model.inputs[0].shape[1:])
-        for series in batches:
-            out: list = [None] * len(series)
-            rows = [i for i, v in enumerate(series) if v is not None]
-            for start in range(0, len(rows), batch_size):
-                chunk = rows[start:start + batch_size]
-                x = to_batch([series.iloc[i] for i in chunk], want)
-                y = loaded.run(x)
-                for j, i in enumerate(chunk):
-                    out[i] = y[j].reshape(-1)
-            yield pd.Series(out)
-    return apply
+
+def _tensor_items(series: pd.Series, loaded: Any, shape: Optional[Tuple[int, ...]]
+                  ) -> Tuple[List[Optional[np.ndarray]], Any]:
+    """The batch runner's adapter: each row as one model input, None for a null row.
+    Shaped here, not in the decode thread: a row of the wrong size fails the task (a
+    wrong ``input_shape`` is no fault of one row)."""
+    want = shape or tuple(int(d) for d in loaded.model.inputs[0].shape[1:])
+    return [None if v is None else _shaped(v, want) for v in series], _as_is
+
+
+def _as_is(item: Optional[np.ndarray], size: Any) -> Optional[np.ndarray]:
+    return item  # None: no input, so a null output and no error
+
+
+def _flat_outputs(items: Any, outputs: List[Optional[np.ndarray]], errors: Any) -> pd.Series:
+    return pd.Series([None if y is None else y.reshape(-1) for y in outputs])
 
 
 __all__ = ["apply_keras_model", "tensor_udf", "to_batch"]
