@@ -1,5 +1,12 @@
 """Shared fixtures: Spark sessions in three modes, synthetic image folders, a test shell.
 
+Where tests go: ``tests/test_<module>.py`` tests ``sparkdl_magics/<module>`` (a module or
+package) and the magic that calls it (``test_featurizer.py``: ``featurize`` and
+``%%featurize``). Three contracts that cut across modules have their own files:
+``test_workflow.py`` (the four steps end to end), ``test_bad_inputs.py`` (every bad input
+is one line, table-driven) and ``test_faults.py`` (killed workers and sessions,
+interrupts, leaks). Shared helpers are in ``helpers.py``, image files in ``imagegen.py``.
+
 Spark sessions: ``spark`` (local[2]), ``spark_cluster`` (local-cluster[2,1,1024]: two
 executor JVMs, so code really ships to other processes) and ``spark_connect`` (a local
 Spark Connect server). ``spark_any`` runs a test once per mode. Only one session lives
@@ -16,6 +23,8 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+
+from helpers import SMALL, full_model, write_weights  # noqa: E402
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -140,3 +149,37 @@ def ip():
     """An IPython shell with the extension loaded whose run_cell raises cell errors."""
     from shell import make_shell
     return make_shell()
+
+
+@pytest.fixture(scope="module")
+def weights_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("weights")
+
+
+@pytest.fixture(scope="module")
+def small_weights(weights_dir):
+    return write_weights(SMALL, weights_dir)
+
+
+@pytest.fixture(scope="module")
+def top_weights(tmp_path_factory) -> Path:
+    import keras
+    path = tmp_path_factory.mktemp("top") / f"{SMALL}-top.weights.h5"
+    keras.utils.set_random_seed(11)
+    _, model = full_model()
+    last = [lay for lay in model.layers if lay.get_weights()][-1]
+    last.set_weights([w * 40.0 for w in last.get_weights()])  # spread the logits
+    model.save_weights(str(path))
+    del model
+    keras.backend.clear_session()
+    return path
+
+
+@pytest.fixture
+def cached_resnet50(tmp_path, monkeypatch):
+    """A Keras cache (KERAS_HOME) holding ResNet50's no-top ImageNet weights file."""
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    (tmp_path / "models").mkdir()
+    cached = tmp_path / "models" / "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    cached.write_bytes(b"weights")
+    return cached

@@ -89,9 +89,3 @@ def image_bytes(paths: Iterable[os.PathLike]) -> List[bytes]:
     return [Path(p).read_bytes() for p in paths]
 
 
-def image_set_of(train, test=None, classes=(), validation=None):
-    """A real ImageSet built by hand from split DataFrames (no counts: featurize counts)."""
-    from sparkdl_magics.results import ImageSet
-    df = train if test is None else train.unionByName(test)
-    return ImageSet(df=df, train=train, test=test, validation=validation,
-                    classes=list(classes), invalid=None, counts=None)

@@ -4,10 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from imagegen import image_set_of
-from test_featurize import binary_images
-
-SMALL = "MobileNetV3Small"
+from helpers import SMALL, binary_images, image_set_of
 
 
 def test_augment_option_forms_and_errors():
@@ -62,7 +59,7 @@ def test_featurize_augment_adds_seeded_rows_to_the_train_split_only(spark, image
     # each augmented row is the model on the decoded, transformed bytes (computed here)
     from sparkdl_magics import inference
     from sparkdl_magics.weights import resolve_spec
-    from test_featurize import local_path
+    from helpers import local_path
     spec = resolve_spec(SMALL, "none").spec
     by_desc = {(p, describe(*aug.params(7, p, c))): aug.params(7, p, c)
                for p in paths for c in (1, 2)}

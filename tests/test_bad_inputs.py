@@ -18,7 +18,6 @@ Decisions documented here:
 from __future__ import annotations
 
 import io
-import os
 import struct
 import subprocess
 import sys
@@ -179,7 +178,7 @@ def bad_root(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory) -> Path:
-    from test_featurize import write_weights
+    from helpers import write_weights
     return write_weights(SMALL, tmp_path_factory.mktemp("weights"))
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from test_featurize import SMALL, binary_images, write_weights
+from helpers import SMALL, binary_images, write_weights
 
 
 def partition_sizes(df):

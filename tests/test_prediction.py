@@ -1,4 +1,4 @@
-"""%%predict, the SQL function and streams: top-K equals Keras' own, in every path.
+"""predict / %%predict: top-K equals Keras' own, in every Spark mode.
 
 No ImageNet download: a full MobileNetV3Small (1000-class head, ``weights=None``,
 seeded, head sharpened so the ranking is clear) is saved to a weights file and passed
@@ -7,61 +7,10 @@ from the package's class index.
 """
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-from test_featurize import binary_images, local_path
-
-SMALL = "MobileNetV3Small"
-INDEX = Path(__file__).parent.parent / "sparkdl_magics" / "data" / "imagenet_class_index.json"
-
-
-def full_model():
-    from sparkdl_magics.models import get_model_info
-    info = get_model_info(SMALL)
-    return info, info.constructor()(include_top=True, weights=None,
-                                    input_shape=(info.size, info.size, 3))
-
-
-@pytest.fixture(scope="module")
-def top_weights(tmp_path_factory) -> Path:
-    import keras
-    path = tmp_path_factory.mktemp("top") / f"{SMALL}-top.weights.h5"
-    keras.utils.set_random_seed(11)
-    _, model = full_model()
-    last = [lay for lay in model.layers if lay.get_weights()][-1]
-    last.set_weights([w * 40.0 for w in last.get_weights()])  # spread the logits
-    model.save_weights(str(path))
-    del model
-    keras.backend.clear_session()
-    return path
-
-
-def keras_scores(weights: Path, paths) -> np.ndarray:
-    import keras
-    info, model = full_model()
-    model.load_weights(str(weights))
-    x = np.stack([keras.utils.img_to_array(keras.utils.load_img(
-        local_path(p), target_size=(info.size, info.size), interpolation="bilinear"))
-        for p in paths])
-    out = model.predict(info.preprocess()(x), verbose=0)
-    del model
-    keras.backend.clear_session()
-    return out
-
-
-def assert_top_k_equal(rows, want_scores, k):
-    names = json.loads(INDEX.read_text())
-    for top, scores in zip(rows, want_scores):
-        want = np.argsort(-scores, kind="stable")[:k]
-        assert [c["class_id"] for c in top] == list(want)
-        assert [c["label"] for c in top] == [names[str(i)][1] for i in want]
-        assert [c["wnid"] for c in top] == [names[str(i)][0] for i in want]
-        np.testing.assert_allclose([c["probability"] for c in top], scores[want],
-                                   rtol=1e-3, atol=1e-5)
+from helpers import SMALL, assert_top_k_equal, binary_images, keras_scores
 
 
 # --------------------------------------------------------------------------- no Spark
@@ -135,54 +84,7 @@ def test_predict_and_sql_function_over_spark_connect(spark_connect, image_folder
     assert got == {p: r["prediction"] for p, r in rows.items()}
 
 
-def test_sql_function_in_classic_mode_gives_labels_top_k_and_features(spark, image_folder,
-                                                                       top_weights):
-    from sparkdl_magics import register_sql_function
-    from sparkdl_magics.models import get_model_info
-    folder = image_folder / "tulips"
-    binary_images(spark, folder).orderBy("path").limit(3).coalesce(1) \
-        .createOrReplaceTempView("images")
-    spark.read.format("image").load(str(folder / "*.png")).createOrReplaceTempView("structs")
-    fn = register_sql_function("classify", model=SMALL, weights=str(top_weights), spark=spark)
-    assert fn.return_type == "string"
-    register_sql_function("top3", model=SMALL, weights=str(top_weights), output="labels",
-                          top_k=3, spark=spark)
-    register_sql_function("embed", model=SMALL, weights="none", output="features", spark=spark)
-    rows = spark.sql("SELECT path, classify(content) AS label, top3(content) AS top, "
-                     "embed(content) AS f FROM images ORDER BY path").collect()
-    want = keras_scores(top_weights, [r["path"] for r in rows])
-    assert_top_k_equal([r["top"] for r in rows], want, 3)
-    assert [r["label"] for r in rows] == [r["top"][0]["label"] for r in rows]
-    assert all(len(r["f"]) == get_model_info(SMALL).features for r in rows)
-    # an image-source struct column (BGR) works with the same function
-    structs = spark.sql("SELECT image.origin AS path, classify(image) AS label FROM structs"
-                        ).collect()
-    png = {Path(local_path(r["path"])).name: r["label"] for r in structs}
-    assert len(png) >= 1 and all(isinstance(v, str) for v in png.values())
-
-
 # --------------------------------------------------------------------------- streams
-
-def test_a_file_stream_is_predicted_and_featurized_with_available_now(spark, image_folder,
-                                                                      top_weights, tmp_path):
-    from sparkdl_magics import predict
-    from sparkdl_magics.streaming import featurize_stream, read_image_stream, run_available_now
-    folder = image_folder / "daisy"
-    n_files = len(list(folder.iterdir()))
-    stream = read_image_stream(str(folder), labels_from_folders=True, spark=spark)
-    assert stream.isStreaming
-    preds = predict(stream, model=SMALL, weights=str(top_weights), top_k=2)
-    assert preds.is_streaming and "streaming" in preds._repr_html_()
-    run_available_now(preds.df.select("path", "prediction", "predictions"), sink="parquet",
-                      path=str(tmp_path / "preds"))
-    written = spark.read.parquet(str(tmp_path / "preds"))
-    assert written.count() == n_files
-    assert written.filter("prediction is null").count() == 0
-    run_available_now(featurize_stream(read_image_stream(str(folder), spark=spark),
-                                       model=SMALL, weights="none", batch_size=4),
-                      sink="memory", query_name="daisy_features")
-    feats = spark.sql("SELECT features FROM daisy_features").collect()
-    assert len(feats) == n_files and all(len(r["features"]) == 576 for r in feats)
 
 
 # --------------------------------------------------------------------------- the magic

@@ -7,152 +7,20 @@ the same predictions; grid scores against our own fits on the same split.
 """
 from __future__ import annotations
 
-import io
 
 import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from imagegen import image_set_of
 from sparkdl_magics.errors import DataError, OptionError
 from sparkdl_magics.results import FeatureSet, ImageSet
+from helpers import _frame, blobs
 
 
 # --------------------------------------------------------------------------- data
 
-def _png(color) -> bytes:
-    from PIL import Image
-    buf = io.BytesIO()
-    Image.new("RGB", (12, 8), tuple(int(c) for c in color)).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def _rows(classes, n, dim, rng, split, spread, offset=0.0):
-    rows = []
-    for label, name in enumerate(classes):
-        center = np.zeros(dim)
-        center[label % dim] = 2.0
-        for i in range(n):
-            x = center + rng.normal(0.0, spread, dim) + offset
-            rows.append((f"/data/{name}/{split}_{i}.png", float(label), name, x.tolist()))
-    return rows
-
-
-def blobs(spark, classes=("daisy", "roses", "tulips"), n_train=20, n_test=10, dim=4,
-          seed=0, spread=1.2, offset=0.0, test_classes=None, with_images=True):
-    """A FeatureSet of Gaussian blobs (overlapping, so there are mistakes)."""
-    from pyspark.ml.linalg import Vectors
-    rng = np.random.default_rng(seed)
-    train = _rows(classes, n_train, dim, rng, "train", spread, offset)
-    test = _rows(classes, n_test, dim, rng, "test", spread, offset)
-    if test_classes is not None:
-        test = [r for r in test if r[2] in test_classes]
-
-    def frame(rows):
-        return _frame(spark, [(p, y, name, Vectors.dense(x)) for p, y, name, x in rows])
-
-    images = None
-    if with_images:
-        colors = {name: (60 * i + 40, 200 - 50 * i, 90) for i, name in enumerate(classes)}
-        content = [(p, bytearray(_png(colors[name]))) for p, _, name, _ in train + test]
-        images = image_set_of(spark.createDataFrame(content, "path string, content binary"))
-    return FeatureSet(train=frame(train), test=frame(test), classes=list(classes),
-                      images=images, model_name="blobs")
-
-
-def collect_predictions(ev):
-    rows = ev.predictions.select("label", "prediction", "probability").collect()
-    y = np.array([r["label"] for r in rows], dtype=int)
-    p = np.array([r["prediction"] for r in rows], dtype=int)
-    prob = np.array([r["probability"].toArray() for r in rows])
-    return y, p, prob
-
-
-def check_against_sklearn(ev, k):
-    y, p, prob = collect_predictions(ev)
-    labels = list(range(k))
-    assert ev.metrics["accuracy"] == pytest.approx(skm.accuracy_score(y, p))
-    for ours, average in (("f1", skm.f1_score), ("precision", skm.precision_score),
-                          ("recall", skm.recall_score)):
-        expected = average(y, p, labels=labels, average="weighted", zero_division=0)
-        assert ev.metrics[ours] == pytest.approx(expected), ours
-    precision, recall, f1, support = skm.precision_recall_fscore_support(
-        y, p, labels=labels, zero_division=0)
-    np.testing.assert_allclose(ev.per_class["precision"], precision)
-    np.testing.assert_allclose(ev.per_class["recall"], recall)
-    np.testing.assert_allclose(ev.per_class["f1"], f1)
-    np.testing.assert_array_equal(ev.per_class["support"], support)
-    np.testing.assert_array_equal(ev.confusion.to_numpy(),
-                                  skm.confusion_matrix(y, p, labels=labels))
-    assert ev.metrics["log_loss"] == pytest.approx(skm.log_loss(y, prob, labels=labels),
-                                                   rel=1e-9)
-    assert int(ev.confusion.to_numpy().sum()) == len(y) == ev.metrics["count"]
-    return y, p, prob
-
-
-def _frame(spark, rows):
-    from pyspark.ml.linalg import VectorUDT
-    from pyspark.sql.types import DoubleType, StringType, StructField, StructType
-    schema = StructType([StructField("path", StringType()), StructField("label", DoubleType()),
-                         StructField("label_name", StringType()),
-                         StructField("features", VectorUDT())])
-    return spark.createDataFrame(rows, schema)
-
 
 # --------------------------------------------------------------------------- fit + evaluate
-
-def _fit_evaluate_matches_sklearn(spark):
-    from sparkdl_magics import evaluate, fit
-    fs = blobs(spark)
-    model = fit(fs, maxIter=30, regParam=0.01)
-    assert model.classes == ["daisy", "roses", "tulips"]
-    assert model.objective_history and model.objective_history[-1] <= model.objective_history[0]
-    ev = evaluate(model)
-    y, p, _ = check_against_sklearn(ev, 3)
-    assert len(y) == 30
-    assert 0.3 < ev.metrics["accuracy"] < 1.0  # overlapping blobs: some mistakes to show
-    # predictions carry the class name
-    names = ev.predictions.select("prediction", "prediction_name").distinct().collect()
-    assert all(model.classes[int(r[0])] == r[1] for r in names)
-    # the most confident mistakes, with thumbnails, most confident first
-    errors = ev.errors
-    assert len(errors) == min(12, int((y != p).sum()))
-    assert (errors["true"] != errors["predicted"]).all()
-    assert list(errors["probability"]) == sorted(errors["probability"], reverse=True)
-    assert errors["thumbnail"].map(lambda b: b[:4] == b"\x89PNG").all()
-    html = ev._repr_html_()
-    assert "confusion" in html.lower() and "tulips" in html and "data:image/png;base64" in html
-    return model, ev
-
-
-def test_fit_evaluate_metrics_equal_sklearn_local(spark):
-    model, _ = _fit_evaluate_matches_sklearn(spark)
-    assert "FittedModel" in model._repr_html_()
-
-
-def test_fit_evaluate_metrics_equal_sklearn_connect(spark_connect, tmp_path):
-    from sparkdl_magics import FittedModel
-    model, ev = _fit_evaluate_matches_sklearn(spark_connect)
-    # save and load back over Connect too
-    model.save(str(tmp_path / "clf"))
-    loaded = FittedModel.load(str(tmp_path / "clf"))
-    fs = model.features
-    before = [r["prediction_name"] for r in model.transform(fs.test).orderBy("path").collect()]
-    after = [r["prediction_name"] for r in loaded.transform(fs.test).orderBy("path").collect()]
-    assert before == after
-
-
-def test_binary_auc_and_average_precision_equal_sklearn(spark):
-    from sparkdl_magics import evaluate, fit
-    fs = blobs(spark, classes=("cat", "dog"), n_train=25, n_test=20, dim=3, spread=1.5)
-    ev = evaluate(fit(fs, maxIter=20))
-    y, p, prob = check_against_sklearn(ev, 2)
-    assert ev.metrics["auc"] == pytest.approx(skm.roc_auc_score(y, prob[:, 1]))
-    assert ev.metrics["pr_auc"] == pytest.approx(skm.average_precision_score(y, prob[:, 1]))
-    fpr, tpr, _ = skm.roc_curve(y, prob[:, 1], drop_intermediate=False)
-    np.testing.assert_allclose(ev.roc["fpr"], fpr)
-    np.testing.assert_allclose(ev.roc["tpr"], tpr)
-    assert "ROC" in "".join(ev._repr_html_()) or ev.roc is not None
 
 
 def test_grid_search_picks_the_best_point_by_the_metric(spark):
@@ -267,15 +135,6 @@ def test_empty_splits_are_clear_errors(spark):
         fit(empty)
 
 
-def test_class_missing_from_test_split_still_evaluates_with_a_note(spark):
-    from sparkdl_magics import evaluate, fit
-    fs = blobs(spark, n_train=15, n_test=8, test_classes=("daisy", "tulips"))
-    ev = evaluate(fit(fs, maxIter=20))
-    assert any("roses" in n and "no images" in n for n in ev.notes)
-    assert ev.per_class.set_index("class").loc["roses", "support"] == 0
-    check_against_sklearn(ev, 3)
-
-
 def test_naive_bayes_needs_non_negative_features(spark):
     from sparkdl_magics import fit
     fs = blobs(spark, n_train=6, n_test=2)
@@ -301,25 +160,6 @@ def test_bad_options_name_the_option_and_choices(spark):
 
 
 # --------------------------------------------------------------------------- magics
-
-def test_fit_and_evaluate_magics_store_results_and_compare(spark, ip):
-    from sparkdl_magics import Evaluation, FittedModel
-    from sparkdl_magics.results import Comparison
-    ip.user_ns["feats"] = blobs(spark, n_train=12, n_test=5)
-    ip.run_cell("%%fit feats -> clf\nmaxIter: 10\nregParam: [0.01, 1.0]\nfolds: 2\n")
-    clf = ip.user_ns["clf"]
-    assert isinstance(clf, FittedModel) and len(clf.grid) == 2 and clf.tuning.startswith("2-fold")
-    ip.user_ns.pop("feats_model", None)
-    ip.run_cell("%%fit feats\nclassifier: random_forest\nnumTrees: 4\n")
-    ip.user_ns["forest"] = ip.user_ns.pop("feats_model")  # stored under the default name
-    ip.run_line_magic("evaluate", "clf -> ev")
-    assert isinstance(ip.user_ns["ev"], Evaluation) and ip.user_ns["ev"].name == "clf"
-    ip.run_line_magic("evaluate", "clf forest --top_errors 0 -> both")
-    both = ip.user_ns["both"]
-    assert isinstance(both, Comparison)
-    assert list(both.table["model"]) == ["clf", "forest"]
-    assert both.table.loc[1, "accuracy"] == pytest.approx(both["forest"].metrics["accuracy"])
-    assert "Model comparison" in both._repr_html_()
 
 
 def test_magic_errors_are_one_line(spark, ip):

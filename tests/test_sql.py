@@ -1,8 +1,11 @@
 """A fitted model from %%fit as a Spark SQL function: same answers as the pipeline."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
+from helpers import SMALL, assert_top_k_equal, binary_images, keras_scores, local_path
 
 pytest.importorskip("keras")
 
@@ -10,7 +13,7 @@ pytest.importorskip("keras")
 @pytest.fixture
 def small_fitted(tmp_path, image_folder):
     """Load → featurize (small seeded model) → fit, for whichever session is active."""
-    from test_featurize import SMALL, write_weights
+    from helpers import SMALL, write_weights
 
     from sparkdl_magics import featurize, fit, load_images
 
@@ -69,3 +72,29 @@ def test_non_linear_fitted_model_says_what_to_do_instead(spark, small_fitted, tm
     forest = fit(lr.features, "random_forest", numTrees=3)
     with pytest.raises(OptionError, match="needs a logistic_regression model.*random_forest"):
         forest.register_sql_function("nope", spark=spark)
+
+
+def test_sql_function_in_classic_mode_gives_labels_top_k_and_features(spark, image_folder,
+                                                                       top_weights):
+    from sparkdl_magics import register_sql_function
+    from sparkdl_magics.models import get_model_info
+    folder = image_folder / "tulips"
+    binary_images(spark, folder).orderBy("path").limit(3).coalesce(1) \
+        .createOrReplaceTempView("images")
+    spark.read.format("image").load(str(folder / "*.png")).createOrReplaceTempView("structs")
+    fn = register_sql_function("classify", model=SMALL, weights=str(top_weights), spark=spark)
+    assert fn.return_type == "string"
+    register_sql_function("top3", model=SMALL, weights=str(top_weights), output="labels",
+                          top_k=3, spark=spark)
+    register_sql_function("embed", model=SMALL, weights="none", output="features", spark=spark)
+    rows = spark.sql("SELECT path, classify(content) AS label, top3(content) AS top, "
+                     "embed(content) AS f FROM images ORDER BY path").collect()
+    want = keras_scores(top_weights, [r["path"] for r in rows])
+    assert_top_k_equal([r["top"] for r in rows], want, 3)
+    assert [r["label"] for r in rows] == [r["top"][0]["label"] for r in rows]
+    assert all(len(r["f"]) == get_model_info(SMALL).features for r in rows)
+    # an image-source struct column (BGR) works with the same function
+    structs = spark.sql("SELECT image.origin AS path, classify(image) AS label FROM structs"
+                        ).collect()
+    png = {Path(local_path(r["path"])).name: r["label"] for r in structs}
+    assert len(png) >= 1 and all(isinstance(v, str) for v in png.values())

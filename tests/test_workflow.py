@@ -3,7 +3,6 @@ seeded weights, no internet) → fit → evaluate → predict raw images → sav
 plain PySpark. The fitted pipeline starts from raw image bytes."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 pytest.importorskip("keras")
@@ -11,7 +10,7 @@ pytest.importorskip("keras")
 
 def test_load_featurize_fit_evaluate_predict_and_reload(spark, image_folder, tmp_path):
     from pyspark.ml import PipelineModel
-    from test_featurize import SMALL, write_weights
+    from helpers import SMALL, write_weights
 
     from sparkdl_magics import FittedModel, evaluate, featurize, fit, load_images
     images = load_images(str(image_folder), split=0.75, seed=3)

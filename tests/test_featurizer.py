@@ -14,76 +14,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from imagegen import encode, image_set_of, synthetic_image
+from IPython.core.error import UsageError
 
-SMALL = "MobileNetV3Small"  # the cheap model for mode tests
+from helpers import (SMALL, binary_images, features_by_path, image_set_of, keras_reference,
+                     local_path, write_weights)
+
 ATOL = 2e-4
 
 
 # --------------------------------------------------------------------------- helpers
-
-def binary_images(spark, folder, glob="*"):
-    """Labelled images as the loader gives them: path, content, label, label_name."""
-    from pyspark.sql import functions as F
-    df = (spark.read.format("binaryFile").option("recursiveFileLookup", "true")
-          .option("pathGlobFilter", glob).load(str(folder)))
-    name = F.element_at(F.split("path", "/"), -2)
-    return (df.withColumn("label_name", name)
-            .withColumn("label", F.when(name == "daisy", 0.0).when(name == "roses", 1.0)
-                        .otherwise(2.0))
-            .select("path", "content", "label", "label_name"))
-
-
-def local_path(uri: str) -> str:
-    return uri[len("file:"):] if uri.startswith("file:") else uri
-
-
-def write_weights(name: str, folder: Path) -> Path:
-    """Seeded weights for a registry model, saved as a Keras weights file."""
-    import keras
-    from sparkdl_magics.models import get_model_info
-    info = get_model_info(name)
-    path = folder / f"{name}.weights.h5"
-    if not path.exists():
-        keras.utils.set_random_seed(7)
-        model = info.constructor()(include_top=False, weights=None, pooling="avg",
-                                   input_shape=(info.size, info.size, 3))
-        model.save_weights(str(path))
-        del model
-        keras.backend.clear_session()
-    return path
-
-
-def keras_reference(name: str, weights: Path, paths) -> np.ndarray:
-    """model.predict(preprocess_input(resized RGB image)), with plain Keras."""
-    import keras
-    from sparkdl_magics.models import get_model_info
-    info = get_model_info(name)
-    model = info.constructor()(include_top=False, weights=None, pooling="avg",
-                               input_shape=(info.size, info.size, 3))
-    model.load_weights(str(weights))
-    x = np.stack([keras.utils.img_to_array(keras.utils.load_img(
-        local_path(p), target_size=(info.size, info.size), interpolation="bilinear"))
-        for p in paths])
-    preprocess = getattr(keras.applications, info.module).preprocess_input
-    out = model.predict(preprocess(x), verbose=0)
-    del model
-    keras.backend.clear_session()
-    return out
-
-
-def features_by_path(df, col="features"):
-    return {r["path"]: np.asarray(r[col].toArray()) for r in df.select("path", col).collect()}
-
-
-@pytest.fixture(scope="module")
-def weights_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("weights")
-
-
-@pytest.fixture(scope="module")
-def small_weights(weights_dir):
-    return write_weights(SMALL, weights_dir)
 
 
 # --------------------------------------------------------------------------- exactness
@@ -363,3 +302,43 @@ def test_any_batch_size_runs_on_one_traced_graph():
     np.testing.assert_allclose(parts, whole, atol=1e-5)
     (function,) = loaded._functions.values()
     assert function.experimental_get_tracing_count() == 1
+
+
+def test_featurize_magic_stores_a_featureset_under_the_default_name(ip, spark, image_folder,
+                                                                    tmp_path):
+    from sparkdl_magics.results import FeatureSet
+    weights = write_weights(SMALL, tmp_path)
+    ip.user_ns["flowers"] = binary_images(spark, image_folder / "daisy").limit(4)
+    ip.run_cell(f"%%featurize flowers\nmodel: {SMALL}\nweights: {weights}\nbatch_size: 2\n")
+    fs = ip.user_ns["flowers_features"]
+    assert isinstance(fs, FeatureSet) and fs.stats["images"] == 4
+    assert fs.model_name == SMALL and fs.stats["batch_size"] == 2
+    ip.run_cell(f"%featurize flowers -> feats --model {SMALL} --weights none --cache none")
+    assert ip.user_ns["feats"].untrained
+
+
+def test_featurize_magic_errors_are_one_line(ip, spark, image_folder):
+    ip.user_ns.pop("flowers_features", None)
+    ip.user_ns["flowers"] = binary_images(spark, image_folder)
+    with pytest.raises(UsageError) as err:
+        ip.run_cell("%%featurize flowers\nmodel: ResNet5O\n")
+    assert "\n" not in str(err.value) and "did you mean 'ResNet50'" in str(err.value)
+    with pytest.raises(UsageError, match="batch_size"):
+        ip.run_cell("%%featurize flowers\nbatch_size: 0\n")
+    with pytest.raises(UsageError, match="no variable named 'nothing'"):
+        ip.run_cell("%featurize nothing")
+    assert "flowers_features" not in ip.user_ns  # nothing stored when the cell fails
+
+
+def test_featurize_magic_help_lists_every_option(ip, capsys):
+    ip.run_cell("%%featurize?")
+    out = capsys.readouterr().out
+    for name in ("model", "weights", "layer", "batch_size", "cache", "unsafe", "InceptionV3"):
+        assert name in out
+
+
+def test_featurize_magic_checks_the_augment_option_when_parsing(ip):
+    from IPython.core.error import UsageError
+    ip.user_ns["some_images"] = object()
+    with pytest.raises(UsageError, match=r"option 'augment': unknown operation 'flp'.*did you mean 'flip'"):
+        ip.run_cell("%%featurize some_images\naugment: flp, copies=2")

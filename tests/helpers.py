@@ -1,0 +1,190 @@
+"""Helpers shared by the test modules: image frames, seeded weights files, Keras
+references computed independently of the package, and hand-built results.
+
+Fixtures live in conftest.py; image files are made by imagegen.py.
+"""
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn import metrics as skm
+
+from sparkdl_magics.results import FeatureSet, ImageSet
+
+SMALL = "MobileNetV3Small"  # the cheap model for mode tests
+INDEX = Path(__file__).parent.parent / "sparkdl_magics" / "data" / "imagenet_class_index.json"
+
+
+def binary_images(spark, folder, glob="*"):
+    """Labelled images as the loader gives them: path, content, label, label_name."""
+    from pyspark.sql import functions as F
+    df = (spark.read.format("binaryFile").option("recursiveFileLookup", "true")
+          .option("pathGlobFilter", glob).load(str(folder)))
+    name = F.element_at(F.split("path", "/"), -2)
+    return (df.withColumn("label_name", name)
+            .withColumn("label", F.when(name == "daisy", 0.0).when(name == "roses", 1.0)
+                        .otherwise(2.0))
+            .select("path", "content", "label", "label_name"))
+
+
+def local_path(uri: str) -> str:
+    return uri[len("file:"):] if uri.startswith("file:") else uri
+
+
+def write_weights(name: str, folder: Path) -> Path:
+    """Seeded weights for a registry model, saved as a Keras weights file."""
+    import keras
+    from sparkdl_magics.models import get_model_info
+    info = get_model_info(name)
+    path = folder / f"{name}.weights.h5"
+    if not path.exists():
+        keras.utils.set_random_seed(7)
+        model = info.constructor()(include_top=False, weights=None, pooling="avg",
+                                   input_shape=(info.size, info.size, 3))
+        model.save_weights(str(path))
+        del model
+        keras.backend.clear_session()
+    return path
+
+
+def keras_reference(name: str, weights: Path, paths) -> np.ndarray:
+    """model.predict(preprocess_input(resized RGB image)), with plain Keras."""
+    import keras
+    from sparkdl_magics.models import get_model_info
+    info = get_model_info(name)
+    model = info.constructor()(include_top=False, weights=None, pooling="avg",
+                               input_shape=(info.size, info.size, 3))
+    model.load_weights(str(weights))
+    x = np.stack([keras.utils.img_to_array(keras.utils.load_img(
+        local_path(p), target_size=(info.size, info.size), interpolation="bilinear"))
+        for p in paths])
+    preprocess = getattr(keras.applications, info.module).preprocess_input
+    out = model.predict(preprocess(x), verbose=0)
+    del model
+    keras.backend.clear_session()
+    return out
+
+
+def features_by_path(df, col="features"):
+    return {r["path"]: np.asarray(r[col].toArray()) for r in df.select("path", col).collect()}
+
+
+def full_model():
+    from sparkdl_magics.models import get_model_info
+    info = get_model_info(SMALL)
+    return info, info.constructor()(include_top=True, weights=None,
+                                    input_shape=(info.size, info.size, 3))
+
+
+def keras_scores(weights: Path, paths) -> np.ndarray:
+    import keras
+    info, model = full_model()
+    model.load_weights(str(weights))
+    x = np.stack([keras.utils.img_to_array(keras.utils.load_img(
+        local_path(p), target_size=(info.size, info.size), interpolation="bilinear"))
+        for p in paths])
+    out = model.predict(info.preprocess()(x), verbose=0)
+    del model
+    keras.backend.clear_session()
+    return out
+
+
+def assert_top_k_equal(rows, want_scores, k):
+    names = json.loads(INDEX.read_text())
+    for top, scores in zip(rows, want_scores):
+        want = np.argsort(-scores, kind="stable")[:k]
+        assert [c["class_id"] for c in top] == list(want)
+        assert [c["label"] for c in top] == [names[str(i)][1] for i in want]
+        assert [c["wnid"] for c in top] == [names[str(i)][0] for i in want]
+        np.testing.assert_allclose([c["probability"] for c in top], scores[want],
+                                   rtol=1e-3, atol=1e-5)
+
+
+def _png(color) -> bytes:
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.new("RGB", (12, 8), tuple(int(c) for c in color)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _rows(classes, n, dim, rng, split, spread, offset=0.0):
+    rows = []
+    for label, name in enumerate(classes):
+        center = np.zeros(dim)
+        center[label % dim] = 2.0
+        for i in range(n):
+            x = center + rng.normal(0.0, spread, dim) + offset
+            rows.append((f"/data/{name}/{split}_{i}.png", float(label), name, x.tolist()))
+    return rows
+
+
+def blobs(spark, classes=("daisy", "roses", "tulips"), n_train=20, n_test=10, dim=4,
+          seed=0, spread=1.2, offset=0.0, test_classes=None, with_images=True):
+    """A FeatureSet of Gaussian blobs (overlapping, so there are mistakes)."""
+    from pyspark.ml.linalg import Vectors
+    rng = np.random.default_rng(seed)
+    train = _rows(classes, n_train, dim, rng, "train", spread, offset)
+    test = _rows(classes, n_test, dim, rng, "test", spread, offset)
+    if test_classes is not None:
+        test = [r for r in test if r[2] in test_classes]
+
+    def frame(rows):
+        return _frame(spark, [(p, y, name, Vectors.dense(x)) for p, y, name, x in rows])
+
+    images = None
+    if with_images:
+        colors = {name: (60 * i + 40, 200 - 50 * i, 90) for i, name in enumerate(classes)}
+        content = [(p, bytearray(_png(colors[name]))) for p, _, name, _ in train + test]
+        images = image_set_of(spark.createDataFrame(content, "path string, content binary"))
+    return FeatureSet(train=frame(train), test=frame(test), classes=list(classes),
+                      images=images, model_name="blobs")
+
+
+def collect_predictions(ev):
+    rows = ev.predictions.select("label", "prediction", "probability").collect()
+    y = np.array([r["label"] for r in rows], dtype=int)
+    p = np.array([r["prediction"] for r in rows], dtype=int)
+    prob = np.array([r["probability"].toArray() for r in rows])
+    return y, p, prob
+
+
+def check_against_sklearn(ev, k):
+    y, p, prob = collect_predictions(ev)
+    labels = list(range(k))
+    assert ev.metrics["accuracy"] == pytest.approx(skm.accuracy_score(y, p))
+    for ours, average in (("f1", skm.f1_score), ("precision", skm.precision_score),
+                          ("recall", skm.recall_score)):
+        expected = average(y, p, labels=labels, average="weighted", zero_division=0)
+        assert ev.metrics[ours] == pytest.approx(expected), ours
+    precision, recall, f1, support = skm.precision_recall_fscore_support(
+        y, p, labels=labels, zero_division=0)
+    np.testing.assert_allclose(ev.per_class["precision"], precision)
+    np.testing.assert_allclose(ev.per_class["recall"], recall)
+    np.testing.assert_allclose(ev.per_class["f1"], f1)
+    np.testing.assert_array_equal(ev.per_class["support"], support)
+    np.testing.assert_array_equal(ev.confusion.to_numpy(),
+                                  skm.confusion_matrix(y, p, labels=labels))
+    assert ev.metrics["log_loss"] == pytest.approx(skm.log_loss(y, prob, labels=labels),
+                                                   rel=1e-9)
+    assert int(ev.confusion.to_numpy().sum()) == len(y) == ev.metrics["count"]
+    return y, p, prob
+
+
+def _frame(spark, rows):
+    from pyspark.ml.linalg import VectorUDT
+    from pyspark.sql.types import DoubleType, StringType, StructField, StructType
+    schema = StructType([StructField("path", StringType()), StructField("label", DoubleType()),
+                         StructField("label_name", StringType()),
+                         StructField("features", VectorUDT())])
+    return spark.createDataFrame(rows, schema)
+
+
+def image_set_of(train, test=None, classes=(), validation=None):
+    """A real ImageSet built by hand from split DataFrames (no counts: featurize counts)."""
+    df = train if test is None else train.unionByName(test)
+    return ImageSet(df=df, train=train, test=test, validation=validation,
+                    classes=list(classes), invalid=None, counts=None)
