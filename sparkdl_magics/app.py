@@ -23,6 +23,11 @@ import time
 from typing import Any, Callable, Dict, List, Optional
 
 from . import defaults, progress
+from .classifiers import CLASSIFIERS
+from .display.app import AppView, metrics_line
+from .errors import user_message
+from .models import MODELS
+from .session import get_spark
 
 #: Main parameters offered per classifier, with Spark MLlib's own defaults.
 MAIN_PARAMS: Dict[str, Dict[str, Any]] = {
@@ -73,9 +78,6 @@ class App:
 
     def __init__(self, path: str = "", model: Optional[str] = None,
                  classifier: str = defaults.CLASSIFIER, spark: Any = None):
-        from .classifiers import CLASSIFIERS
-        from .display.app import AppView
-        from .models import MODELS
         names = [m.name for m in MODELS]
         chosen = model if model in names else (defaults.MODEL if defaults.MODEL in names
                                                else names[0])
@@ -139,7 +141,6 @@ class App:
     def spark(self) -> Any:
         if self._spark is not None:
             return self._spark
-        from .session import get_spark
         return get_spark()
 
     @property
@@ -234,11 +235,9 @@ class App:
 
     def _end_message(self, status: str) -> str:
         if status == "done":
-            from .display.app import metrics_line
             return "done: " + metrics_line(self.results.get("evaluation"))
         if status == "cancelled":
             return "cancelled; the step's Spark jobs were stopped"
-        from .errors import user_message
         return f"failed: {user_message(self.error) or repr(self.error)}"
 
     def _set_status(self, status: str, message: str) -> None:

@@ -22,7 +22,8 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 import pandas as pd
 
-from .errors import OptionError
+from .errors import OptionError, did_you_mean
+from .inference import BatchRunner, decode_bytes, decode_struct
 from .results import FEATURES_COL, FEATURIZE_ERROR_COL, PATH_COL
 
 AUGMENT_COL = "augmentation"
@@ -97,7 +98,6 @@ def parse_augment(augment: Any) -> Optional[Augmentation]:
 def _checked(parts: Dict[str, Any]) -> Augmentation:
     for key in parts:
         if key not in OPERATIONS:
-            from .errors import did_you_mean
             raise OptionError(f"option 'augment': unknown operation {key!r}"
                               f"{did_you_mean(key, OPERATIONS)} (valid: {', '.join(OPERATIONS)})")
     try:
@@ -151,7 +151,6 @@ def augmented_rows(df: Any, image_col: str, spec: Any, augment: Any, seed: int,
 
 def augment_udf(spec: Any, aug: Augmentation, seed: int, batch_size: int, threads: int) -> Any:
     """The pandas UDF: struct<image, path, copy> -> features, error and the transform."""
-    from .inference import BatchRunner
     adapter = functools.partial(_augmented_items, aug=aug, seed=seed)
     return BatchRunner(spec, batch_size, _augmented_frame, adapter, threads).udf(
         "features array<float>, error string, augmentation string")
@@ -176,7 +175,6 @@ def _augmented_frame(items: List[Tuple[Any, bool, float]], features: List[Any],
 
 def _decode_augmented(item: Tuple[Any, bool, float], size: Tuple[int, int],
                       aug: Augmentation) -> np.ndarray:
-    from .inference import decode_bytes, decode_struct
     image, flip, angle = item
     if isinstance(image, (dict, pd.Series)) or hasattr(image, "nChannels"):
         array = decode_struct(dict(image) if isinstance(image, pd.Series) else image, size)

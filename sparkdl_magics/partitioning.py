@@ -26,6 +26,7 @@ import math
 from typing import Any, Optional, Tuple
 
 from .errors import OptionError
+from .session import task_slots
 
 #: Most images in one inference partition (one Arrow batch in the Python worker).
 IMAGES_PER_PARTITION = 128
@@ -81,7 +82,6 @@ def even_partitions(df: Any, images: Optional[int] = None, mean_bytes: Optional[
     if partitions == 0 or df.isStreaming:
         return df
     if partitions is None:
-        from .session import task_slots
         if images is None:
             images, counted_bytes = size_of(df)
             mean_bytes = mean_bytes or counted_bytes

@@ -27,7 +27,11 @@ import numpy as np
 
 from . import defaults
 from .errors import OptionError, unknown_choice
+from .inference import check_batch_size, check_positive_int
+from .prediction import OUTPUT_TYPES, image_udf, resolve_classifier
 from .results import FittedModel
+from .session import get_spark, task_cores
+from .weights import resolve_spec
 
 SQL_OUTPUTS = ("label", "labels", "probabilities", "features")
 
@@ -54,9 +58,6 @@ def register_sql_function(name: str = "classify", model: Any = defaults.MODEL,
                           layer: Optional[str] = None, preprocess: Optional[str] = None,
                           unsafe: bool = False, spark: Any = None) -> SqlFunction:
     """Register *model* as the SQL function *name* in *spark* (the active session)."""
-    from .inference import check_batch_size, check_positive_int
-    from .prediction import OUTPUT_TYPES, image_udf, resolve_classifier
-    from .session import get_spark, task_cores
     name = str(name).strip()
     if not name.isidentifier():
         raise OptionError(f"option 'name': {name!r} is not a valid SQL function name")
@@ -69,7 +70,6 @@ def register_sql_function(name: str = "classify", model: Any = defaults.MODEL,
     if isinstance(model, FittedModel):
         return _register_fitted(name, model, output, top_k, batch_size, spark)
     if output == "features":
-        from .weights import resolve_spec
         resolved = resolve_spec(str(model), "none" if weights is None else str(weights),
                                 layer, preprocess, unsafe=bool(unsafe), spark=spark)
     else:
@@ -117,8 +117,6 @@ FITTED_OUTPUTS = ("label", "probabilities")
 def _register_fitted(name: str, fitted: FittedModel, output: str, top_k: int, batch_size: int,
                      spark: Any) -> SqlFunction:
     """A SQL function for a fitted pipeline: featurizer on the workers, then its LR head."""
-    from .prediction import OUTPUT_TYPES, image_udf
-    from .session import task_cores
     if output not in FITTED_OUTPUTS:
         raise unknown_choice("output for a fitted model", output, FITTED_OUTPUTS)
     if not fitted.has_featurizer:

@@ -19,9 +19,11 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from .errors import OptionError, unknown_choice
+from .featurizer import ERROR_COL, build_featurizer
 from . import defaults
 from .frames import image_column
 from .results import CONTENT_COL, IMAGE_COL, LABEL_NAME_COL, PATH_COL
+from .session import get_spark
 
 BINARY_FILE_SCHEMA = "path string, modificationTime timestamp, length bigint, content binary"
 SINKS = ("parquet", "memory")
@@ -34,7 +36,6 @@ def read_image_stream(path: str, glob: Optional[str] = None, recursive: bool = T
     (compressed bytes) and, with ``labels_from_folders``, ``label_name``."""
     from pyspark.sql import functions as F
 
-    from .session import get_spark
     spark = spark or get_spark()
     reader = spark.readStream.format("binaryFile").schema(BINARY_FILE_SCHEMA)
     if glob:
@@ -56,7 +57,6 @@ def featurize_stream(df: Any, model: str = defaults.MODEL,
                      unsafe: bool = False) -> Any:
     """Pooled features of a (streaming) image DataFrame; failed images keep null
     ``features`` and a reason in ``featurize_error``. Nothing runs until it is written."""
-    from .featurizer import ERROR_COL, build_featurizer
     col = input_col or image_column(df)
     featurizer = build_featurizer(model, weights, layer, batch_size, preprocess, unsafe,
                                   input_col=col, error_col=ERROR_COL)

@@ -21,6 +21,9 @@ import pandas as pd
 
 from . import defaults
 from .errors import DataError, OptionError
+from .inference import BatchRunner, ModelSpec, check_batch_size
+from .session import task_cores
+from .weights import ship
 
 
 def apply_keras_model(df: Any, model: Any, input_col: str, output_col: str = "prediction",
@@ -35,9 +38,6 @@ def apply_keras_model(df: Any, model: Any, input_col: str, output_col: str = "pr
     from pyspark.sql import functions as F
     from pyspark.sql.types import ArrayType, NumericType
 
-    from .inference import ModelSpec, check_batch_size
-    from .session import task_cores
-    from .weights import ship
     if input_col not in df.columns:
         raise DataError(f"option 'input_col': no column {input_col!r} (columns: "
                         f"{', '.join(df.columns)})")
@@ -113,7 +113,6 @@ def _dense(value: Any) -> np.ndarray:
 def tensor_udf(spec: Any, shape: Optional[Tuple[int, ...]], batch_size: int,
                threads: int = 1) -> Any:
     """The pandas UDF: array column -> ``array<float>`` model output per row."""
-    from .inference import BatchRunner
     adapter = functools.partial(_tensor_items, shape=shape)
     return BatchRunner(spec, batch_size, _flat_outputs, adapter, threads,
                        raw=True).udf("array<float>")
