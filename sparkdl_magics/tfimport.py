@@ -28,7 +28,13 @@ _NOISE = re.compile(
     r"oneDNN custom operations are on|You may see slightly different numerical results"
     r"|All log messages before absl::InitializeLog|cpu_feature_guard|"
     r"This TensorFlow binary is optimized|To enable the following instructions|"
-    r"rebuild TensorFlow with the appropriate compiler flags")
+    r"rebuild TensorFlow with the appropriate compiler flags"
+    r"|Could not find cuda drivers on your machine, GPU will not be used")
+#: PyPI's tensorflow wheel probes for CUDA; on a machine without an NVIDIA driver (the
+#: note above says so) its failed cuInit is expected, and dropped. With a driver it is
+#: a real problem and stays.
+_NO_DRIVER_NOISE = re.compile(r"failed call to cuInit")
+_NO_DRIVER = "Could not find cuda drivers"
 _lock = threading.Lock()
 
 
@@ -57,6 +63,7 @@ def import_keras() -> Any:
     try:
         with _lock, _filtered_stderr():
             import keras
+            _probe_devices(keras)
     except ImportError as exc:
         where = sys.executable or "this Python"
         missing = (exc.name or "").partition(".")[0]
@@ -70,6 +77,19 @@ def import_keras() -> Any:
             f"({type(exc).__name__}: {first}): run `pip check` there, or reinstall: "
             f"{_INSTALL['tensorflow']}") from exc
     return keras
+
+
+def _probe_devices(keras: Any) -> None:
+    """List TensorFlow's GPUs now, so that its CUDA probe prints inside the filter.
+
+    Listing physical devices does not start TensorFlow's runtime: thread pools and
+    visible devices can still be configured afterwards.
+    """
+    if keras.backend.backend() != "tensorflow":
+        return
+    with contextlib.suppress(Exception):
+        import tensorflow as tf
+        tf.config.list_physical_devices("GPU")
 
 
 def _installed(module: str) -> bool:
@@ -97,7 +117,9 @@ def _filtered_stderr() -> Iterator[None]:
             os.dup2(saved, 2)
             os.close(saved)
             capture.seek(0)
-            kept = [line for line in capture.read().decode(errors="replace").splitlines(True)
-                    if not _NOISE.search(line)]
+            text = capture.read().decode(errors="replace")
+            no_driver = _NO_DRIVER in text
+            kept = [line for line in text.splitlines(True) if not _NOISE.search(line)
+                    and not (no_driver and _NO_DRIVER_NOISE.search(line))]
             if kept:
                 os.write(2 if fd == 2 else fd, "".join(kept).encode())

@@ -15,6 +15,8 @@ def _stderr_of(code: str) -> str:
 def test_import_keras_drops_tensorflow_startup_notes():
     err = _stderr_of("from sparkdl_magics.tfimport import import_keras; import_keras()")
     assert "oneDNN" not in err and "absl::InitializeLog" not in err
+    # PyPI's tensorflow (not tensorflow-cpu) on a machine without an NVIDIA driver
+    assert "Could not find cuda drivers" not in err and "failed call to cuInit" not in err
     # the same import without the filter does print them (so this test can fail)
     raw = _stderr_of("import os; os.environ['TF_CPP_MIN_LOG_LEVEL'] = '2'; import keras")
     assert "oneDNN" in raw or "absl" in raw
@@ -28,6 +30,28 @@ def test_other_stderr_output_during_import_is_kept():
         "    os.write(2, b'I0000 port.cc:153] oneDNN custom operations are on.\\n')\n"
         "    os.write(2, b'a real problem\\n')\n")
     assert err == "a real problem\n"
+
+
+def test_cuda_probe_notes_are_dropped_only_without_a_driver():
+    """PyPI's tensorflow on a machine without an NVIDIA driver: its CUDA probe is noise."""
+    no_driver = _stderr_of(
+        "import os\n"
+        "from sparkdl_magics.tfimport import _filtered_stderr\n"
+        "with _filtered_stderr():\n"
+        "    os.write(2, b'I0000 cudart_stub.cc:31] Could not find cuda drivers on your "
+        "machine, GPU will not be used.\\n')\n"
+        "    os.write(2, b'E0000 cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA "
+        "error: Failed call to cuInit: UNKNOWN ERROR (303)\\n')\n"
+        "    os.write(2, b'a real problem\\n')\n")
+    assert no_driver == "a real problem\n"
+    # with a driver there is no such note, and a failing cuInit is a real problem
+    driver = _stderr_of(
+        "import os\n"
+        "from sparkdl_magics.tfimport import _filtered_stderr\n"
+        "with _filtered_stderr():\n"
+        "    os.write(2, b'E0000 cuda_platform.cc:52] failed call to cuInit: "
+        "CUDA_ERROR_NO_DEVICE\\n')\n")
+    assert "failed call to cuInit" in driver
 
 
 # --------------------------------------------------------------------------- missing backend
