@@ -240,7 +240,9 @@ def test_wheel_works_in_a_fresh_virtualenv_outside_the_checkout(release, tmp_pat
         out = _run([python, script], "load-featurize-fit-evaluate", cwd=elsewhere,
                    timeout=1800, env=env)
     finally:
+        started = time.perf_counter()
         shutil.rmtree(venv, ignore_errors=True)  # ~3 GB, TensorFlow mostly
+        TIMES["remove venv"] = round(time.perf_counter() - started, 1)
     (line,) = [x for x in out.stdout.splitlines() if x.startswith("REPORT ")]
     report = json.loads(line[len("REPORT "):])
     print("steps (s):", TIMES, "\nreport:", report)
