@@ -9,9 +9,13 @@ STAMP := $(VENV)/.installed
 
 venv: $(STAMP)
 
+# A venv made before TensorFlow became a dependency holds tensorflow-cpu, which ships the
+# same files as the tensorflow now required: it is removed so that one package owns them.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	if $(BIN)/python -m pip show --quiet tensorflow-cpu 2>/dev/null; then \
+	  $(BIN)/python -m pip uninstall --quiet --yes tensorflow-cpu; fi
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	touch $(STAMP)
 
