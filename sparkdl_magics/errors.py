@@ -91,7 +91,7 @@ def spark_error_summary(exc: BaseException) -> Optional[str]:
         PySparkException = ()  # type: ignore[assignment]
     if PySparkException and isinstance(exc, PySparkException):
         cls = spark_error_condition(exc)
-        msg = _first_line(exc.getMessage() if hasattr(exc, "getMessage") else str(exc))
+        msg = (exc.getMessage() if hasattr(exc, "getMessage") else str(exc)).strip()
         if cls and msg.startswith(f"[{cls}]"):
             msg = msg[len(cls) + 2:].strip()
         prefix = f"Spark error [{cls}]" if cls else "Spark error"
@@ -102,18 +102,25 @@ def spark_error_summary(exc: BaseException) -> Optional[str]:
         if "stopped SparkContext" in text:
             return ("this result belongs to a Spark session that was stopped: run the cell "
                     "that made it again (e.g. %%dlload, %%featurize)")
-        return f"Spark (JVM) error: {_python_cause(_first_line(text))}"
+        return f"Spark (JVM) error: {_python_cause(text)}"
     if type(exc).__name__ == "Py4JNetworkError" or "Py4JNetworkError" in repr(type(exc).__mro__):
         return "the Spark driver is not reachable (its JVM stopped?): run %dlspark to attach again"
     return None
 
 
 def _python_cause(message: str) -> str:
-    """Pull the Python exception out of a 'PythonException: ... Traceback' message."""
+    """One line for a message that may carry a Python worker's traceback: the text before
+    it, then the exception the worker raised (e.g. a module missing on the workers)."""
     marker = "Traceback (most recent call last)"
-    if marker in message:
-        message = message.split(marker)[0].strip() or message
-    return message
+    if marker not in message:
+        return _first_line(message)
+    head = _first_line(message.split(marker)[0]).rstrip(" :.")
+    last_trace = message.rsplit(marker, 1)[1].splitlines()[1:]  # after the chained ones
+    raised = next((line.strip() for line in last_trace
+                   if line.strip() and not line.startswith((" ", "\t"))), "")
+    if not raised:
+        return head or _first_line(message)
+    return f"{head}: {raised}" if head else raised
 
 
 def user_message(exc: BaseException) -> Optional[str]:
