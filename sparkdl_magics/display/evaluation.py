@@ -3,34 +3,79 @@ ROC/PR curves and the misclassified gallery. Renders what evaluation computed.""
 from __future__ import annotations
 
 import html
+import math
 from typing import Any
 
 from ..results import Comparison, Evaluation
 from .html import figure_png, frame_html, kv_table, new_figure, png_img, untrained_banner
 
 
-def confusion_plot(confusion: Any) -> str:
-    classes = [str(c) for c in confusion.index]
+#: The confusion heatmap's matrix side, in inches: grows with the classes between these
+#: bounds, so 10 classes get large cells and 50 still fit a notebook column (~800 px).
+CONFUSION_SIDE_MIN = 3.5
+CONFUSION_SIDE_MAX = 9.0
+CONFUSION_INCH_PER_CLASS = 0.5
+#: Below this size (points) a cell's count is not printed: the colour says it.
+MIN_CELL_FONT = 6.0
+MAX_LABEL_CHARS = 18
+
+
+def _short(label: str) -> str:
+    return label if len(label) <= MAX_LABEL_CHARS else label[:MAX_LABEL_CHARS - 1] + "…"
+
+
+def confusion_figure(confusion: Any) -> Any:
+    """The confusion heatmap as a matplotlib Figure (rows: true class, columns: predicted).
+
+    Sized to the number of classes within bounds; each non-zero cell shows its count in
+    a font scaled to the cell (zeros stay blank); whole-number colorbar ticks; tick
+    labels rotated and sized to fit. No title: the heading above it names it.
+    """
+    from matplotlib.ticker import MaxNLocator
+    classes = [_short(str(c)) for c in confusion.index]
+    predicted = [_short(str(c)) for c in confusion.columns]
     values = confusion.to_numpy()
-    size = max(3.0, 0.45 * len(classes) + 2.0)
-    fig = new_figure(size + 1.0, size)
+    n_rows, n_cols = values.shape if values.ndim == 2 else (0, 0)
+    n = max(n_rows, n_cols, 1)
+    side = min(CONFUSION_SIDE_MAX, max(CONFUSION_SIDE_MIN, CONFUSION_INCH_PER_CLASS * n))
+    cell_pt = side * 72.0 / n
+    fig = new_figure(side + 1.3, side)
     ax = fig.add_subplot(111)
-    image = ax.imshow(values, cmap="Blues")
-    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
-    ax.set_xticks(range(len(classes)))
-    ax.set_xticklabels(classes, rotation=45, ha="right")
-    ax.set_yticks(range(len(classes)))
-    ax.set_yticklabels(classes)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    if len(classes) <= 25:
-        high = values.max() if values.size else 0
-        for i in range(len(classes)):
-            for j in range(len(classes)):
-                ax.text(j, i, str(values[i, j]), ha="center", va="center", fontsize=8,
-                        color="white" if high and values[i, j] > high / 2 else "black")
-    ax.set_title("confusion matrix")
-    return figure_png(fig)
+    high = float(values.max()) if values.size else 0.0
+    image = ax.imshow(values, cmap="Blues", vmin=0, vmax=max(high, 1.0))
+    bar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    bar.locator = MaxNLocator(integer=True)
+    bar.update_ticks()
+    bar.set_label("images", fontsize=9)
+    bar.ax.tick_params(labelsize=8)
+    label_pt = max(6.0, min(10.0, 0.7 * cell_pt))
+    step = max(1, math.ceil(1.15 * label_pt / cell_pt))  # every step-th label when crowded
+    longest = max((len(c) for c in predicted), default=1)
+    rotation = 0 if longest <= 2 or (longest <= 4 and n <= 8) else (45 if n <= 15 else 90)
+    ax.set_xticks(range(0, n_cols, step))
+    ax.set_xticklabels(predicted[::step], fontsize=label_pt, rotation=rotation,
+                       ha="right" if rotation == 45 else "center",
+                       rotation_mode="anchor" if rotation == 45 else "default")
+    ax.set_yticks(range(0, n_rows, step))
+    ax.set_yticklabels(classes[::step], fontsize=label_pt)
+    ax.set_xlabel("predicted", fontsize=10)
+    ax.set_ylabel("true", fontsize=10)
+    whole = bool(values.size) and bool((values == values.astype(int)).all())
+    texts = [[(str(int(v)) if whole else f"{v:.3g}") if v else "" for v in row]
+             for row in values]
+    digits = max((len(t) for row in texts for t in row), default=1) or 1
+    font = min(12.0, 0.55 * cell_pt, 0.85 * cell_pt / (0.6 * digits))
+    if font >= MIN_CELL_FONT:
+        for i in range(n_rows):
+            for j in range(n_cols):
+                if texts[i][j]:
+                    ax.text(j, i, texts[i][j], ha="center", va="center", fontsize=font,
+                            color="white" if values[i, j] > high / 2 else "black")
+    return fig
+
+
+def confusion_plot(confusion: Any) -> str:
+    return figure_png(confusion_figure(confusion))
 
 
 def curves_plot(ev: Any) -> str:

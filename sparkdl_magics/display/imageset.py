@@ -17,6 +17,8 @@ SPLIT_COLOURS = {"train": "#4c78a8", "validation": "#f58518", "test": "#54a24b",
                  "images": "#4c78a8"}
 MAX_CLASSES_SHOWN = 30
 MAX_INVALID_SHOWN = 10
+#: The preview thumbnails' height in the display (they are stored at up to 96 px).
+THUMBNAIL_PX = 40
 
 
 def render_html(images: ImageSet) -> str:
@@ -39,10 +41,13 @@ def _bars(images: Any) -> str:
             f"background:{SPLIT_COLOURS[s]};height:14px'></div>" for s in splits if int(row[s]))
         bad = int(row.get("invalid", 0))
         note = f" <span style='color:#b00'>({bad} invalid)</span>" if bad else ""
+        per_split = (f" <span style='color:#666'>{_e(_split_text(row, splits))}</span>"
+                     if len(splits) > 1 else "")
         rows.append(
             f"<tr><td style='text-align:right;padding-right:6px'>{_e(name)}</td>"
             f"<td style='text-align:left'><div style='display:flex'>{segs}</div></td>"
-            f"<td style='text-align:left'>{int(row['total'])}{note}</td></tr>")
+            f"<td style='text-align:left;white-space:nowrap'>{int(row['total'])}{per_split}"
+            f"{note}</td></tr>")
     more = len(counts) - MAX_CLASSES_SHOWN
     if more > 0:
         rows.append(f"<tr><td colspan=3>… and {more} more classes (see .counts)</td></tr>")
@@ -50,15 +55,30 @@ def _bars(images: Any) -> str:
             f"<table class='sparkdl-counts'>{''.join(rows)}</table>")
 
 
+def _split_text(row: Any, splits: List[str]) -> str:
+    """The per-split counts of one class, e.g. ``train 40 · test 10``."""
+    return " · ".join(f"{s} {int(row[s])}" for s in splits)
+
+
 def _previews(images: ImageSet) -> str:
+    """One compact row per class: its name at the left, small thumbnails after it."""
     rows = []
     for name, items in list(images.previews.items())[:MAX_CLASSES_SHOWN]:
         cells = "".join(png_img(png, title=path, alt=path.rsplit("/", 1)[-1],
-                                style="margin:2px;max-height:96px")
+                                style=f"margin:1px;max-height:{THUMBNAIL_PX}px;"
+                                      f"max-width:{2 * THUMBNAIL_PX}px;vertical-align:middle")
                         for path, png in items if png)
         label = name if name else "(unlabelled)"
-        rows.append(f"<div><div style='font-weight:bold'>{_e(label)}</div>{cells}</div>")
-    return "<div class='sparkdl-previews'>" + "".join(rows) + "</div>"
+        rows.append(f"<tr><td style='text-align:right;padding:0 6px 0 0;font-weight:bold;"
+                    f"white-space:nowrap'>{_e(label)}</td>"
+                    f"<td style='text-align:left;padding:0'>{cells}</td></tr>")
+    if not rows:
+        return ""
+    more = len(images.previews) - MAX_CLASSES_SHOWN
+    if more > 0:
+        rows.append(f"<tr><td colspan=2>… and {more} more classes (see .thumbnails())</td></tr>")
+    return ("<table class='sparkdl-previews' style='border-collapse:collapse'>"
+            + "".join(rows) + "</table>")
 
 
 def _invalid(images: Any) -> str:
