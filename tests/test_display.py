@@ -220,12 +220,15 @@ def test_untrained_marker_in_the_app_tabs():
                         classifier="logistic_regression", untrained=True)
     view.show_result("fit", model)
     view.show_result("evaluate", _evaluation(untrained=True))
-    for tab in ("Model", "Metrics"):
+    for tab in ("Model", "Metrics", "Confusion matrix"):
         assert "UNTRAINED" in view.outputs[tab].outputs[0]["data"]["text/html"], tab
+    from sparkdl_magics.display.app import metrics_line
+    assert metrics_line(_evaluation(untrained=True)).endswith("(UNTRAINED features)")
+    assert "UNTRAINED" not in metrics_line(_evaluation(untrained=False))
 
 
 def test_fit_and_evaluate_of_untrained_features_are_marked(spark):
-    from test_training import blobs
+    from helpers import blobs
     from sparkdl_magics import evaluate, fit
     features = blobs(spark, with_images=False)
     features.untrained = True

@@ -148,11 +148,12 @@ class AppView:
             self._show_evaluation(value)
 
     def _show_evaluation(self, ev: Evaluation) -> None:
+        banner = untrained_banner(ev.untrained, "these figures are those of random features")
         _put(self.outputs["Metrics"], metrics_html(ev), repr(ev))
-        _put(self.outputs["Confusion matrix"], confusion_plot(ev.confusion),
+        _put(self.outputs["Confusion matrix"], banner + confusion_plot(ev.confusion),
              ev.confusion.to_string())
         if ev.errors is not None and len(ev.errors):
-            _put(self.outputs["Misclassified"], gallery_html(ev.errors),
+            _put(self.outputs["Misclassified"], banner + gallery_html(ev.errors),
                  f"{len(ev.errors)} misclassified images")
         else:
             _put(self.outputs["Misclassified"], "<i>no misclassified images</i>",
@@ -172,7 +173,8 @@ def metrics_line(ev: Optional[Evaluation]) -> str:
     """``accuracy 0.850, f1 0.843``: the headline numbers for the status line."""
     if ev is None:
         return ""
-    return ", ".join(f"{k} {ev.metrics[k]:.3f}" for k in ("accuracy", "f1") if k in ev.metrics)
+    line = ", ".join(f"{k} {ev.metrics[k]:.3f}" for k in ("accuracy", "f1") if k in ev.metrics)
+    return line + (" (UNTRAINED features)" if ev.untrained else "")
 
 
 def _put(out: Any, html_text: str, text: str) -> None:
