@@ -70,7 +70,8 @@ def test_classic_widget_ends_with_every_task_of_every_stage(spark):
     assert sorted(r["k"] for r in rows) == [0, 1, 2, 3, 4]
     snap = scope.snapshot()
     _assert_complete(snap, "status-tracker")
-    assert all("collect at" in s.name for s in snap.counted)  # Spark's own stage names
+    # stages are named by what the cell does, never by Spark's call site (a file path)
+    assert all(s.name == "featurize" for s in snap.counted)
     assert snap.jobs >= 1
     assert view.bar.value == view.bar.max == snap.tasks_total
     assert view.bar.bar_style == "success"
@@ -312,9 +313,35 @@ def test_snapshot_rates_and_eta_are_data():
     data = snap.as_dict()
     assert data["tasks_done"] == 10 and data["tasks_total"] == 40
     assert data["tasks_per_s"] == pytest.approx(2.0)
-    assert data["items_per_s"] == pytest.approx(400 * 0.25 / 5.0)
+    assert data["items_per_s"] is None  # no images counted: no images rate made up
     assert data["eta"] == pytest.approx(15.0)
-    assert "images/s" in snap.describe() and "ETA 15.0 s" in snap.describe()
+    # images counted at the model's stage: the bar, rate and ETA are images
+    snap.items_done, snap.work_elapsed = 100, 4.0
+    data = snap.as_dict()
+    assert data["progress"] == [100, 400] and data["fraction"] == pytest.approx(0.25)
+    assert data["items_per_s"] == pytest.approx(25.0)
+    assert data["eta"] == pytest.approx(12.0)
+    line = snap.describe()
+    assert "100/400 images (25 %)" in line and "25.0 images/s" in line and "ETA 12.0 s" in line
+
+
+def test_work_counts_images_of_the_inference_stage_only():
+    """A shuffled split: the scan (first stage of each job) and a later stage with
+    another task count are not the model; the model's stage with 4 tasks of 25 images
+    each is; the count never goes back."""
+    w = progress.Work("k", "featurize: M on 100 train images", items=100, tasks=4, shuffled=True)
+    scan = progress.StageProgress(0, num_tasks=4, completed=4)
+    model = progress.StageProgress(2, num_tasks=4, completed=1)
+    final = progress.StageProgress(3, num_tasks=1)
+    jobs = [[scan], [progress.StageProgress(1, num_tasks=4, skipped=True), model, final]]
+    w.count(jobs)
+    assert w.done == 25
+    model.completed = 0  # a retried attempt reports fewer: the bar does not go back
+    w.count(jobs)
+    assert w.done == 25
+    model.completed = 4
+    w.count(jobs)
+    assert w.done == 100
 
 
 def test_skipped_stages_do_not_count():
