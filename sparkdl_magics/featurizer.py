@@ -197,6 +197,7 @@ def featurize(images: Any, model: str = defaults.MODEL, weights: Optional[str] =
     """
     from .partitioning import check_partitions
     from .session import ensure_usable
+    started = time.perf_counter()  # the whole call: what the cell's progress bar times too
     partitions = check_partitions(partitions)
     splits, classes = _splits_of(images)
     spark = spark or splits["train"].sparkSession
@@ -206,15 +207,17 @@ def featurize(images: Any, model: str = defaults.MODEL, weights: Optional[str] =
     featurizer, resolved = _resolved_featurizer(
         spark, build_featurizer(model, weights, layer, batch_size, preprocess, unsafe, col))
     cache_mode, cache_path = _cache_choice(cache)
-    sizes, mean_bytes = _known_size(images)
+    sizes, mean_bytes = _split_sizes(images, splits)
     job = _SplitJob(spark, featurizer.copy()._set(errorCol=ERROR_COL),  # shares the spec
                     col, resolved.spec, augment, seed, partitions, sizes, mean_bytes,
-                    cache_mode, cache_path)
-    started = time.perf_counter()
+                    cache_mode, cache_path, resolved.model_name)
+    _declare_images(job, splits)
+    model_seconds = time.perf_counter() - started
     out, counts, n_bad, invalid_frames = _featurize_splits(job, splits)
     seconds = time.perf_counter() - started
     invalid = _merge_load_invalid(images, _invalid_table(invalid_frames))
     stats = _stats(counts, n_bad, len(invalid), resolved, seconds, job)
+    stats["model_seconds"] = round(model_seconds, 2)
     return FeatureSet(train=out["train"], test=out.get("test"), classes=classes,
                       featurizer=featurizer, images=images if isinstance(images, ImageSet) else None,
                       model_name=resolved.model_name, weights=resolved.weights,
@@ -247,12 +250,33 @@ class _SplitJob:
     mean_bytes: Optional[float]
     cache_mode: str
     cache_path: Optional[str]
+    model_name: str = ""
 
-    def features(self, name: str, df: Any) -> Any:
-        """One split's features (+ ``featurize_error``), cached as asked; lazy."""
-        from .partitioning import even_partitions
-        df = even_partitions(df, self.sizes.get(name), self.mean_bytes, self.partitions,
-                             self.spark)
+    def images(self, name: str) -> int:
+        """Images the model runs on for split *name* (augmented copies included)."""
+        n = self.sizes.get(name, 0)
+        return n * (1 + self.copies()) if name == "train" else n
+
+    def copies(self) -> int:
+        if not self.augment:
+            return 0
+        from .augment import parse_augment
+        aug = parse_augment(self.augment)
+        return aug.copies if aug is not None else 0
+
+    def plan(self, name: str, df: Any) -> Tuple[str, Optional[int]]:
+        from .partitioning import partition_plan
+        return partition_plan(df, self.sizes.get(name), self.mean_bytes, self.partitions,
+                              self.spark)
+
+    def features(self, name: str, df: Any, plan: Tuple[str, Optional[int]]) -> Any:
+        """One split's features (+ ``featurize_error``), cached as asked; lazy (a
+        Parquet cache runs the model here)."""
+        how, count = plan
+        if how == "repartition":
+            df = df.repartition(count)
+        elif how == "coalesce":
+            df = df.coalesce(count)
         feats = self.featurizer.transform(df).drop(
             *[c for c in (CONTENT_COL, IMAGE_COL, self.col) if c in df.columns])
         if self.augment and name == "train":  # seeded transformed copies, same bytes
@@ -272,11 +296,20 @@ def _featurize_splits(job: _SplitJob, splits: Dict[str, Any]
     counts: Dict[str, int] = {}
     invalid_frames = []
     n_bad = 0
+    from .progress import work
     for name, df in splits.items():
         if df is None:
             continue
-        feats = job.features(name, df)
-        total, bad, bad_rows = _count_invalid(feats)
+        plan = job.plan(name, df)
+        n = job.images(name)
+        # the split's Spark jobs say what they do (Spark UI, progress detail), and the
+        # bar counts its images at the model's stage: the one after the scan when the
+        # images were shuffled into even partitions, with one task per partition
+        with work(job.spark, f"featurize: {job.model_name} on {n:,} {name} images", items=n,
+                  tasks=plan[1] if not job.copies() else None,
+                  shuffled=plan[0] == "repartition"):
+            feats = job.features(name, df, plan)
+            total, bad, bad_rows = _count_invalid(feats)
         counts[name] = total - bad
         n_bad += bad
         if bad:
@@ -307,6 +340,28 @@ def _stats(counts: Dict[str, int], n_bad: int, n_invalid: int, resolved: Any,
         "cache": job.cache_path or job.cache_mode,
         "untrained": resolved.untrained,
     }
+
+
+def _split_sizes(images: Any, splits: Dict[str, Any]) -> Tuple[Dict[str, int], Optional[float]]:
+    """Images per split (counted here, one small job each, where the image set does not
+    know them: the progress bar's total is fixed before the model runs) and the mean
+    file size when known."""
+    from .partitioning import size_of
+    sizes, mean_bytes = _known_size(images)
+    for name, df in splits.items():
+        if df is not None and name not in sizes and not df.isStreaming:
+            sizes[name], counted = size_of(df)
+            mean_bytes = mean_bytes or counted
+    return sizes, mean_bytes
+
+
+def _declare_images(job: "_SplitJob", splits: Dict[str, Any]) -> None:
+    """Tell the cell's progress bar (if any) how many images the model will run on."""
+    from .progress import current_scope
+    scope = current_scope()
+    if scope is not None:
+        scope.set_items(sum(job.images(n) for n, df in splits.items() if df is not None),
+                        unit="images", counted=True)
 
 
 def _known_size(images: Any) -> Tuple[Dict[str, int], Optional[float]]:

@@ -77,10 +77,25 @@ def even_partitions(df: Any, images: Optional[int] = None, mean_bytes: Optional[
     many; ``0`` keeps *df*'s own partitioning; ``N`` repartitions to N. A streaming
     DataFrame is returned as is (each micro-batch is its own job).
     """
+    how, count = partition_plan(df, images, mean_bytes, partitions, spark)
+    if how == "repartition":
+        return df.repartition(count)
+    if how == "coalesce":
+        return df.coalesce(count)
+    return df
+
+
+def partition_plan(df: Any, images: Optional[int] = None, mean_bytes: Optional[float] = None,
+                   partitions: Optional[int] = None, spark: Any = None
+                   ) -> Tuple[str, Optional[int]]:
+    """What :func:`even_partitions` does: ``("repartition", N)`` (a shuffle: the model
+    runs in the stage after the scan), ``("coalesce", N)`` (no shuffle) or
+    ``("keep", None)``. N is the inference stage's task count; the progress bar counts
+    the images of its completed tasks (:func:`sparkdl_magics.progress.work`)."""
     if partitions is not None:
         partitions = check_partitions(partitions)
     if partitions == 0 or df.isStreaming:
-        return df
+        return "keep", None
     if partitions is None:
         if images is None:
             images, counted_bytes = size_of(df)
@@ -88,8 +103,8 @@ def even_partitions(df: Any, images: Optional[int] = None, mean_bytes: Optional[
         slots = task_slots(spark or df.sparkSession)
         partitions = plan_partitions(images, slots, mean_bytes)
         if partitions >= MANY_WAVES * slots:
-            return df.coalesce(partitions)
-    return df.repartition(int(partitions))
+            return "coalesce", int(partitions)
+    return "repartition", int(partitions)
 
 
 def check_partitions(value: Any) -> Optional[int]:
@@ -106,5 +121,5 @@ def check_partitions(value: Any) -> Optional[int]:
     return number
 
 
-__all__ = ["even_partitions", "plan_partitions", "images_per_partition", "size_of",
+__all__ = ["even_partitions", "partition_plan", "plan_partitions", "images_per_partition", "size_of",
            "check_partitions", "IMAGES_PER_PARTITION", "BYTES_PER_PARTITION", "MANY_WAVES"]

@@ -149,9 +149,22 @@ def preview_rows(result: Predictions, n: Optional[int] = None) -> pd.DataFrame:
     on ``result.rows`` (``%%predict`` calls it inside the cell's progress scope)."""
     n = result.show if n is None else int(n)
     if result.rows is None or len(result.rows) < n:
+        from .progress import current_scope, work
         cols = [c for c in (PATH_COL, LABEL_NAME_COL, TOP_LABEL_COL, TOP_PROBABILITY_COL,
                             TOP_K_COL, ERROR_COL) if c in result.df.columns]
-        result.rows = result.df.select(*cols).limit(int(n)).toPandas()
+        known = result.stats.get("images")
+        todo = min(n, known) if known is not None else n
+        scope = current_scope()
+        if scope is not None:
+            scope.set_items(todo, unit="images", counted=True)
+        with work(result.df.sparkSession, f"predict: {result.model_name} on the first "
+                  f"{todo:,} images", items=todo,
+                  shuffled=result.stats.get("partitioning") == "repartition") as part:
+            result.rows = result.df.select(*cols).limit(int(n)).toPandas()
+            if len(result.rows) < todo:  # fewer images than asked: all of them are done
+                part.items = len(result.rows)
+                if scope is not None:
+                    scope.set_items(len(result.rows), unit="images", counted=True)
     return result.rows.head(n)
 
 
@@ -173,7 +186,7 @@ def predict(images: Any, model: str = defaults.MODEL, weights: Optional[str] = d
     """
     from pyspark.sql import functions as F
 
-    from .partitioning import check_partitions, even_partitions
+    from .partitioning import check_partitions, partition_plan
     from .session import task_cores
     partitions = check_partitions(partitions)
     df = images_frame(images, "predict on")
@@ -185,10 +198,13 @@ def predict(images: Any, model: str = defaults.MODEL, weights: Optional[str] = d
     if col not in df.columns:
         raise DataError(f"the images have no column {col!r} (columns: {', '.join(df.columns)})")
     resolved = resolve_classifier(model, weights, preprocess, unsafe, spark)
+    how = "keep"
     if partitions is not None or image_set is not None:  # an image set knows its size
-        df = even_partitions(df, image_set.num_images if image_set else None,
-                             image_set.stats.get("mean_bytes") if image_set else None,
-                             partitions, spark)
+        how, count = partition_plan(df, image_set.num_images if image_set else None,
+                                    image_set.stats.get("mean_bytes") if image_set else None,
+                                    partitions, spark)
+        df = df.repartition(count) if how == "repartition" else (
+            df.coalesce(count) if how == "coalesce" else df)
     udf = image_udf(resolved.spec, batch_size, "labels", top_k, labels, task_cores(spark))
     tmp = F.col(_TMP_COL)
     out = df.withColumn(_TMP_COL, udf(F.col(col)))
@@ -198,7 +214,8 @@ def predict(images: Any, model: str = defaults.MODEL, weights: Optional[str] = d
               .withColumn(ERROR_COL, tmp["error"])
               .drop(_TMP_COL, *[c for c in (CONTENT_COL, IMAGE_COL, col) if c in df.columns]))
     return Predictions(out, resolved.model_name, resolved.weights, top_k, resolved.untrained,
-                       stats={"batch_size": batch_size})
+                       stats={"batch_size": batch_size, "partitioning": how,
+                              **({"images": image_set.num_images} if image_set else {})})
 
 
 def resolve_classifier(model: str, weights: Optional[str], preprocess: Optional[str] = None,

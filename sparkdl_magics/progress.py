@@ -131,9 +131,46 @@ class StageProgress:
     failed: Optional[int] = None  # None where the source does not report it (Connect)
     done: bool = False
     skipped: bool = False
+    job: int = 0  # the job (classic) or operation (Connect) it belongs to, in start order
 
     def as_dict(self) -> Dict[str, Any]:
         return dict(self.__dict__)
+
+
+@dataclass
+class Work:
+    """A part of the cell's work that the user asked for in images (one split's features,
+    a preview's predictions), declared by the code that runs it (:func:`work`).
+
+    *tasks*: the tasks of its inference stage (the partitions the images were spread
+    over, see :mod:`sparkdl_magics.partitioning`; None when unknown); *shuffled*: the
+    inference stage reads a shuffle, so the first stage of each of its jobs is the
+    scan that feeds it, not the model. Images done = the images of the inference
+    stage's completed tasks; they never decrease, and are all done when the work
+    returns."""
+
+    key: str
+    description: str
+    items: int
+    tasks: Optional[int] = None
+    shuffled: bool = False
+    done: int = 0
+    finished: bool = False
+
+    def count(self, jobs: List[List["StageProgress"]]) -> None:
+        """Update :attr:`done` from its jobs' stages (each job's stages in id order)."""
+        if self.finished or not self.items:
+            return
+        candidates = []
+        for stages in jobs:
+            for i, stage in enumerate(stages):
+                if stage.skipped or not stage.num_tasks or (self.shuffled and i == 0):
+                    continue
+                candidates.append(stage)
+        matching = [s for s in candidates if self.tasks and s.num_tasks == self.tasks]
+        fraction = max((min(s.completed, s.num_tasks) / s.num_tasks
+                        for s in (matching or candidates)), default=0.0)
+        self.done = max(self.done, min(self.items, int(self.items * fraction)))
 
 
 @dataclass
@@ -149,6 +186,16 @@ class ProgressSnapshot:
     items: Optional[int] = None  # optional total of rows/images the work covers
     unit: str = "rows"
     bytes_read: Optional[int] = None
+    #: Images (``unit``) done of ``items``, counted at the declared inference stages
+    #: (:func:`work`); None when the cell declared none. Never decreases.
+    items_done: Optional[int] = None
+    #: Seconds since the first declared work began (the rate's clock).
+    work_elapsed: Optional[float] = None
+    #: What the running part of the cell does, in the user's words (never a call site).
+    description: str = ""
+    #: The latest job (classic) / operation (Connect) and how long it has run.
+    current_job: Optional[int] = None
+    job_elapsed: Optional[float] = None
 
     @property
     def counted(self) -> List[StageProgress]:
@@ -180,9 +227,33 @@ class ProgressSnapshot:
         return self.counted[-1] if self.counted else None
 
     @property
+    def counts_items(self) -> bool:
+        """Whether progress is images (``unit``) done of the images to do."""
+        return bool(self.items) and self.items_done is not None
+
+    @property
+    def job_stages(self) -> List[StageProgress]:
+        """The counted stages of the latest job (operation)."""
+        if self.current_job is None:
+            return []
+        return [s for s in self.counted if s.job == self.current_job]
+
+    @property
+    def progress(self) -> Tuple[int, int]:
+        """(done, total) of what the bar shows: images when the work declared them, else
+        the latest job's tasks while running (the whole cell's once it ended)."""
+        if self.counts_items:
+            return min(self.items_done, self.items), self.items
+        if self.status == "running" and self.current_job is not None:
+            stages = self.job_stages
+            return (sum(min(s.completed, s.num_tasks) for s in stages),
+                    sum(s.num_tasks for s in stages))
+        return self.tasks_done, self.tasks_total
+
+    @property
     def fraction(self) -> float:
-        total = self.tasks_total
-        return self.tasks_done / total if total else (1.0 if self.status == "done" else 0.0)
+        done, total = self.progress
+        return done / total if total else (1.0 if self.status == "done" else 0.0)
 
     @property
     def tasks_per_s(self) -> Optional[float]:
@@ -190,20 +261,27 @@ class ProgressSnapshot:
 
     @property
     def items_per_s(self) -> Optional[float]:
-        """Rows/images per second, estimated from the task fraction when a total is known."""
-        if not self.items or self.elapsed <= 0 or not self.tasks_total:
+        """Images (``unit``) per second since the declared work began, from images done."""
+        if not self.counts_items or not self.items_done or not self.work_elapsed:
             return None
-        return self.items * self.fraction / self.elapsed
+        return self.items_done / self.work_elapsed
 
     @property
     def eta(self) -> Optional[float]:
-        """Seconds left for the stages known so far (later stages may add more)."""
+        """Seconds left: from the images rate when images are counted, else from the
+        latest job's task rate (later jobs may add more)."""
         if self.status != "running":
             return 0.0
-        rate = self.tasks_per_s
+        done, total = self.progress
+        if self.counts_items:
+            rate = self.items_per_s
+        elif done and (self.job_elapsed or self.elapsed):
+            rate = done / (self.job_elapsed or self.elapsed)
+        else:
+            rate = None
         if not rate:
             return None
-        return (self.tasks_total - self.tasks_done) / rate
+        return (total - done) / rate
 
     def as_dict(self) -> Dict[str, Any]:
         current = self.current_stage
@@ -216,6 +294,8 @@ class ProgressSnapshot:
             "elapsed": self.elapsed, "tasks_per_s": self.tasks_per_s,
             "items": self.items, "unit": self.unit, "items_per_s": self.items_per_s,
             "eta": self.eta, "bytes_read": self.bytes_read,
+            "items_done": self.items_done, "description": self.description,
+            "progress": list(self.progress), "fraction": self.fraction,
         }
 
     def describe(self) -> str:
@@ -238,35 +318,62 @@ def _mark_skipped(stages: List[StageProgress]) -> None:
 
 
 class _ClassicSource:
-    """Classic sessions: poll the status tracker for the scope's job group."""
+    """Classic sessions: poll the status tracker for the scope's job group; a declared
+    work's jobs are those with its job tag (``sparkContext.addJobTag``)."""
 
     name = "status-tracker"
 
-    def __init__(self, spark: Any, group: str):
+    def __init__(self, spark: Any, group: str, scope: Optional["CellScope"] = None):
         self.sc = spark.sparkContext
         self.tracker = self.sc.statusTracker()
         self.group = group
+        self.scope = scope
         self.stages: Dict[int, StageProgress] = {}
         self.jobs: Dict[int, str] = {}
+        self.job_stages: Dict[int, List[int]] = {}
+        self.job_seen: Dict[int, float] = {}
+        self.job_work: Dict[int, Work] = {}
+        self.jtracker: Any = None
+
+    def _work_jobs(self) -> None:
+        works = [w for w in (self.scope.works if self.scope is not None else [])
+                 if not w.finished]
+        if not works:
+            return
+        if self.jtracker is None:  # Scala's tracker: the Java one has no job tags
+            self.jtracker = self.sc._jsc.sc().statusTracker()
+        for w in works:
+            for job_id in self.jtracker.getJobIdsForTag(w.key):
+                self.job_work[int(job_id)] = w
 
     def poll(self) -> None:
+        self._work_jobs()
+        label = self.scope.label if self.scope is not None else ""
         for job_id in self.tracker.getJobIdsForGroup(self.group):
             info = self.tracker.getJobInfo(job_id)
             if info is None:
                 continue
             self.jobs[job_id] = info.status
+            self.job_seen.setdefault(job_id, time.perf_counter())
+            self.job_stages[job_id] = sorted(info.stageIds)
+            work = self.job_work.get(job_id)
             for stage_id in info.stageIds:
                 stage_info = self.tracker.getStageInfo(stage_id)
-                stage = self.stages.setdefault(stage_id, StageProgress(stage_id))
+                stage = self.stages.setdefault(stage_id, StageProgress(stage_id, job=job_id))
+                # What the stage does in the user's words: Spark names stages after the
+                # call site (a path into this package), never shown.
+                stage.name = work.description if work is not None else label
                 if stage_info is None:
                     continue
-                stage.name = stage_info.name
                 stage.num_tasks = stage_info.numTasks
                 stage.completed = stage_info.numCompletedTasks
                 stage.active = stage_info.numActiveTasks
                 stage.failed = stage_info.numFailedTasks
                 stage.done = stage.completed >= stage.num_tasks > 0
             _mark_skipped([self.stages[k] for k in sorted(info.stageIds) if k in self.stages])
+        for w in {id(w): w for w in self.job_work.values()}.values():
+            w.count([[self.stages[k] for k in self.job_stages.get(j, []) if k in self.stages]
+                     for j, jw in self.job_work.items() if jw is w])
 
     def finish(self) -> None:
         """Last poll; stages of finished jobs that never ran were skipped (reused shuffle)."""
@@ -281,19 +388,30 @@ class _ClassicSource:
         snap.stages = [self.stages[k] for k in sorted(self.stages) if self.stages[k].num_tasks
                        or self.stages[k].skipped]
         snap.jobs = len(self.jobs)
+        if self.jobs:
+            snap.current_job = max(self.jobs)
+            snap.job_elapsed = time.perf_counter() - self.job_seen[snap.current_job]
 
 
 class _ConnectSource:
-    """Spark Connect: a progress handler fed by the server, for this thread's operations."""
+    """Spark Connect: a progress handler fed by the server, for this thread's operations.
+
+    The handler runs on the thread that waits for the operation's results, so an
+    operation belongs to the work (:func:`work`) declared on that thread when it is
+    first reported."""
 
     name = "connect"
 
-    def __init__(self, spark: Any):
+    def __init__(self, spark: Any, scope: Optional["CellScope"] = None):
         self.spark = spark
+        self.scope = scope
         self.thread = threading.get_ident()
         self.lock = threading.Lock()
         self.stages: Dict[tuple, StageProgress] = {}
         self.operations: Dict[str, bool] = {}
+        self.op_index: Dict[str, int] = {}
+        self.op_seen: Dict[str, float] = {}
+        self.op_work: Dict[str, Optional[Work]] = {}
         self.bytes: Dict[tuple, int] = {}
         spark.registerProgressHandler(self)
 
@@ -303,11 +421,19 @@ class _ConnectSource:
             return  # another thread's (another cell's or the app's) query
         op = operation_id or ""
         with self.lock:
+            if op not in self.op_index:
+                self.op_index[op] = len(self.op_index)
+                self.op_seen[op] = time.perf_counter()
+                self.op_work[op] = self.scope.active_work if self.scope is not None else None
+            work = self.op_work[op]
+            name = work.description if work is not None else (
+                self.scope.label if self.scope is not None else "")
             self.operations[op] = bool(done) or self.operations.get(op, False)
             stages = list(stages or [])
             for info in stages:
                 key = (op, info.stage_id)
-                stage = self.stages.setdefault(key, StageProgress(info.stage_id, f"stage {info.stage_id}"))
+                stage = self.stages.setdefault(key, StageProgress(info.stage_id, name,
+                                                                  job=self.op_index[op]))
                 stage.num_tasks = info.num_tasks
                 stage.completed = info.num_completed_tasks
                 stage.done = bool(info.done)
@@ -322,6 +448,9 @@ class _ConnectSource:
                 for (o, _), stage in self.stages.items():
                     if o == op:
                         stage.active = 0
+            if work is not None:
+                work.count([[s for (o, _), s in sorted(self.stages.items()) if o == other]
+                            for other, w in self.op_work.items() if w is work])
 
     def poll(self) -> None:
         pass
@@ -335,6 +464,10 @@ class _ConnectSource:
             snap.stages = [self.stages[k] for k in self.stages]
             snap.jobs = len(self.operations)
             snap.bytes_read = sum(self.bytes.values())
+            if self.op_index:
+                op = max(self.op_index, key=self.op_index.get)
+                snap.current_job = self.op_index[op]
+                snap.job_elapsed = time.perf_counter() - self.op_seen[op]
 
 
 # --------------------------------------------------------------------------- the scope
@@ -355,6 +488,11 @@ class CellScope:
         self.started = time.perf_counter()
         self.items: Optional[int] = None
         self.unit = "rows"
+        self.works: List[Work] = []  # declared parts of the work, in images (see work())
+        self.active_work: Optional[Work] = None
+        self._work_started: Optional[float] = None
+        self._items_done = 0  # the most images ever reported done: never decreases
+        self._counting = False
         self._source: Any = None
         self._thread: Optional[threading.Thread] = None
         self.user_interrupted = False  # set by the SIGINT handler (the stop button)
@@ -364,10 +502,13 @@ class CellScope:
         self._finished_at: Optional[float] = None
 
     # -- public
-    def set_items(self, total: Optional[int], unit: str = "rows") -> None:
-        """Tell the display how many rows/images the work covers (for a per-second rate)."""
+    def set_items(self, total: Optional[int], unit: str = "rows", counted: bool = False) -> None:
+        """Declare how many rows/images the cell's work covers. *counted*: the code
+        declares its parts with :func:`work`, and the bar shows those images done of
+        *total* from now on (see :class:`Work`); else only a rate is estimated."""
         self.items = None if total is None else int(total)
         self.unit = unit
+        self._counting = bool(counted) and self.items is not None
 
     def cancel(self) -> None:
         """Cancel this scope's Spark jobs; safe from any thread (the app's Cancel button)."""
@@ -389,7 +530,35 @@ class CellScope:
         if self._source is not None:
             with self._lock:
                 self._source.fill(snap)
+        work = self.active_work
+        snap.description = work.description if work is not None else self.label
+        if self.items and self._counting:
+            with self._lock:
+                self._items_done = min(self.items, max(self._items_done,
+                                                       sum(w.done for w in self.works)))
+            snap.items_done = self._items_done
+            if self._work_started is not None:
+                snap.work_elapsed = end - self._work_started
         return snap
+
+    # -- declared work (used by work())
+    def _begin_work(self, work: Work) -> Optional[Work]:
+        previous, self.active_work = self.active_work, work
+        with self._lock:
+            self.works.append(work)
+        if self._work_started is None:
+            self._work_started = time.perf_counter()
+        return previous
+
+    def _end_work(self, work: Work, previous: Optional[Work], ok: bool) -> None:
+        if self._source is not None:
+            with self._lock:
+                with contextlib.suppress(*_spark_errors()):
+                    self._source.poll()
+        if ok:  # every image of it went through the model (or came from a cache)
+            work.done = work.items
+        work.finished = True
+        self.active_work = previous
 
     @property
     def progress(self) -> ProgressSnapshot:
@@ -400,8 +569,8 @@ class CellScope:
         if self.mode == "none" and self.view is None:
             return
         try:
-            self._source = (_ConnectSource(self.spark) if self.connect
-                            else _ClassicSource(self.spark, self.tag))
+            self._source = (_ConnectSource(self.spark, self) if self.connect
+                            else _ClassicSource(self.spark, self.tag, self))
         except _spark_errors():  # progress is a nicety: never fail the cell for it
             self._source = None
         self._thread = threading.Thread(target=self._tick_loop, name=f"sparkdl-progress-{self.tag}",
@@ -440,6 +609,55 @@ class CellScope:
                 self.view.finish(snap)
         last = snap
         return snap
+
+
+_local = threading.local()
+
+
+def current_scope() -> Optional[CellScope]:
+    """The innermost :func:`cell_scope` running on this thread, or None."""
+    stack = getattr(_local, "scopes", None)
+    return stack[-1] if stack else None
+
+
+@contextlib.contextmanager
+def work(spark: Any, description: str, items: Optional[int] = None,
+         tasks: Optional[int] = None, shuffled: bool = False,
+         unit: str = "images") -> Iterator[Optional[Work]]:
+    """Run a part of the cell's work that the user counts in images (featurizing one
+    split, predicting a preview): its Spark jobs carry *description* (classic:
+    ``spark.job.description``, what the Spark UI shows; every view shows it instead of
+    Spark's call sites) and, inside a :func:`cell_scope`, the bar counts its *items*
+    done at its inference stage (see :class:`Work`). Outside a scope only the
+    description is set."""
+    from .session import is_connect
+    scope = current_scope()
+    classic = not is_connect(spark)
+    item = Work(key=f"{scope.tag if scope else 'sparkdl_magics'}-w{uuid.uuid4().hex[:8]}",
+                description=description, items=int(items or 0), tasks=tasks,
+                shuffled=bool(shuffled))
+    previous_description = None
+    if classic:
+        with contextlib.suppress(*_spark_errors()):
+            sc = spark.sparkContext
+            previous_description = sc.getLocalProperty("spark.job.description")
+            sc.setJobDescription(description)
+            if scope is not None:
+                sc.addJobTag(item.key)
+    previous = scope._begin_work(item) if scope is not None else None
+    ok = False
+    try:
+        yield item
+        ok = True
+    finally:
+        if scope is not None:
+            scope._end_work(item, previous, ok)
+        if classic:
+            with contextlib.suppress(*_spark_errors()):
+                sc = spark.sparkContext
+                sc.setLocalProperty("spark.job.description", previous_description)
+                if scope is not None:
+                    sc.removeJobTag(item.key)
 
 
 def _tag_safe(label: str) -> str:
@@ -541,6 +759,8 @@ def cell_scope(spark: Any, label: str, mode: Optional[str] = None, view: Any = N
             sc.setJobGroup(scope.tag, label, interruptOnCancel=True)
     scope._start()
     status = "failed"
+    stack = _local.__dict__.setdefault("scopes", [])
+    stack.append(scope)
     try:
         with _scope_sigint(scope):
             yield scope
@@ -558,6 +778,8 @@ def cell_scope(spark: Any, label: str, mode: Optional[str] = None, view: Any = N
         status = "cancelled"
         raise KeyboardInterrupt from None
     finally:
+        with contextlib.suppress(ValueError):
+            stack.remove(scope)
         scope._finish(status)
         if classic and previous_group is not None:
             with contextlib.suppress(*_spark_errors()):

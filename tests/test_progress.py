@@ -70,7 +70,8 @@ def test_classic_widget_ends_with_every_task_of_every_stage(spark):
     assert sorted(r["k"] for r in rows) == [0, 1, 2, 3, 4]
     snap = scope.snapshot()
     _assert_complete(snap, "status-tracker")
-    assert all("collect at" in s.name for s in snap.counted)  # Spark's own stage names
+    # stages are named by what the cell does, never by Spark's call site (a file path)
+    assert all(s.name == "featurize" for s in snap.counted)
     assert snap.jobs >= 1
     assert view.bar.value == view.bar.max == snap.tasks_total
     assert view.bar.bar_style == "success"
@@ -312,9 +313,35 @@ def test_snapshot_rates_and_eta_are_data():
     data = snap.as_dict()
     assert data["tasks_done"] == 10 and data["tasks_total"] == 40
     assert data["tasks_per_s"] == pytest.approx(2.0)
-    assert data["items_per_s"] == pytest.approx(400 * 0.25 / 5.0)
+    assert data["items_per_s"] is None  # no images counted: no images rate made up
     assert data["eta"] == pytest.approx(15.0)
-    assert "images/s" in snap.describe() and "ETA 15.0 s" in snap.describe()
+    # images counted at the model's stage: the bar, rate and ETA are images
+    snap.items_done, snap.work_elapsed = 100, 4.0
+    data = snap.as_dict()
+    assert data["progress"] == [100, 400] and data["fraction"] == pytest.approx(0.25)
+    assert data["items_per_s"] == pytest.approx(25.0)
+    assert data["eta"] == pytest.approx(12.0)
+    line = snap.describe()
+    assert "100/400 images (25 %)" in line and "25.0 images/s" in line and "ETA 12.0 s" in line
+
+
+def test_work_counts_images_of_the_inference_stage_only():
+    """A shuffled split: the scan (first stage of each job) and a later stage with
+    another task count are not the model; the model's stage with 4 tasks of 25 images
+    each is; the count never goes back."""
+    w = progress.Work("k", "featurize: M on 100 train images", items=100, tasks=4, shuffled=True)
+    scan = progress.StageProgress(0, num_tasks=4, completed=4)
+    model = progress.StageProgress(2, num_tasks=4, completed=1)
+    final = progress.StageProgress(3, num_tasks=1)
+    jobs = [[scan], [progress.StageProgress(1, num_tasks=4, skipped=True), model, final]]
+    w.count(jobs)
+    assert w.done == 25
+    model.completed = 0  # a retried attempt reports fewer: the bar does not go back
+    w.count(jobs)
+    assert w.done == 25
+    model.completed = 4
+    w.count(jobs)
+    assert w.done == 100
 
 
 def test_skipped_stages_do_not_count():
@@ -335,3 +362,98 @@ def test_mode_setting(monkeypatch):
             progress.configure(mode="bars")
     finally:
         progress.settings.mode = old
+
+
+# --------------------------------------------------------------------------- featurize
+
+N_IMAGES = 200  # small 32x32 files; 8 partitions of 25 images: the model's stage has 8 tasks
+
+
+@pytest.fixture(scope="module")
+def many_images(tmp_path_factory):
+    from imagegen import write_labelled_folder
+    root = tmp_path_factory.mktemp("many")
+    write_labelled_folder(root, ("a", "b"), per_class=N_IMAGES // 2, seed=5, sizes=[(32, 32)])
+    return root
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory):
+    from test_featurize import SMALL, write_weights
+    return write_weights(SMALL, tmp_path_factory.mktemp("w"))
+
+
+class RecordingView(WidgetProgressView):
+    """The widget, recording every snapshot it receives and the bar it then shows."""
+
+    def __init__(self, label):
+        super().__init__(label)
+        self.seen = []
+
+    def update(self, snap):
+        super().update(snap)
+        self.seen.append((snap, self.bar.value, self.bar.max, self.detail.value))
+
+
+def _featurize_progress(spark, folder, weights):
+    from imagegen import image_set_of
+    from test_featurize import SMALL, binary_images
+    from sparkdl_magics import featurize
+    df = binary_images(spark, folder)
+    images = image_set_of(df.filter("path not like '%0001%'"), df.filter("path like '%0001%'"),
+                          ["a", "b"])
+    old = progress.settings.poll_interval
+    progress.configure(poll_interval=0.2)
+    view = RecordingView("featurize")
+    try:
+        with progress.cell_scope(spark, "featurize", view=view) as scope:
+            fs = featurize(images, model=SMALL, weights=str(weights), batch_size=8, partitions=8)
+    finally:
+        progress.configure(poll_interval=old)
+    fs.unpersist()
+    return fs, scope.snapshot(), view
+
+
+def _check_featurize_progress(fs, final, view):
+    counted = [(snap, value, top, detail) for snap, value, top, detail in view.seen
+               if snap.counts_items]
+    sequence = [(round(s.elapsed, 1), *s.progress) for s, *_ in counted]
+    print("bar (elapsed, images done, of):", sequence)
+    assert counted, "the images were never counted"
+    # the total is the images asked for, fixed from the first counted snapshot on
+    assert {s.items for s, *_ in counted} == {N_IMAGES}
+    assert {s.unit for s, *_ in counted} == {"images"}
+    assert {top for _, _, top, _ in counted} == {N_IMAGES}
+    # images done and the bar never go back; they end at 100 %
+    done = [s.items_done for s, *_ in counted]
+    values = [value for _, value, _, _ in counted]
+    assert done == sorted(done) and values == sorted(values), sequence
+    assert any(0 < d < N_IMAGES for d in done), sequence  # counted while the model ran
+    assert final.status == "done" and final.progress == (N_IMAGES, N_IMAGES)
+    assert view.bar.value == view.bar.max == N_IMAGES and view.bar.bar_style == "success"
+    assert "100 %" in view.stats.value
+    # no running snapshot claims everything done before the work ended
+    assert all(s.items_done < N_IMAGES for s, *_ in counted if s.status == "running"
+               and s.description.endswith("train images"))
+    # the ETA comes from the images rate
+    for s, *_ in counted:
+        if s.status == "running" and s.items_done:
+            assert s.eta == pytest.approx((N_IMAGES - s.items_done) / s.items_per_s)
+    # what runs is said in the user's words: never a file path or a call site
+    texts = [detail for *_, detail in view.seen] + [s.describe() for s, *_ in view.seen]
+    texts += [st.name for st in final.stages]
+    for text in texts:
+        assert ".py:" not in text and ".java:" not in text and "sparkdl_magics/" not in text, text
+    assert any("featurize: MobileNetV3Small on " in t and "train images" in t for t in texts)
+    # the summary's time and the bar's are one measurement
+    assert fs.stats["seconds"] == pytest.approx(final.elapsed, abs=0.5)
+
+
+def test_featurize_bar_counts_images_classic(spark, many_images, tiny_weights):
+    fs, final, view = _featurize_progress(spark, many_images, tiny_weights)
+    _check_featurize_progress(fs, final, view)
+
+
+def test_featurize_bar_counts_images_connect(spark_connect, many_images, tiny_weights):
+    fs, final, view = _featurize_progress(spark_connect, many_images, tiny_weights)
+    _check_featurize_progress(fs, final, view)

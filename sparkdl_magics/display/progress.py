@@ -29,6 +29,7 @@ class WidgetProgressView:
         self.detail = w.HTML("")
         self.widget = w.VBox([w.HBox([self.title, self.bar, self.stats]), self.detail])
         self.snapshot: Any = None
+        self._key: Any = None  # what the bar counts (images, or one job's tasks)
 
     def show(self) -> None:
         from IPython.display import display
@@ -41,15 +42,29 @@ class WidgetProgressView:
         """Reuse the view for another step (the app shows one bar per running step)."""
         self.label = label
         self.title.value = f"<b>{html.escape(label)}</b>"
-        self.bar.value, self.bar.max, self.bar.bar_style = 0, 1, "info"
+        with self.bar.hold_sync():
+            self.bar.value, self.bar.max, self.bar.bar_style = 0, 1, "info"
         self.stats.value, self.detail.value = "starting…", ""
+        self._key = None
 
     def update(self, snap: Any) -> None:
         self.snapshot = snap
-        total = snap.tasks_total
-        self.bar.max = max(total, 1)
-        self.bar.value = min(snap.tasks_done, self.bar.max) if total else (1 if snap.status == "done" else 0)
-        self.bar.bar_style = _BAR_STYLE.get(snap.status, "info")
+        done, total = snap.progress
+        if not total:
+            done, total = (1, 1) if snap.status == "done" else (0, 1)
+        key = ("items", total) if snap.counts_items else ("job", snap.current_job, total)
+        if key == self._key and snap.status == "running":
+            done = max(done, self.bar.value)  # the same count never goes back
+        self._key = key
+        # value and max in one message: a frontend never sees value > max or a dip
+        with self.bar.hold_sync():
+            if total >= self.bar.max:
+                self.bar.max = total
+                self.bar.value = min(done, total)
+            else:
+                self.bar.value = min(done, total)
+                self.bar.max = total
+            self.bar.bar_style = _BAR_STYLE.get(snap.status, "info")
         self.stats.value = html.escape(progress_line(snap, label=False, stage=False))
         self.detail.value = _stage_table(snap)
 
@@ -83,7 +98,8 @@ class TextProgressView:
     def update(self, snap: Any) -> None:
         self.snapshot = snap
         now = time.monotonic()
-        if snap.elapsed < self.delay or now - self._last_time < self.interval or not snap.tasks_total:
+        if snap.elapsed < self.delay or now - self._last_time < self.interval \
+                or not snap.progress[1]:
             return
         line = progress_line(snap)
         if line != self._last_line:
@@ -92,36 +108,46 @@ class TextProgressView:
 
     def finish(self, snap: Any) -> None:
         self.snapshot = snap
-        if snap.tasks_total or snap.status != "done":
+        if snap.progress[1] or snap.status != "done":
             self._print(progress_line(snap))
 
 
 def progress_line(snap: Any, label: bool = True, stage: bool = True) -> str:
-    """One line for a snapshot, the wording of every view:
-    ``featurize: stage 3 (map at …) 10/16 tasks (1 failed) 4.2 tasks/s ETA 2.0 s elapsed 3.1 s``.
+    """One line for a snapshot, the wording of every view. Work counted in images:
+    ``featurize: MobileNetV3Small on 297 train images: 120/297 images (40 %) 8.1 images/s
+    ETA 21.0 s elapsed 30.1 s``; other work, the latest job's tasks while it runs:
+    ``fit: job 3 4/10 tasks 2.0 tasks/s ETA 3.0 s elapsed 5.2 s``, and the whole cell's
+    when it ended: ``fit: done 56/56 tasks in 12 stages 0.8 tasks/s took 1 min 09 s``.
 
-    The widget leaves out the *label* and the running *stage* (its title and detail
-    line show them); the text view prints the whole line.
+    The widget leaves out the *label* and what is running (*stage*; its title and
+    detail line show them); the text view prints the whole line. Never a file path:
+    the running part is named by what it does (:func:`sparkdl_magics.progress.work`).
     """
-    parts = [f"{snap.label}:"] if label else []
-    if snap.status != "running":
+    running = snap.status == "running"
+    head = snap.description if stage and running and snap.description else snap.label
+    parts = [f"{head}:"] if label else []
+    if not running:
         parts.append(snap.status)
-    current = snap.current_stage
-    if stage and current is not None and snap.status == "running":
-        parts.append(f"stage {current.stage_id}" + (f" ({_short(current.name)})" if current.name else ""))
-    parts.append(f"{snap.tasks_done}/{snap.tasks_total} tasks")
-    if snap.status != "running":
-        parts.append(f"in {_plural(len(snap.counted), 'stage')}")
+    done, total = snap.progress
+    if snap.counts_items:
+        parts.append(f"{done:,}/{total:,} {snap.unit} ({int(100 * done / total)} %)")
+    else:
+        if stage and running and snap.current_job is not None:
+            parts.append(f"job {snap.current_job}" if snap.source == "status-tracker"
+                         else f"query {snap.current_job + 1}")
+        parts.append(f"{done}/{total} tasks")
+        if not running:
+            parts.append(f"in {_plural(len(snap.counted), 'stage')}")
     failed = snap.tasks_failed
     if failed:
-        parts.append(f"({failed} failed)")
+        parts.append(f"({failed} failed tasks)")
     if snap.items_per_s:
-        parts.append(f"~{snap.items_per_s:,.1f} {snap.unit}/s")
-    elif snap.tasks_per_s:
+        parts.append(f"{snap.items_per_s:,.1f} {snap.unit}/s")
+    elif snap.tasks_per_s and not snap.counts_items:
         parts.append(f"{snap.tasks_per_s:.1f} tasks/s")
-    if snap.status == "running" and snap.eta is not None:
+    if running and snap.eta is not None:
         parts.append(f"ETA {seconds_text(snap.eta)}")
-    parts.append(f"{'elapsed' if snap.status == 'running' else 'took'} {seconds_text(snap.elapsed)}")
+    parts.append(f"{'elapsed' if running else 'took'} {seconds_text(snap.elapsed)}")
     return " ".join(parts)
 
 
@@ -133,22 +159,19 @@ def seconds_text(value: float) -> str:
     return f"{minutes} min {secs:02d} s"
 
 
-def _short(text: str, width: int = 40) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'s' if n != 1 else ''}"
 
 
 def _stage_table(snap: Any) -> str:
-    """The current stage, escaped: ``stage 4: mapPartitions at …  (3 running)``."""
+    """What runs now, escaped: ``featurize: ResNet50 on 600 images · stage 4 · 3/10 tasks
+    · 2 running · 3 jobs, 5 stages`` (named by what it does, never by a call site)."""
     stage = snap.current_stage
     if stage is None:
         return ""
-    name = html.escape(" ".join(str(stage.name).split())[:80])
-    parts = [f"stage {stage.stage_id}: {name}", f"{stage.completed}/{stage.num_tasks}"]
+    what = snap.description if snap.status == "running" else snap.label
+    name = html.escape(" ".join(str(what or stage.name).split())[:80])
+    parts = [name, f"stage {stage.stage_id}", f"{stage.completed}/{stage.num_tasks} tasks"]
     if stage.active:
         parts.append(f"{stage.active} running")
     if snap.jobs:
