@@ -324,7 +324,7 @@ class _ClassicSource:
     name = "status-tracker"
 
     def __init__(self, spark: Any, group: str, scope: Optional["CellScope"] = None):
-        self.sc = spark.sparkContext
+        self.sc = spark.sparkContext  # classic only
         self.tracker = self.sc.statusTracker()
         self.group = group
         self.scope = scope
@@ -341,7 +341,7 @@ class _ClassicSource:
         if not works:
             return
         if self.jtracker is None:  # Scala's tracker: the Java one has no job tags
-            self.jtracker = self.sc._jsc.sc().statusTracker()
+            self.jtracker = self.sc._jsc.sc().statusTracker()  # classic only
         for w in works:
             for job_id in self.jtracker.getJobIdsForTag(w.key):
                 self.job_work[int(job_id)] = w
@@ -516,7 +516,7 @@ class CellScope:
         if not self.connect:
             with contextlib.suppress(*_spark_errors()):
                 # Also the jobs the cell's code would start after this one fails.
-                self.spark.sparkContext._jsc.sc().cancelJobGroupAndFutureJobs(
+                self.spark.sparkContext._jsc.sc().cancelJobGroupAndFutureJobs(  # classic only
                     self.tag, "cancelled by the user (sparkdl_magics)")
         else:
             with contextlib.suppress(*_spark_errors()):
@@ -639,7 +639,7 @@ def work(spark: Any, description: str, items: Optional[int] = None,
     previous_description = None
     if classic:
         with contextlib.suppress(*_spark_errors()):
-            sc = spark.sparkContext
+            sc = spark.sparkContext  # classic only
             previous_description = sc.getLocalProperty("spark.job.description")
             sc.setJobDescription(description)
             if scope is not None:
@@ -654,7 +654,7 @@ def work(spark: Any, description: str, items: Optional[int] = None,
             scope._end_work(item, previous, ok)
         if classic:
             with contextlib.suppress(*_spark_errors()):
-                sc = spark.sparkContext
+                sc = spark.sparkContext  # classic only
                 sc.setLocalProperty("spark.job.description", previous_description)
                 if scope is not None:
                     sc.removeJobTag(item.key)
@@ -752,7 +752,7 @@ def cell_scope(spark: Any, label: str, mode: Optional[str] = None, view: Any = N
         spark.addTag(scope.tag)
     if classic:
         with contextlib.suppress(*_spark_errors()):
-            sc = spark.sparkContext
+            sc = spark.sparkContext  # classic only
             previous_group = (sc.getLocalProperty("spark.jobGroup.id"),
                               sc.getLocalProperty("spark.job.description"),
                               sc.getLocalProperty("spark.job.interruptOnCancel"))
@@ -783,7 +783,7 @@ def cell_scope(spark: Any, label: str, mode: Optional[str] = None, view: Any = N
         scope._finish(status)
         if classic and previous_group is not None:
             with contextlib.suppress(*_spark_errors()):
-                sc = spark.sparkContext
+                sc = spark.sparkContext  # classic only
                 for key, value in zip(("spark.jobGroup.id", "spark.job.description",
                                        "spark.job.interruptOnCancel"), previous_group):
                     sc.setLocalProperty(key, value)  # None removes the property

@@ -362,7 +362,7 @@ def _drop_training_summaries(model: Any) -> None:
         return
     from py4j.protocol import Py4JError
     from pyspark import SparkContext
-    jvm = SparkContext._jvm
+    jvm = SparkContext._jvm  # classic only (a Py4J model)
     try:
         if java_model.hasSummary():
             java_model.setSummary(jvm.scala.Option.empty())

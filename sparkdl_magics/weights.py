@@ -297,7 +297,7 @@ def _session_id(spark: Any) -> str:
     try:
         from .session import is_connect
         if not is_connect(spark):
-            return "classic-" + spark.sparkContext.applicationId
+            return "classic-" + spark.sparkContext.applicationId  # classic only
     except Exception:  # noqa: BLE001 - a stopped context has no id; fall back to the object's
         pass
     return str(id(spark))
