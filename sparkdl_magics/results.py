@@ -26,6 +26,10 @@ IMAGE_COL = "image"
 LABEL_COL = "label"
 #: The class name.
 LABEL_NAME_COL = "label_name"
+#: ``multi_label: keep``: the image's label set (array<string>, in class order) and
+#: the same set as a multi-hot vector (array<double>, one 0/1 per class)
+LABELS_COL = "labels"
+LABEL_VECTOR_COL = "label_vector"
 #: The split an image belongs to ("train", "validation", "test").
 SPLIT_COL = "split"
 SPLITS = ("train", "validation", "test")
@@ -110,6 +114,8 @@ class ImageSet(_Rendered):
 
     def split_sizes(self) -> Dict[str, int]:
         """Images per split, e.g. ``{'train': 28, 'test': 8}`` (empty when not counted)."""
+        if self.stats.get("split_images"):  # label sets: an image counts once
+            return dict(self.stats["split_images"])
         if self.counts is None:
             return {}
         cols = [s for s in SPLITS if s in self.counts.columns]
@@ -135,6 +141,7 @@ class ImageSet(_Rendered):
                                              "(ignored)")):
             if self.stats.get(key):
                 parts.append(f"{self.stats[key]} {what}")
+        parts += _table_match_parts(self.stats)
         if self.stats.get("width_min") is not None:
             parts.append(f"sizes {self.stats['width_min']}–{self.stats['width_max']} x "
                          f"{self.stats['height_min']}–{self.stats['height_max']} px")
@@ -151,6 +158,30 @@ class ImageSet(_Rendered):
 
     def __repr__(self) -> str:
         return f"ImageSet({self.summary()})"
+
+
+def _table_match_parts(stats: Dict[str, Any]) -> List[str]:
+    """The summary's words on a label table: how its ids matched the files, the ids
+    naming no file or several, the images with the empty label set."""
+    parts = []
+    forms = stats.get("id_match") or {}
+    if forms:
+        parts.append("label ids matched as " + " and ".join(
+            f"{f}s" + (f" ({n})" if len(forms) > 1 else "") for f, n in forms.items()))
+    if stats.get("missing_images"):
+        n = stats["missing_images"]
+        shown = ", ".join(str(i) for i in stats.get("missing_examples", []))
+        parts.append(f"{n} label-table id{'s' if n != 1 else ''} with no image file"
+                     + (f" (e.g. {shown})" if shown else ""))
+    if stats.get("ambiguous_ids"):
+        n = stats["ambiguous_ids"]
+        shown = "; ".join(f"{i}: {', '.join(p.rsplit('/', 2)[-2] + '/' + p.rsplit('/', 1)[-1] for p in paths)}"
+                          for i, paths in list(stats.get("ambiguous_examples", {}).items())[:3])
+        parts.append(f"{n} ambiguous id{'s' if n != 1 else ''} naming several files, "
+                     f"left out (e.g. {shown})")
+    if stats.get("empty_label_set"):
+        parts.append(f"{stats['empty_label_set']} with the empty label set")
+    return parts
 
 
 # --------------------------------------------------------------------------- features
