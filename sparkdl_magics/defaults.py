@@ -31,3 +31,5 @@ METRIC = "f1"
 FOLDS = 3
 #: Most confidently misclassified images kept by an evaluation.
 TOP_ERRORS = 12
+#: A multi-label model predicts a label when its probability is at least this.
+MULTI_LABEL_THRESHOLD = 0.5

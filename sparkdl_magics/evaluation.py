@@ -17,7 +17,7 @@ from . import defaults
 from .errors import DataError, OptionError
 from .results import (CLASS_INDEX_COL, CONTENT_COL, FEATURES_COL, LABEL_COL, LABEL_NAME_COL,
                       PATH_COL, PROBABILITIES_COL, Comparison, Evaluation, FeatureSet,
-                      FittedModel, ImageSet)
+                      FittedModel, ImageSet, MultiLabelModel)
 from .session import is_dataframe
 from .training import transform
 
@@ -29,18 +29,30 @@ MAX_CURVE_POINTS = 2000
 
 def evaluate(model: Union[FittedModel, Sequence[FittedModel], Dict[str, FittedModel]],
              data: Any = None, *, top_errors: int = defaults.TOP_ERRORS, spark: Any = None,
-             name: str = "") -> Union[Evaluation, Comparison]:
+             name: str = "", threshold: Optional[float] = None) -> Any:
     """Evaluate *model* on *data* (default: the test split it was trained with).
 
     *data* may be a FeatureSet (its test split), an ImageSet (its test split, else all
     of it; needs a model with a featurizer stage) or a labelled DataFrame. A list or
-    dict of models gives a :class:`Comparison`.
+    dict of models gives a :class:`Comparison`. A :class:`MultiLabelModel` gives a
+    :class:`MultiLabelEvaluation` (:func:`sparkdl_magics.multilabel.evaluate`;
+    *threshold*: the probability at which a label is predicted, default the model's).
     """
+    if isinstance(model, MultiLabelModel):
+        from .multilabel import evaluate as evaluate_label_sets
+        return evaluate_label_sets(model, data, threshold=threshold, top_errors=top_errors,
+                                   name=name)
+    if threshold is not None:
+        raise OptionError("option 'threshold' is for multi-label models (one probability "
+                          "per label); this model predicts one class")
     if isinstance(model, dict) or isinstance(model, (list, tuple)):
         models = model if isinstance(model, dict) else {
             f"model {i + 1}": m for i, m in enumerate(model)}
         if not models:
             raise OptionError("no models to evaluate")
+        if any(isinstance(m, MultiLabelModel) for m in models.values()):
+            raise OptionError("multi-label models are evaluated one at a time (no comparison "
+                              "table yet)")
         evals = {n: evaluate(m, data, top_errors=top_errors, name=n)
                  for n, m in models.items()}
         return Comparison(evals, comparison_table(evals, models))
@@ -77,6 +89,7 @@ def evaluate(model: Union[FittedModel, Sequence[FittedModel], Dict[str, FittedMo
 
 
 # --------------------------------------------------------------------------- data
+
 
 def _data_frame(model: FittedModel, data: Any) -> tuple:
     notes: List[str] = []

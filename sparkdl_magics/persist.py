@@ -14,14 +14,14 @@ from typing import Any, Dict
 
 from . import __version__
 from .errors import spark_error_condition
-from .results import FittedModel
+from .results import FittedModel, MultiLabelModel
 from .session import get_spark
 
 #: The sub-folder of a saved model that holds its metadata (a Spark text dataset).
 META_DIR = "sparkdl_magics"
 
 
-def save_model(model: FittedModel, path: str, overwrite: bool = True) -> str:
+def save_model(model: Any, path: str, overwrite: bool = True) -> str:
     """Write *model* at *path*: its PipelineModel and its metadata, both through Spark."""
     writer = model.pipeline_model.write()
     if overwrite:
@@ -33,8 +33,9 @@ def save_model(model: FittedModel, path: str, overwrite: bool = True) -> str:
     return path
 
 
-def load_model(path: str, spark: Any = None) -> FittedModel:
-    """Load a model saved with :func:`save_model` (any session; the magics not needed)."""
+def load_model(path: str, spark: Any = None) -> Any:
+    """Load a model saved with :func:`save_model` (any session; the magics not needed):
+    a FittedModel, or a MultiLabelModel when one was saved there."""
     from pyspark.ml import PipelineModel
     from pyspark.ml.feature import IndexToString
     spark = spark or get_spark()
@@ -43,6 +44,8 @@ def load_model(path: str, spark: Any = None) -> FittedModel:
     classes = list(last.getLabels()) if isinstance(last, IndexToString) else []
     meta = _read_meta(spark, path)
     meta.pop("sparkdl_magics_version", None)
+    if meta.pop("kind", None) == "multi_label":
+        return MultiLabelModel(pipeline_model=pipeline_model, **meta)
     grid = meta.pop("grid", None)
     if grid is not None:
         import pandas as pd
@@ -57,7 +60,13 @@ def saved_version(path: str, spark: Any) -> Any:
     return _read_meta(spark, path).get("sparkdl_magics_version")
 
 
-def _meta(model: FittedModel) -> Dict[str, Any]:
+def _meta(model: Any) -> Dict[str, Any]:
+    if isinstance(model, MultiLabelModel):
+        return {"kind": "multi_label", "classes": model.classes, "threshold": model.threshold,
+                "classifier": model.classifier, "params": model.params, "notes": model.notes,
+                "num_features": model.num_features, "positives": model.positives,
+                "model_name": model.model_name, "train_count": model.train_count,
+                "untrained": model.untrained}
     return {
         "classifier": model.classifier, "metric": model.metric, "params": model.params,
         "tuning": model.tuning, "notes": model.notes,

@@ -26,6 +26,14 @@ IMAGE_COL = "image"
 LABEL_COL = "label"
 #: The class name.
 LABEL_NAME_COL = "label_name"
+#: ``multi_label: keep``: the image's label set (array<string>, in class order) and
+#: the same set as a multi-hot vector (array<double>, one 0/1 per class)
+LABELS_COL = "labels"
+LABEL_VECTOR_COL = "label_vector"
+#: Multi-label model outputs: one probability per class (array<double>, class order)
+#: and the predicted label set (array<string>: the labels at or above the threshold)
+LABEL_PROBABILITIES_COL = "label_probabilities"
+PREDICTED_LABELS_COL = "predicted_labels"
 #: The split an image belongs to ("train", "validation", "test").
 SPLIT_COL = "split"
 SPLITS = ("train", "validation", "test")
@@ -110,6 +118,8 @@ class ImageSet(_Rendered):
 
     def split_sizes(self) -> Dict[str, int]:
         """Images per split, e.g. ``{'train': 28, 'test': 8}`` (empty when not counted)."""
+        if self.stats.get("split_images"):  # label sets: an image counts once
+            return dict(self.stats["split_images"])
         if self.counts is None:
             return {}
         cols = [s for s in SPLITS if s in self.counts.columns]
@@ -135,6 +145,7 @@ class ImageSet(_Rendered):
                                              "(ignored)")):
             if self.stats.get(key):
                 parts.append(f"{self.stats[key]} {what}")
+        parts += _table_match_parts(self.stats)
         if self.stats.get("width_min") is not None:
             parts.append(f"sizes {self.stats['width_min']}–{self.stats['width_max']} x "
                          f"{self.stats['height_min']}–{self.stats['height_max']} px")
@@ -151,6 +162,30 @@ class ImageSet(_Rendered):
 
     def __repr__(self) -> str:
         return f"ImageSet({self.summary()})"
+
+
+def _table_match_parts(stats: Dict[str, Any]) -> List[str]:
+    """The summary's words on a label table: how its ids matched the files, the ids
+    naming no file or several, the images with the empty label set."""
+    parts = []
+    forms = stats.get("id_match") or {}
+    if forms:
+        parts.append("label ids matched as " + " and ".join(
+            f"{f}s" + (f" ({n})" if len(forms) > 1 else "") for f, n in forms.items()))
+    if stats.get("missing_images"):
+        n = stats["missing_images"]
+        shown = ", ".join(str(i) for i in stats.get("missing_examples", []))
+        parts.append(f"{n} label-table id{'s' if n != 1 else ''} with no image file"
+                     + (f" (e.g. {shown})" if shown else ""))
+    if stats.get("ambiguous_ids"):
+        n = stats["ambiguous_ids"]
+        shown = "; ".join(f"{i}: {', '.join(p.rsplit('/', 2)[-2] + '/' + p.rsplit('/', 1)[-1] for p in paths)}"
+                          for i, paths in list(stats.get("ambiguous_examples", {}).items())[:3])
+        parts.append(f"{n} ambiguous id{'s' if n != 1 else ''} naming several files, "
+                     f"left out (e.g. {shown})")
+    if stats.get("empty_label_set"):
+        parts.append(f"{stats['empty_label_set']} with the empty label set")
+    return parts
 
 
 # --------------------------------------------------------------------------- features
@@ -367,6 +402,87 @@ class Comparison(_Rendered):
         return f"Comparison({', '.join(self.evaluations)})"
 
 
+# --------------------------------------------------------------------------- multi-label
+
+@dataclass(repr=False)
+class MultiLabelModel(_Rendered):
+    """One binary classifier per label, for images with label sets (``multi_label: keep``).
+
+    ``pipeline_model`` is one ``PipelineModel``: the featurizer stage first when the
+    FeatureSet had one, then one logistic-regression model per class (class order),
+    each writing its probability vector to ``_p<i>``. :meth:`transform` / :meth:`predict`
+    give ``label_probabilities`` and ``predicted_labels`` (probability >= ``threshold``).
+    ``positives``: training images carrying each label.
+    """
+
+    pipeline_model: Any
+    classes: List[str]
+    threshold: float = 0.5
+    classifier: str = "logistic_regression"
+    params: Dict[str, Any] = field(default_factory=dict)
+    notes: List[str] = field(default_factory=list)
+    features: Optional[FeatureSet] = None  # what it was trained on (not saved)
+    num_features: int = 0
+    positives: Dict[str, int] = field(default_factory=dict)
+    model_name: str = ""
+    train_count: int = 0
+    untrained: bool = False
+
+    @property
+    def has_featurizer(self) -> bool:
+        return len(self.pipeline_model.stages) > len(self.classes)
+
+    def transform(self, df: Any, threshold: Optional[float] = None) -> Any:
+        """Label probabilities and label sets for *df* (features, or raw images)."""
+        return _stage("multilabel").transform(self, df, threshold)
+
+    def predict(self, images: Any, threshold: Optional[float] = None) -> Any:
+        """Label probabilities and label sets for an ImageSet, a FeatureSet or a DataFrame."""
+        return _stage("multilabel").predict(self, images, threshold)
+
+    def save(self, path: str, overwrite: bool = True) -> str:
+        """Save the PipelineModel and the classes/threshold (:mod:`sparkdl_magics.persist`)."""
+        return _stage("persist").save_model(self, path, overwrite)
+
+    @classmethod
+    def load(cls, path: str, spark: Any = None) -> "MultiLabelModel":
+        return _stage("persist").load_model(path, spark)
+
+    def __repr__(self) -> str:
+        return (f"MultiLabelModel({self.classifier} per label, {len(self.classes)} labels, "
+                f"threshold {self.threshold:g})")
+
+
+@dataclass(repr=False)
+class MultiLabelEvaluation(_Rendered):
+    """Metrics of a multi-label model on one data set with label sets.
+
+    ``metrics``: subset_accuracy, hamming_loss, f1_micro, f1_macro, roc_auc_macro,
+    average_precision_macro (scikit-learn's definitions), threshold, count.
+    ``per_label``: per label, support, predicted positives, precision, recall, f1,
+    roc_auc, average_precision. ``roc`` / ``pr``: curve frames per label. ``errors``:
+    the images with the most wrong labels (path, true, predicted, wrong_labels,
+    thumbnail). ``predictions``: the Spark DataFrame the numbers came from.
+    """
+
+    metrics: Dict[str, Any]
+    per_label: Any
+    predictions: Any
+    classes: List[str]
+    roc: Dict[str, Any] = field(default_factory=dict)
+    pr: Dict[str, Any] = field(default_factory=dict)
+    errors: Any = None
+    notes: List[str] = field(default_factory=list)
+    name: str = ""
+    untrained: bool = False
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{k}={self.metrics[k]:.4f}" for k in
+                          ("f1_micro", "f1_macro", "roc_auc_macro", "hamming_loss")
+                          if k in self.metrics)
+        return f"MultiLabelEvaluation({self.name + ': ' if self.name else ''}{shown})"
+
+
 # --------------------------------------------------------------------------- session
 
 @dataclass(repr=False)
@@ -400,4 +516,4 @@ class SessionInfo(_Rendered):
 
 
 __all__ = ["ImageSet", "FeatureSet", "Predictions", "FittedModel", "Evaluation",
-           "Comparison", "SessionInfo"]
+           "Comparison", "SessionInfo", "MultiLabelModel", "MultiLabelEvaluation"]

@@ -17,8 +17,8 @@ from . import classifiers as registry
 from . import defaults
 from .errors import DataError, OptionError, unknown_choice
 from .frames import model_input_frame
-from .results import (CLASS_INDEX_COL, FEATURES_COL, LABEL_COL, PREDICTION_NAME_COL, FeatureSet,
-                      FittedModel, ImageSet)
+from .results import (CLASS_INDEX_COL, FEATURES_COL, LABEL_COL, LABELS_COL, PREDICTION_NAME_COL,
+                      FeatureSet, FittedModel, ImageSet)
 
 #: metric option -> (evaluator kind, Spark metricName, larger is better)
 METRICS: Dict[str, Tuple[str, str, bool]] = {
@@ -54,13 +54,21 @@ def predict_classes(model: FittedModel, images: Any) -> Any:
 def fit(features: Any, classifier: str = defaults.CLASSIFIER, *, folds: Optional[int] = None,
         validation: Optional[float] = None, parallelism: int = 1,
         metric: str = defaults.METRIC, seed: Optional[int] = defaults.SEED, spark: Any = None,
-        **params: Any) -> FittedModel:
+        **params: Any) -> Any:
     """Train *classifier* on ``features.train``; see the module docstring.
 
+    Features with label sets (images loaded with ``multi_label: keep``) train one
+    binary logistic regression per label instead (:func:`sparkdl_magics.multilabel.fit`,
+    a :class:`~sparkdl_magics.results.MultiLabelModel`; ``threshold=`` sets its cut).
     A list as a param value (``regParam=[0.01, 0.1]``) makes a grid; ``folds=k`` tunes
     it with k-fold cross-validation, ``validation=f`` with one train/validation split
     holding out the fraction f. A grid without either uses 3-fold cross-validation.
     """
+    if isinstance(features, FeatureSet) and features.train is not None \
+            and LABELS_COL in features.train.columns:  # label sets: see multilabel
+        from .multilabel import fit as fit_label_sets
+        return fit_label_sets(features, classifier, folds=folds, validation=validation,
+                              seed=seed, **params)
     plan = _plan(features, classifier, params, metric, folds, validation)
     estimator, inner = registry.build(plan.info, plan.num_classes, plan.num_features,
                                       plan.fixed, seed)

@@ -13,6 +13,7 @@ from .evaluation import comparison_html, evaluation_html
 from .features import featureset_html
 from .html import kv_table
 from .imageset import render_html as imageset_html
+from .multilabel import multilabel_evaluation_html, multilabel_model_html
 from .predictions import predictions_html
 from .training import fitted_model_html
 
@@ -30,6 +31,8 @@ RENDERERS: Dict[type, Callable[[Any], str]] = {
     results.Evaluation: evaluation_html,
     results.Comparison: comparison_html,
     results.SessionInfo: session_html,
+    results.MultiLabelModel: multilabel_model_html,
+    results.MultiLabelEvaluation: multilabel_evaluation_html,
 }
 
 

@@ -34,11 +34,11 @@ from .. import defaults
 from ..errors import missing_path_errors
 from ..results import PATH_COL, ImageSet
 from ..session import is_dataframe
-from .assign import assemble, splits, thresholds
+from .assign import NO_LABEL, assemble, label_counts, splits, thresholds, with_label_vector
 from .checks import check_bytes, checked_rows, size_stats, survey
-from .choices import check_options
+from .choices import check_options, check_table_options
 from .labels import Listing, label_source, listing
-from .plan import Plan, parse_split, sample_size, split_sizes
+from .plan import SPLIT_NAMES, Plan, parse_split, sample_size, split_sizes
 from .previews import thumbnails
 from .sources import Source
 
@@ -47,6 +47,7 @@ def load_images(path: Any = None, *, labels: Any = "folders",
                 id_column: str = "ImageID", label_column: str = "LabelName",
                 confidence_column: Optional[str] = "Confidence", min_confidence: float = 0.5,
                 classes: Optional[Sequence[str]] = None, multi_label: str = "drop",
+                label_separator: Optional[str] = None, empty_label: Optional[str] = None,
                 sample: Optional[float] = None, per_class: Optional[int] = None,
                 split: Any = defaults.SPLIT, seed: int = defaults.SEED, check: str = "header",
                 extensions: Optional[Sequence[str]] = None,
@@ -63,8 +64,13 @@ def load_images(path: Any = None, *, labels: Any = "folders",
     labels
         ``"folders"``: the parent folder's name; ``"none"``: unlabelled (prediction
         only); or a label table: a CSV/Parquet path (or a Spark/pandas DataFrame) with
-        ``id_column`` (matched to the file name without extension), ``label_column``
-        and optionally ``confidence_column`` (Open Images style).
+        ``id_column``, ``label_column`` and optionally ``confidence_column`` (Open
+        Images style). The ids may be file stems (``000a1249af2bc5f0``), file names
+        (``00000001_000.png``), paths relative to a folder above the files
+        (``imgs/id001.jpg``) or absolute paths: ``stats['id_match']`` says how many
+        matched in which form; ids naming no file are counted (``missing_images``, a few
+        in ``missing_examples``), ids naming several files (one stem in two folders)
+        are left out and reported (``ambiguous_ids``, ``ambiguous_examples``).
     min_confidence
         Label-table rows with a confidence below this are ignored (positive labels only).
     classes
@@ -72,7 +78,21 @@ def load_images(path: Any = None, *, labels: Any = "folders",
     multi_label
         Images carrying several of the chosen labels (label table): ``drop`` them
         (counted in ``stats['multi_label']``), keep them once under the ``first`` class
-        in class order, or keep ``all`` (one row per label).
+        in class order, keep ``all`` (one row per label), or ``keep`` each image once
+        with its label set: a multi-label task. Then ``labels`` (array<string>, class
+        order) and ``label_vector`` (multi-hot, array<double>) hold the set,
+        ``label_name`` the set joined with ``|``, ``label`` is null; an image the table
+        names without any chosen label has the empty set. The split is stratified by
+        each image's first label in class order (the empty set is a stratum too), and
+        ``sample`` / ``per_class`` apply per stratum; ``counts`` has one row per label
+        (an image counts under each of its labels) and a ``(no label)`` row.
+    label_separator
+        Several labels in one cell, e.g. ``"|"`` for NIH ChestX-ray14's ``Finding
+        Labels`` (``Cardiomegaly|Effusion``): split into one label each, before
+        ``classes``, ``min_confidence`` and ``multi_label`` apply.
+    empty_label
+        With ``multi_label: keep``: the label that means "none" (NIH's ``No Finding``),
+        read as the empty label set rather than as a class.
     sample, per_class
         Keep a fraction of each class, and/or at most N images per class (seeded).
     split
@@ -86,6 +106,7 @@ def load_images(path: Any = None, *, labels: Any = "folders",
         (:data:`sparkdl_magics.imaging.IMAGE_EXTENSIONS`).
     """
     check_options(sample, per_class, check, multi_label)
+    check_table_options(labels, multi_label, label_separator, empty_label)
     fractions = parse_split(split)
     spark = _session(path, spark)
     source = Source(spark, path, extensions)
@@ -93,21 +114,33 @@ def load_images(path: Any = None, *, labels: Any = "folders",
     mode, table = label_source(spark, labels, classes, id_column=id_column,
                                label_column=label_column,
                                confidence_column=confidence_column,
-                               min_confidence=min_confidence)
+                               min_confidence=min_confidence,
+                               label_separator=label_separator, empty_label=empty_label)
     with missing_path_errors(source.paths):
         listed = listing(source, mode, table, classes, multi_label)       # 1. listing
         with checked_rows(listed.rows, source, check) as checked:         # 2. check
             groups, invalid, valid = survey(checked, source, mode, listed.named_classes)
             class_names = listed.classes_found(valid)
-            plan = Plan.make(valid, class_names, listed.labelled,         # 3. plan
+            strata = listed.strata(valid)
+            plan = Plan.make(valid, strata, listed.labelled,              # 3. plan
                              sample, per_class, fractions)
             keys, previews = thresholds(checked, plan.sizes, seed)        # 4. assign
     frame = assemble(listed.rows, source.image_col, class_names, invalid, keys, seed,
-                     spark, listed.labelled)
+                     spark, listed.labelled, listed.multi)
+    counts = None
+    if listed.multi:
+        class_names, counts = label_counts(frame, listed.rows, invalid, class_names,
+                                           plan.fractions, listed.named)
+        frame = with_label_vector(frame, class_names)
+        previews = {(g or NO_LABEL): p for g, p in previews.items()}
+        strata = [g or NO_LABEL for g in strata]
+        names = SPLIT_NAMES[len(plan.fractions)]
+        listed.stats["split_images"] = {n: sum(s[i] for s in plan.sizes.values())
+                                        for i, n in enumerate(names)}
     listed.stats.update(size_stats(groups), images=plan.total, invalid=len(invalid),
                         sampled_out=sum(valid.values()) - plan.total)
     images = _image_set(frame, source, listed, class_names, plan, groups, invalid,
-                        previews, seed)
+                        previews, seed, counts, strata)
     images.previews = thumbnails(images)  # what the display shows, made here (in scope)
     return images
 
@@ -124,18 +157,22 @@ def _session(path: Any, spark: Any) -> Any:
 
 def _image_set(frame: Any, source: Source, listed: Listing, classes: List[str], plan: Plan,
                groups: Dict[str, Dict[str, Any]], invalid: List[Tuple[str, str]],
-               previews: Dict[str, List[str]], seed: int) -> ImageSet:
+               previews: Dict[str, List[str]], seed: int, counts: Any = None,
+               strata: Optional[List[str]] = None) -> ImageSet:
     """The result: the frame and its splits, the counts, the invalid files, the stats."""
     import pandas as pd
     train, validation, test = splits(frame, plan.fractions, listed.labelled)
+    if counts is None:
+        counts = plan.counts(groups, classes, listed.labelled)
+    shown = strata if listed.multi else (classes or [""])
     return ImageSet(df=frame, train=train, test=test, validation=validation,
                     classes=list(classes),
                     invalid=pd.DataFrame(invalid, columns=[PATH_COL, "reason"]),
-                    counts=plan.counts(groups, classes, listed.labelled),
+                    counts=counts,
                     image_col=source.image_col, source=source.description,
                     labels=listed.mode, seed=seed, fractions=plan.fractions,
                     stats=listed.stats,
-                    preview_paths={g: previews.get(g, []) for g in (classes or [""])})
+                    preview_paths={g: previews.get(g, []) for g in shown})
 
 
 __all__ = ["load_images", "split_sizes", "sample_size", "check_bytes"]

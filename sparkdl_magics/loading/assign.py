@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from ..results import LABEL_COL, LABEL_NAME_COL, PATH_COL, SPLIT_COL
+from ..results import (LABEL_COL, LABEL_NAME_COL, LABEL_VECTOR_COL, LABELS_COL, PATH_COL,
+                       SPLIT_COL)
 from .checks import GROUP
 from .plan import SPLIT_NAMES
 from .previews import PER_CLASS as PREVIEWS_PER_CLASS
@@ -77,20 +78,74 @@ def _keys_at(checked: Any, groups: List[str], ranks: List[int], seed: int
 
 
 def assemble(rows: Any, image_col: str, classes: List[str], invalid: List[Tuple[str, str]],
-             keys: Thresholds, seed: int, spark: Any, labelled: bool) -> Any:
-    """The result frame: valid, sampled rows with label index and split, by expressions."""
+             keys: Thresholds, seed: int, spark: Any, labelled: bool, multi: bool = False) -> Any:
+    """The result frame: valid, sampled rows with label index and split, by expressions.
+
+    *multi* (``multi_label: keep``): the rows carry their label set (``labels``) and
+    their ``label_name`` is the split stratum; the frame gets ``labels`` and ``label_name``
+    the set joined with ``|`` (``""``: the empty set), and a null ``label`` (one class
+    index does not describe a set; :func:`with_label_vector` adds the multi-hot vector).
+    """
     from pyspark.sql import functions as F
     frame = _without(rows, [p for p, _ in invalid], spark)
     key = _key(seed)
     limits = _limits(keys)
     # the last cumulative threshold is the sample cut; earlier ones are the split cuts
     frame = frame.filter(key <= limits[-1])
+    if multi:
+        return frame.select(PATH_COL, image_col, F.lit(None).cast("double").alias(LABEL_COL),
+                            F.array_join(LABELS_COL, "|").alias(LABEL_NAME_COL), LABELS_COL,
+                            _split_column(key, limits).alias(SPLIT_COL))
     if labelled:
         split_col, label = _split_column(key, limits), _label_column(classes)
     else:
         split_col, label = F.lit(None).cast("string"), F.lit(None).cast("double")
     return frame.select(PATH_COL, image_col, label.alias(LABEL_COL), LABEL_NAME_COL,
                         split_col.alias(SPLIT_COL))
+
+
+def with_label_vector(frame: Any, classes: List[str]) -> Any:
+    """``label_vector``: the multi-hot label set in class order (array<double>), next
+    to ``labels``."""
+    from pyspark.sql import functions as F
+    vector = F.array(*[F.when(F.array_contains(LABELS_COL, c), 1.0).otherwise(0.0)
+                       for c in classes]) if classes else F.array().cast("array<double>")
+    return frame.withColumn(LABEL_VECTOR_COL, vector)
+
+
+#: The counts-table row of images with the empty label set.
+NO_LABEL = "(no label)"
+
+
+def label_counts(frame: Any, rows: Any, invalid: List[Tuple[str, str]], classes: List[str],
+                 fractions: Sequence[float], named: bool) -> Tuple[List[str], Any]:
+    """Label sets: (the classes, the counts table): per label, the images carrying it
+    in each split, their total and the invalid files carrying it; a ``(no label)`` row
+    for the empty set. Unless *named*, labels without an image are left out. One job on
+    paths and labels only (two when there are invalid files)."""
+    import pandas as pd
+    from pyspark.sql import functions as F
+    names = list(SPLIT_NAMES[len(fractions)])
+    label = F.explode_outer(LABELS_COL).alias("_l")
+    got = frame.select(label, SPLIT_COL).groupBy("_l", SPLIT_COL).count().collect()
+    table: Dict[str, Dict[str, int]] = {}
+    for r in got:
+        table.setdefault(r["_l"] if r["_l"] is not None else NO_LABEL, {})[r[SPLIT_COL]] = \
+            int(r["count"])
+    bad: Dict[str, int] = {}
+    if invalid:
+        paths = [p for p, _ in invalid]
+        for r in (rows.filter(F.col(PATH_COL).isin(paths)).select(label)
+                  .groupBy("_l").count().collect()):
+            bad[r["_l"] if r["_l"] is not None else NO_LABEL] = int(r["count"])
+    kept = list(classes) if named else [c for c in classes if c in table or c in bad]
+    index = kept + ([NO_LABEL] if NO_LABEL in table or NO_LABEL in bad else [])
+    data = []
+    for c in index:
+        sizes = [table.get(c, {}).get(s, 0) for s in names]
+        data.append(sizes + [sum(sizes), bad.get(c, 0)])
+    return kept, pd.DataFrame(data, index=pd.Index(index, name="class"),
+                              columns=names + ["total", "invalid"])
 
 
 def _without(rows: Any, bad: List[str], spark: Any) -> Any:

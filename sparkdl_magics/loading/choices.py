@@ -15,7 +15,8 @@ LABEL_SOURCES = ("folders", "none")
 #: ``check``: the invalid-file check.
 CHECKS = ("header", "decode", "none")
 #: ``multi_label``: what happens to an image with several of the chosen labels.
-MULTI_LABEL_POLICIES = ("drop", "first", "all")
+#: ``keep``: each image once with its label set (a multi-label task).
+MULTI_LABEL_POLICIES = ("drop", "first", "all", "keep")
 #: ``sample``: a fraction of each class in (0, SAMPLE_MAX].
 SAMPLE_MAX = 1
 #: ``per_class``: at least this many images per class.
@@ -36,3 +37,22 @@ def check_options(sample: Any, per_class: Any, check: str, multi_label: str) -> 
         raise unknown_choice("check", check, CHECKS)
     if multi_label not in MULTI_LABEL_POLICIES:
         raise unknown_choice("multi_label policy", multi_label, MULTI_LABEL_POLICIES)
+
+
+def check_table_options(labels: Any, multi_label: str, label_separator: Any,
+                        empty_label: Any) -> None:
+    """``label_separator`` and ``empty_label`` need a label table; ``empty_label`` a
+    label set (``multi_label: keep``)."""
+    is_table = not (isinstance(labels, str) and labels.lower() in LABEL_SOURCES)
+    for name, value in (("label_separator", label_separator), ("empty_label", empty_label)):
+        if value is None:
+            continue
+        if not isinstance(value, str) or value == "" or (name == "empty_label"
+                                                          and not value.strip()):
+            raise OptionError(f"option '{name}': expected a non-empty string, got {value!r}")
+        if not is_table:
+            raise OptionError(f"option '{name}' needs a label table (labels: a CSV/Parquet "
+                              f"path or a DataFrame), not labels: {labels}")
+    if empty_label is not None and multi_label != "keep":
+        raise OptionError(f"option 'empty_label' needs multi_label: keep (an empty label set);"
+                          f" got multi_label: {multi_label} (valid: keep)")

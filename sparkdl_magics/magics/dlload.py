@@ -45,8 +45,8 @@ SPEC = MagicSpec(
                "paths, or any URI Spark reads (s3a://, abfss://, gs://, dbfs:/)", _paths),
         Option("labels", "folders", "where labels come from: folders (parent folder "
                "name), none (unlabelled), or a CSV/Parquet label table path", as_str),
-        Option("id_column", "ImageID", "label table: column matched to the file name "
-               "without extension", as_str),
+        Option("id_column", "ImageID", "label table: the image id column; ids may be file "
+               "stems, file names, paths relative to the folder, or absolute paths", as_str),
         Option("label_column", "LabelName", "label table: column with the class name", as_str),
         Option("confidence_column", "Confidence", "label table: confidence column (used "
                "if present)", as_str),
@@ -55,8 +55,13 @@ SPEC = MagicSpec(
         Option("classes", None, "keep only these classes, e.g. [Car, Tree] (class index "
                "order as given)", as_list_of(as_str)),
         Option("multi_label", "drop", "images with several of the chosen labels: drop "
-               "them, keep the first class, or keep all (one row per label)",
+               "them, keep the first class, keep all (one row per label), or keep each "
+               "image with its label set (a multi-label task)",
                as_choice(*MULTI_LABEL_POLICIES)),
+        Option("label_separator", None, "label table: several labels in one cell, split on "
+               "this, e.g. '|' (NIH 'Finding Labels')", as_str),
+        Option("empty_label", None, "with multi_label: keep, the label meaning none (an "
+               "empty label set), e.g. No Finding", as_str),
         Option("sample", None, "keep this fraction of each class (seeded)",
                as_float(0, SAMPLE_MAX, exclusive_min=True)),
         Option("per_class", None, "keep at most this many images per class (seeded)",

@@ -8,8 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 from .. import defaults
-from ..options import MagicCall, MagicSpec, Option, as_int, as_str
-from ..results import FittedModel
+from ..options import MagicCall, MagicSpec, Option, as_float, as_int, as_str
+from ..results import FittedModel, MultiLabelModel
 from .runner import Context
 
 MAX_MODELS = 6
@@ -18,7 +18,9 @@ SPEC = MagicSpec(
     name="evaluate",
     summary="Evaluate fitted models (from %%fit) on their test split or other labelled "
             "images: accuracy, weighted F1/precision/recall, per-class table, confusion "
-            "matrix, ROC/PR for two classes, log loss, the most confident mistakes. "
+            "matrix, ROC/PR for two classes, log loss, the most confident mistakes; for "
+            "multi-label models per-label ROC AUC / average precision, micro and macro F1, "
+            "subset accuracy, Hamming loss and the images with the most wrong labels. "
             "Several models are compared in one table.",
     positional=("model",) + tuple(f"model{i}" for i in range(2, MAX_MODELS + 1)),
     min_positional=1,
@@ -28,6 +30,9 @@ SPEC = MagicSpec(
                "(default: the test split the model was trained with)", as_str),
         Option("top_errors", defaults.TOP_ERRORS, "how many misclassified images to show", as_int(minimum=0),
                nullable=False),
+        Option("threshold", None, "multi-label models: the probability at which a label is "
+               "predicted [default: the model's, 0.5]",
+               as_float(minimum=0.0, maximum=1.0, exclusive_min=True)),
     ),
     usage="Examples:\n  %%evaluate clf\n  %%evaluate clf_inception clf_resnet -> comparison\n"
           "  %%evaluate clf --data other_images",
@@ -37,13 +42,15 @@ SPEC = MagicSpec(
 def run(call: MagicCall, ctx: Context) -> Any:
     from ..evaluation import evaluate
     names = call.positional
-    models = {n: ctx.lookup(n, FittedModel, "a fitted model from %%fit") for n in names}
+    models = {n: ctx.lookup(n, (FittedModel, MultiLabelModel), "a fitted model from %%fit")
+              for n in names}
     data_name = call.options["data"]
     data = ctx.lookup(data_name, what="a FeatureSet or ImageSet") if data_name else None
     top = call.options["top_errors"]
     with ctx.progress_scope("evaluate"):
         if len(models) == 1:
-            result = evaluate(models[names[0]], data, top_errors=top, name=names[0])
+            result = evaluate(models[names[0]], data, top_errors=top, name=names[0],
+                              threshold=call.options.get("threshold"))
         else:
             result = evaluate(models, data, top_errors=top)
     if call.output:

@@ -34,7 +34,10 @@ SPEC = MagicSpec(
                nullable=False),
         Option("seed", defaults.SEED, "random seed (folds, forests, MLP weights)", as_int()),
     ),
-    passthrough="Any other key is a param of the chosen classifier (e.g. maxIter, regParam, "
+    passthrough="Images loaded with multi_label: keep (label sets) train one binary "
+                "logistic_regression per label (threshold: the probability at which a "
+                "label is predicted, default 0.5; no grids yet).\n"
+                "Any other key is a param of the chosen classifier (e.g. maxIter, regParam, "
                 "elasticNetParam for logistic_regression; numTrees, maxDepth for "
                 "random_forest; hidden: [64] for mlp). A list value makes a grid: "
                 "regParam: [0.01, 0.1].\nClassifiers: "
