@@ -15,10 +15,11 @@ import numpy as np
 
 from . import defaults
 from .errors import DataError, OptionError
-from .results import (CLASS_INDEX_COL, CONTENT_COL, FEATURES_COL, LABEL_COL, LABEL_NAME_COL,
+from .results import (CLASS_INDEX_COL, FEATURES_COL, LABEL_COL, LABEL_NAME_COL,
                       PATH_COL, PROBABILITIES_COL, Comparison, Evaluation, FeatureSet,
                       FittedModel, ImageSet, MultiLabelModel)
 from .session import is_dataframe
+from .loading.previews import image_thumbnails
 from .training import transform
 
 #: Log loss clips probabilities to [EPS, 1 - EPS] (Spark uses 1e-15).
@@ -255,34 +256,14 @@ def _errors(predictions: Any, model: FittedModel, source: Any, has_prob: bool,
         "predicted": [classes[int(r[CLASS_INDEX_COL])] for r in rows],
         "probability": [r["probability"] for r in rows],
     })
-    table["thumbnail"] = _thumbnails(list(table["path"]), model, source)
+    table["thumbnail"] = image_thumbnails(list(table["path"]), source, _source_images(model))
     return table
 
 
-def _thumbnails(paths: List[Optional[str]], model: FittedModel, source: Any) -> List[Any]:
-    """PNG thumbnails for a few paths, from the data's own bytes or the source images."""
-    wanted = [p for p in paths if p]
-    if not wanted:
-        return [None] * len(paths)
-    frames = []
-    if CONTENT_COL in source.columns:
-        frames.append(source)
-    images = model.features.images.df if model.features and model.features.images else None
-    if images is not None and CONTENT_COL in images.columns:
-        frames.append(images)
-    if not frames:
-        return [None] * len(paths)
-    from pyspark.sql import functions as F
-    from .imaging import InvalidImage, thumbnail_png
-    rows = (frames[0].filter(F.col(PATH_COL).isin(wanted))
-            .select(PATH_COL, CONTENT_COL).collect())
-    by_path = {}
-    for r in rows:
-        try:
-            by_path[r[PATH_COL]] = thumbnail_png(bytes(r[CONTENT_COL] or b""))
-        except InvalidImage:  # an unreadable (or empty) image just has no thumbnail
-            by_path[r[PATH_COL]] = None
-    return [by_path.get(p) for p in paths]
+def _source_images(model: FittedModel) -> Any:
+    """The images the model's features came from (for thumbnails), when known."""
+    features = model.features
+    return features.images.df if features is not None and features.images is not None else None
 
 
 def comparison_table(evals: Dict[str, Evaluation], models: Dict[str, FittedModel]) -> Any:

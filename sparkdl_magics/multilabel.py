@@ -29,6 +29,8 @@ import numpy as np
 from . import defaults
 from .errors import DataError, OptionError
 from .frames import model_input_frame
+from .loading.previews import image_thumbnails
+from .mllib import drop_training_summaries
 from .results import (FEATURES_COL, LABEL_PROBABILITIES_COL, LABELS_COL, PATH_COL,
                       PREDICTED_LABELS_COL, FeatureSet, ImageSet, MultiLabelEvaluation,
                       MultiLabelModel)
@@ -122,9 +124,8 @@ def fit(features: FeatureSet, classifier: str = defaults.CLASSIFIER, *,
 
 
 def _drop_summary(model: Any) -> None:
-    """Forget the training summary (see :func:`sparkdl_magics.training` on job tags)."""
-    from .training import _drop_training_summaries
-    _drop_training_summaries(model)
+    """Forget the training summary (see :func:`sparkdl_magics.mllib.drop_training_summaries`)."""
+    drop_training_summaries(model)
 
 
 def check_threshold(threshold: Any) -> float:
@@ -321,8 +322,9 @@ def _most_wrong(scored: Any, model: MultiLabelModel, source: Any, limit: int) ->
         "predicted": [" | ".join(r[PREDICTED_LABELS_COL]) or "(none)" for r in rows],
         "wrong_labels": [int(r["_wrong"]) for r in rows],
     })
-    from .evaluation import _thumbnails
-    table["thumbnail"] = _thumbnails(list(table["path"]), model, source)
+    features = model.features
+    images = features.images.df if features is not None and features.images is not None else None
+    table["thumbnail"] = image_thumbnails(list(table["path"]), source, images)
     return table
 
 

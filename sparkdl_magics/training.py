@@ -17,6 +17,7 @@ from . import classifiers as registry
 from . import defaults
 from .errors import DataError, OptionError, unknown_choice
 from .frames import model_input_frame
+from .mllib import drop_training_summaries
 from .results import (CLASS_INDEX_COL, FEATURES_COL, LABEL_COL, LABELS_COL, PREDICTION_NAME_COL,
                       FeatureSet, FittedModel, ImageSet)
 
@@ -159,7 +160,7 @@ def _fitted_model(plan: _Plan, model: Any, chosen: Dict[str, Any], grid: Any,
     from pyspark.ml import PipelineModel
     features = plan.features
     history = _objective_history(model)
-    _drop_training_summaries(model)
+    drop_training_summaries(model)
     stages = ([features.featurizer] if features.featurizer is not None else []) + [
         model, _index_to_string(features.classes)]
     return FittedModel(
@@ -355,29 +356,6 @@ def _objective_history(model: Any) -> Optional[List[float]]:
     except Exception:
         return None
     return None
-
-
-def _drop_training_summaries(model: Any) -> None:
-    """Forget the JVM training summary of a classic-session model (and its sub-models).
-
-    Spark 4 classic: a summary built while a job tag is set (every magic tags its jobs)
-    holds the session, and any later job using the model fails with "Task not
-    serializable". Nothing here needs the summary after the objective history is read.
-    Spark Connect keeps models on the server and is not affected.
-    """
-    java_model = getattr(model, "_java_obj", None)
-    if java_model is None or not type(java_model).__module__.startswith("py4j"):
-        return
-    from py4j.protocol import Py4JError
-    from pyspark import SparkContext
-    jvm = SparkContext._jvm  # classic only (a Py4J model)
-    try:
-        if java_model.hasSummary():
-            java_model.setSummary(jvm.scala.Option.empty())
-    except Py4JError:  # a JVM model class without a training summary (no such method)
-        pass
-    for sub in getattr(model, "models", None) or []:  # OneVsRestModel
-        _drop_training_summaries(sub)
 
 
 __all__ = ["fit", "transform", "predict_classes", "METRICS"]

@@ -286,7 +286,7 @@ def test_bad_options_name_the_option_and_choices(spark, image_folder):
     for kwargs, pattern in (
             ({"split": 1.5}, r"option 'split'"), ({"sample": 2}, r"option 'sample'"),
             ({"per_class": 0}, r"option 'per_class'"),
-            ({"multi_label": "keep"}, r"valid: drop, first, all"),
+            ({"multi_label": "several"}, r"valid: drop, first, all, keep"),
             ({"classes": ["tulip"]}, r"no class 'tulip'.*did you mean 'tulips'"),
             ({"labels": "folder"}, r"option 'labels'.*did you mean 'folders'")):
         with pytest.raises(OptionError, match=pattern):
@@ -359,7 +359,7 @@ def test_errors_are_one_line_and_nothing_is_stored(ip, spark, tmp_path):
     assert "missing" not in ip.user_ns
     with pytest.raises(UsageError, match=r"unknown option 'per_clas'.*did you mean 'per_class'"):
         ip.run_cell(f"%%dlload x\npath: {tmp_path}\nper_clas: 3\n")
-    with pytest.raises(UsageError, match=r"option 'multi_label'.*valid: drop, first, all"):
-        ip.run_cell(f"%%dlload x\npath: {tmp_path}\nmulti_label: keep\n")
+    with pytest.raises(UsageError, match=r"option 'multi_label'.*valid: drop, first, all, keep"):
+        ip.run_cell(f"%%dlload x\npath: {tmp_path}\nmulti_label: several\n")
     with pytest.raises(UsageError, match=r"option 'path' is required"):
         ip.run_cell("%%dlload x\nsplit: 0.5\n")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Tuple
 
-from ..results import IMAGE_COL, LABEL_NAME_COL, PATH_COL, ImageSet
+from ..results import CONTENT_COL, IMAGE_COL, LABEL_NAME_COL, PATH_COL, ImageSet
 
 #: Thumbnails kept per class for the preview grid.
 PER_CLASS = 4
@@ -34,6 +34,27 @@ def thumbnails(images: ImageSet, per_class: Optional[int] = None, max_side: int 
     for row in sorted(rows, key=lambda r: r["path"]):
         out.setdefault(row["c"], []).append((row["path"], row["png"]))
     return out
+
+
+def image_thumbnails(paths: List[Optional[str]], *frames: Any) -> List[Optional[bytes]]:
+    """PNG thumbnails for a few *paths* (None where unknown or unreadable), from the first
+    of *frames* (DataFrames, or None) that has the images' bytes. Only the few files
+    asked for are read; they are made small on the driver."""
+    from pyspark.sql import functions as F
+
+    from ..imaging import InvalidImage, thumbnail_png
+    wanted = [p for p in paths if p]
+    source = next((f for f in frames if f is not None and CONTENT_COL in f.columns), None)
+    if not wanted or source is None:
+        return [None] * len(paths)
+    rows = source.filter(F.col(PATH_COL).isin(wanted)).select(PATH_COL, CONTENT_COL).collect()
+    by_path: Dict[str, Optional[bytes]] = {}
+    for r in rows:
+        try:
+            by_path[r[PATH_COL]] = thumbnail_png(bytes(r[CONTENT_COL] or b""))
+        except InvalidImage:  # an unreadable (or empty) image just has no thumbnail
+            by_path[r[PATH_COL]] = None
+    return [by_path.get(p) for p in paths]
 
 
 # Module-level functions so Spark ships them by reference; they import only Pillow.
