@@ -16,6 +16,7 @@ from .tfimport import import_keras
 import contextlib
 import hashlib
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -91,9 +92,11 @@ def _resolve_named(model: str, weights: Optional[str], layer: Optional[str],
             # warn_explicit with no source line: one line in a notebook cell, not our code;
             # short: no URL or cache path (weights: imagenet gives those, in its error)
             reason = getattr(exc, "reason", None)
-            why = f"not cached, download failed ({reason})" if reason else str(exc)
-            warnings.warn_explicit(f"weights: auto -> UNTRAINED: ImageNet weights for "
-                                   f"{info.name} {why}; results are not meaningful",
+            if reason:  # "[Errno -2] Name or service not known": the words say it
+                reason = re.sub(r"^\[Errno -?\d+\] ", "", reason)
+            why = f"({reason})" if reason else str(exc)
+            warnings.warn_explicit(f"weights: auto -> UNTRAINED: no ImageNet weights for "
+                                   f"{info.name} {why}",
                                    UntrainedFallback, filename="sparkdl_magics", lineno=0,
                                    module="sparkdl_magics")
             path, label, untrained = untrained_weights(info, include_top), "none", True

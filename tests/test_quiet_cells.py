@@ -143,7 +143,7 @@ def test_offline_auto_weights_fallback_prints_one_short_line(tmp_path):
     (line,) = lines
     assert "UNTRAINED" in line and "MobileNetV3Small" in line
     assert "Downloading data" not in line and "://" not in line, line
-    assert len(line) <= 200, f"{len(line)} characters: {line}"
+    assert len(line) <= 160, f"{len(line)} characters: {line}"
 
 
 # --------------------------------------------------------------------------- in a kernel
