@@ -95,8 +95,8 @@ def _resolve_named(model: str, weights: Optional[str], layer: Optional[str],
             if reason:  # "[Errno -2] Name or service not known": the words say it
                 reason = re.sub(r"^\[Errno -?\d+\] ", "", reason)
             why = f"({reason})" if reason else str(exc)
-            warnings.warn_explicit(f"weights: auto -> UNTRAINED: no ImageNet weights for "
-                                   f"{info.name} {why}",
+            # (the model is named on the cell's own lines: the warning fits one line)
+            warnings.warn_explicit(f"weights: auto -> UNTRAINED: no ImageNet weights {why}",
                                    UntrainedFallback, filename="sparkdl_magics", lineno=0,
                                    module="sparkdl_magics")
             path, label, untrained = untrained_weights(info, include_top), "none", True
