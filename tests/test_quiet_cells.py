@@ -146,6 +146,37 @@ def test_offline_auto_weights_fallback_prints_one_short_line(tmp_path):
     assert len(line) <= 120, f"{len(line)} characters: {line}"
 
 
+def test_keras_download_note_shows_only_with_a_download_under_way(tmp_path, monkeypatch, capsys):
+    import keras
+    from sparkdl_magics import weights as w
+    from sparkdl_magics.errors import EnvironmentProblem
+    from sparkdl_magics.models import get_model_info
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    info = get_model_info("MobileNetV3Small")
+
+    def downloading(fname, origin, **kwargs):  # what Keras prints, online
+        print(f"Downloading data from {origin}")
+        sys.stdout.write("\r 10/100 ━━━━ 0s")
+        sys.stdout.flush()
+        return str(tmp_path / fname)
+
+    monkeypatch.setattr(keras.utils, "get_file", downloading)
+    assert w.imagenet_weights(info).endswith(".h5")
+    out = capsys.readouterr().out
+    assert out.startswith("Downloading data from https://") and "10/100" in out
+
+    def offline(fname, origin, **kwargs):  # ... and offline
+        print(f"Downloading data from {origin}")
+        raise Exception(f"URL fetch failure on {origin}: None -- [Errno -2] Name or service not known")
+
+    monkeypatch.setattr(keras.utils, "get_file", offline)
+    with pytest.raises(EnvironmentProblem) as caught:
+        w.imagenet_weights(info)
+    assert capsys.readouterr().out == ""
+    assert caught.value.reason == "[Errno -2] Name or service not known"
+    assert "://" in str(caught.value)  # weights: imagenet still says where to get them
+
+
 # --------------------------------------------------------------------------- in a kernel
 
 class Kernel:
