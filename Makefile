@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: quickstart test venv bench clean
+.PHONY: quickstart test venv bench clean browser
 
 venv: $(STAMP)
 
@@ -23,9 +23,22 @@ $(STAMP): pyproject.toml
 quickstart: $(STAMP)
 	$(BIN)/python -m sparkdl_magics.run_notebook notebooks/quickstart.ipynb --html quickstart.html
 
-# The whole suite: unit, local Spark, local-cluster, Spark Connect, and notebooks (nbval).
-# pytest's exit code 5 ("no tests collected") is not a pass.
-test: $(STAMP)
+# The browser test (tests/test_browser.py: JupyterLab in headless Chromium) needs Chromium
+# and its driver: installed with apt when missing and possible (root on Debian), like Java
+# in .ci/run; where they cannot be installed that one test is skipped, saying why.
+browser:
+	@if ! command -v chromedriver >/dev/null 2>&1 || ! { command -v chromium >/dev/null 2>&1 || \
+	    command -v chromium-browser >/dev/null 2>&1; }; then \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    { apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null; } || \
+	      echo "could not install chromium chromium-driver: the browser test will be skipped"; \
+	  else echo "no chromium/chromedriver (apt-get install chromium chromium-driver as root):" \
+	    "the browser test will be skipped"; fi; \
+	fi
+
+# The whole suite: unit, local Spark, local-cluster, Spark Connect, the browser test, and
+# notebooks (nbval). pytest's exit code 5 ("no tests collected") is not a pass.
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -ra tests notebooks --nbval-lax --nbval-sanitize-with notebooks/sanitize.cfg -p no:cacheprovider; \
 	  rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
 

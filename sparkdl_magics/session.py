@@ -7,13 +7,15 @@ Arrow on. :func:`attach` switches to another master or Connect URL.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import subprocess
 import sys
+import threading
 from importlib import resources
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, Iterator, Mapping, Optional
 
 from .errors import DataError, EnvironmentProblem, OptionError
 from .results import SessionInfo
@@ -142,7 +144,8 @@ def start_local(master: str = "local[*]", conf: Optional[Mapping[str, str]] = No
     builder = SparkSession.builder.master(master).appName(EMBEDDED_APP_NAME)
     for key, value in {**_local_conf(), **dict(conf or {})}.items():
         builder = builder.config(key, value)
-    spark = builder.getOrCreate()
+    with quiet_jvm_stderr():
+        spark = builder.getOrCreate()
     _started_here = spark
     return spark
 
@@ -176,7 +179,8 @@ def _start_local_connect(master: str, conf: Optional[Mapping[str, str]]) -> Any:
     server_conf = {**_local_conf(), **dict(conf or {}),
                    "spark.connect.grpc.binding.port": str(port)}
     os.environ["SPARK_LOCAL_REMOTE"] = "1"  # lets session.stop() stop the server too
-    ConnectSession._start_connect_server(master, server_conf)
+    with quiet_jvm_stderr():
+        ConnectSession._start_connect_server(master, server_conf)
     os.environ["SPARK_CONNECT_MODE_ENABLED"] = "1"
     return ConnectSession.builder.remote(f"sc://localhost:{port}").getOrCreate()
 
@@ -223,6 +227,83 @@ def _local_conf() -> Dict[str, str]:
     conf["spark.pyspark.python"] = sys.executable
     conf["spark.pyspark.driver.python"] = sys.executable
     return conf
+
+
+#: Lines the driver JVM writes straight to its stderr (not through log4j) that a notebook
+#: user can neither act on nor silence: the JVM's note that Spark enabled the incubating
+#: Vector API (``--add-modules=jdk.incubator.vector``, for MLlib's Java BLAS), and the
+#: native BLAS loader's complaint that there is no system ``libblas.so.3``/
+#: ``liblapack.so.3`` (MLlib then uses its Java BLAS, which is correct, only slower).
+JVM_NOISE = re.compile(
+    r"^WARNING: Using incubator modules: jdk\.incubator\.\w+(, jdk\.incubator\.\w+)*\s*$"
+    r"|^netlib-\w+: JNI_OnLoad: dlopen\(\S+\) failed")
+
+
+@contextlib.contextmanager
+def quiet_jvm_stderr() -> Iterator[None]:
+    """Launch the driver JVM (inside this block) with its stderr filtered.
+
+    PySpark starts the JVM with this process's file descriptor 2, which a Jupyter kernel
+    copies into the running cell. While this block runs and no JVM exists yet, fd 2 is a
+    pipe: the JVM, the spark-submit scripts and the Python workers it starts later
+    inherit it for their whole life, and a daemon thread copies every line to the real
+    stderr except the :data:`JVM_NOISE` lines. Everything else (log4j warnings and
+    errors, a worker's crash) still reaches the cell. Python's own stderr is back as
+    it was when the block ends.
+    """
+    from pyspark import SparkContext
+    if SparkContext._gateway is not None:
+        yield  # a JVM is running: nothing is launched here
+        return
+    try:
+        read_fd, write_fd = os.pipe()
+        target = os.dup(2)
+        saved = os.dup(2)
+    except OSError:  # out of descriptors, or no fd 2: launch unfiltered
+        yield
+        return
+    with contextlib.suppress(Exception):  # what Python buffered goes out before the swap
+        sys.stderr.flush()
+    threading.Thread(target=_copy_filtered, args=(read_fd, target), daemon=True,
+                     name="sparkdl_magics-jvm-stderr").start()
+    os.dup2(write_fd, 2)  # inheritable: the JVM gets it as its stderr
+    os.close(write_fd)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _copy_filtered(read_fd: int, target: int) -> None:
+    """Copy lines from *read_fd* to *target* until every writer has exited (EOF)."""
+    try:
+        with os.fdopen(read_fd, "rb", buffering=0) as raw:
+            pending = b""
+            while True:
+                chunk = raw.read(65536)
+                if not chunk:
+                    break
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                kept = [line + b"\n" for line in lines
+                        if not JVM_NOISE.search(line.decode(errors="replace"))]
+                if kept:
+                    _write_all(target, b"".join(kept))
+            if pending and not JVM_NOISE.search(pending.decode(errors="replace")):
+                _write_all(target, pending)
+    except OSError:  # the real stderr went away (kernel shutting down): nothing to tell
+        pass
+    finally:
+        with contextlib.suppress(OSError):
+            os.close(target)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    while data:
+        data = data[os.write(fd, data):]
 
 
 def _prepare_local_environment(master: str) -> None:

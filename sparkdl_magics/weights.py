@@ -13,14 +13,17 @@ from __future__ import annotations
 
 from .tfimport import import_keras
 
+import contextlib
 import hashlib
 import os
+import re
 import shutil
+import sys
 import tempfile
 import threading
 import zipfile
 from dataclasses import dataclass
-from typing import Any, Optional, Set, Tuple
+from typing import Any, Iterator, Optional, Set, Tuple
 
 from .errors import EnvironmentProblem, OptionError, did_you_mean
 from .inference import ModelSpec, ShippedFile
@@ -86,9 +89,14 @@ def _resolve_named(model: str, weights: Optional[str], layer: Optional[str],
             path, label = imagenet_weights(info, include_top), "imagenet"
         except EnvironmentProblem as exc:
             import warnings
-            # warn_explicit with no source line: one line in a notebook cell, not our code
-            warnings.warn_explicit(f"weights: auto: {exc} -- using the UNTRAINED fallback "
-                                   "(weights: none); results are not meaningful",
+            # warn_explicit with no source line: one line in a notebook cell, not our code;
+            # short: no URL or cache path (weights: imagenet gives those, in its error)
+            reason = getattr(exc, "reason", None)
+            if reason:  # "[Errno -2] Name or service not known": the words say it
+                reason = re.sub(r"^\[Errno -?\d+\] ", "", reason)
+            why = f"({reason})" if reason else str(exc)
+            # (the model is named on the cell's own lines: the warning fits one line)
+            warnings.warn_explicit(f"weights: auto -> UNTRAINED: no ImageNet weights {why}",
                                    UntrainedFallback, filename="sparkdl_magics", lineno=0,
                                    module="sparkdl_magics")
             path, label, untrained = untrained_weights(info, include_top), "none", True
@@ -114,13 +122,61 @@ def imagenet_weights(info: Any, include_top: bool = False) -> str:
     fname = info.weights_file(include_top)
     try:
         keras = import_keras()
-        return keras.utils.get_file(fname, info.weights_url(include_top), cache_subdir="models")
+        with _download_note_held():
+            return keras.utils.get_file(fname, info.weights_url(include_top),
+                                        cache_subdir="models")
     except Exception as exc:  # any download failure (DNS, HTTP, SSL, disk) gets the same advice
-        raise EnvironmentProblem(
+        problem = EnvironmentProblem(
             f"ImageNet weights for {info.name} are not in Keras' cache and could not be "
             f"downloaded ({_reason(exc)}); place {fname} (from "
             f"{info.weights_url(include_top)}) in {keras_cache_dir()}/, or use "
-            "weights: none / a local weights file") from None
+            "weights: none / a local weights file")
+        problem.reason = _reason(exc)  # for the one-line weights: auto warning
+        raise problem from None
+
+
+class _HeldOutput:
+    """Stdout that holds back Keras' first line (``Downloading data from <url>``) until
+    the download shows progress; :func:`_download_note_held` drops it if none came."""
+
+    def __init__(self, out: Any):
+        self._out = out
+        self._held: Optional[str] = ""
+
+    def write(self, text: str) -> int:
+        if self._held is None:
+            return self._out.write(text)
+        self._held += text
+        first, newline, rest = self._held.partition("\n")
+        if newline and rest:  # something after the note: the download is under way
+            self.release()
+        return len(text)
+
+    def release(self) -> None:
+        held, self._held = self._held, None
+        if held:
+            self._out.write(held)
+
+    def flush(self) -> None:
+        if self._held is None:
+            self._out.flush()
+
+    def __getattr__(self, name: str) -> Any:  # isatty, encoding, fileno: the real stream's
+        return getattr(self._out, name)
+
+
+@contextlib.contextmanager
+def _download_note_held() -> Iterator[None]:
+    """Offline, Keras prints ``Downloading data from <url>`` and fails at once: the note is
+    noise before the one-line fallback warning. Online, it appears with the progress bar."""
+    held = _HeldOutput(sys.stdout)
+    with contextlib.redirect_stdout(held):
+        try:
+            yield
+        except BaseException:
+            held._held = None  # failed: the note announced nothing
+            raise
+    held.release()  # done without progress output (a tiny file): show what Keras said
 
 
 def _reason(exc: BaseException) -> str:

@@ -9,7 +9,6 @@ results in the user namespace only when the whole call succeeded.
 from __future__ import annotations
 
 import contextlib
-import sys
 from typing import Any, Dict, Iterator, Optional
 
 from IPython.core.error import UsageError
@@ -109,11 +108,31 @@ def _is_spark_error(exc: BaseException) -> bool:
     return not isinstance(exc, SparkDLError)
 
 
+class CellInterrupted(KeyboardInterrupt):
+    """The user stopped a magic's cell: one line for the user, still an interrupt.
+
+    Re-raising the plain ``KeyboardInterrupt`` would print a ~40-line traceback through
+    the magic, the runner and the progress scope, none of it the user's code. IPython
+    renders an exception that has ``_render_traceback_`` with that method, so the cell
+    shows the one line; it is still a ``KeyboardInterrupt`` (``except KeyboardInterrupt``
+    catches it) and the notebook's error output says ``ename: KeyboardInterrupt``
+    (ipykernel reports the class's ``__name__``), so nbclient/nbval and papermill see an
+    interrupted cell.
+    """
+
+    def _render_traceback_(self) -> list:
+        return [f"\x1b[0;31m{self}\x1b[0m"]
+
+
+CellInterrupted.__name__ = "KeyboardInterrupt"  # what the notebook's error output names
+
+
 @contextlib.contextmanager
 def _interrupt_message(spec: MagicSpec) -> Iterator[None]:
     try:
         yield
-    except KeyboardInterrupt:
-        print(f"{_prefix(spec)}{spec.name}: interrupted; this cell's Spark jobs were cancelled "
-              "and no result was stored.", file=sys.stderr)
+    except CellInterrupted:
         raise
+    except KeyboardInterrupt:
+        raise CellInterrupted(f"{_prefix(spec)}{spec.name}: interrupted; this cell's Spark jobs "
+                              "were cancelled and no result was stored.") from None
