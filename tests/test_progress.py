@@ -457,3 +457,26 @@ def test_featurize_bar_counts_images_classic(spark, many_images, tiny_weights):
 def test_featurize_bar_counts_images_connect(spark_connect, many_images, tiny_weights):
     fs, final, view = _featurize_progress(spark_connect, many_images, tiny_weights)
     _check_featurize_progress(fs, final, view)
+
+
+def test_a_widget_bar_never_moves_back_a_new_count_gets_a_fresh_bar():
+    """The next job of a fit starts at 0: a new bar replaces the full one."""
+    from sparkdl_magics.progress import ProgressSnapshot, StageProgress
+    view = WidgetProgressView("fit")
+
+    def snap(job, done, total, status="running"):
+        stage = StageProgress(stage_id=job, name="fit", num_tasks=total, completed=done,
+                              job=job)
+        return ProgressSnapshot(label="fit", source="status-tracker", stages=[stage],
+                                jobs=job, elapsed=1.0, status=status, current_job=job)
+    seen = []  # (bar object, fraction shown) after every update
+    for s in (snap(1, 2, 4), snap(1, 1, 4), snap(1, 4, 4), snap(2, 1, 10), snap(2, 5, 10),
+              snap(2, 10, 10, "done")):
+        view.update(s)
+        seen.append((view.bar, view.bar.value / view.bar.max))
+    bars = list(dict.fromkeys(b for b, _ in seen))
+    assert len(bars) == 2 and view.row.children[1] is bars[-1]
+    for bar in bars:
+        fractions = [f for b, f in seen if b is bar]
+        assert fractions == sorted(fractions), fractions
+    assert seen[-1][1] == 1.0

@@ -17,19 +17,36 @@ _BAR_STYLE = {"running": "info", "done": "success", "cancelled": "warning", "fai
 
 
 class WidgetProgressView:
-    """A bar for one cell's Spark work: label, tasks bar, one-line stats, stage detail."""
+    """A bar for one cell's Spark work: label, tasks bar, one-line stats, stage detail.
+
+    A bar only ever moves forward. It counts one thing — the images of a featurize or
+    predict, or else the tasks of one Spark job — and when the thing counted changes
+    (the next job of a fit, the app's next step) a fresh bar takes its place, labelled
+    by the stats line ("job 3 4/10 tasks"), instead of the old one jumping back.
+    """
 
     def __init__(self, label: str = "", stats: str = "starting…"):
         import ipywidgets as w
         self.label = label
         self.title = w.HTML(f"<b>{html.escape(label)}</b>", layout=w.Layout(min_width="90px"))
-        self.bar = w.IntProgress(value=0, min=0, max=1, bar_style="info",
-                                 layout=w.Layout(width="40%"))
+        self.bar = self._new_bar()
         self.stats = w.HTML(html.escape(stats))  # before the first update
         self.detail = w.HTML("")
-        self.widget = w.VBox([w.HBox([self.title, self.bar, self.stats]), self.detail])
+        self.row = w.HBox([self.title, self.bar, self.stats])
+        self.widget = w.VBox([self.row, self.detail])
         self.snapshot: Any = None
         self._key: Any = None  # what the bar counts (images, or one job's tasks)
+
+    @staticmethod
+    def _new_bar() -> Any:
+        import ipywidgets as w
+        return w.IntProgress(value=0, min=0, max=1, bar_style="info",
+                             layout=w.Layout(width="40%"))
+
+    def _replace_bar(self) -> None:
+        """A fresh bar in the old one's place (the old one is never moved backwards)."""
+        self.bar = self._new_bar()
+        self.row.children = (self.title, self.bar, self.stats)
 
     def show(self) -> None:
         from IPython.display import display
@@ -42,8 +59,8 @@ class WidgetProgressView:
         """Reuse the view for another step (the app shows one bar per running step)."""
         self.label = label
         self.title.value = f"<b>{html.escape(label)}</b>"
-        with self.bar.hold_sync():
-            self.bar.value, self.bar.max, self.bar.bar_style = 0, 1, "info"
+        if self.bar.value:
+            self._replace_bar()
         self.stats.value, self.detail.value = "starting…", ""
         self._key = None
 
@@ -53,8 +70,10 @@ class WidgetProgressView:
         if not total:
             done, total = (1, 1) if snap.status == "done" else (0, 1)
         key = ("items", total) if snap.counts_items else ("job", snap.current_job, total)
-        if key == self._key and snap.status == "running":
+        if key == self._key:
             done = max(done, self.bar.value)  # the same count never goes back
+        elif self.bar.value and done * self.bar.max < self.bar.value * total:
+            self._replace_bar()  # a new count that starts below the old one: a fresh bar
         self._key = key
         # value and max in one message: a frontend never sees value > max or a dip
         with self.bar.hold_sync():
