@@ -379,7 +379,7 @@ def many_images(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tiny_weights(tmp_path_factory):
-    from test_featurize import SMALL, write_weights
+    from helpers import SMALL, write_weights
     return write_weights(SMALL, tmp_path_factory.mktemp("w"))
 
 
@@ -397,7 +397,7 @@ class RecordingView(WidgetProgressView):
 
 def _featurize_progress(spark, folder, weights):
     from imagegen import image_set_of
-    from test_featurize import SMALL, binary_images
+    from helpers import SMALL, binary_images
     from sparkdl_magics import featurize
     df = binary_images(spark, folder)
     images = image_set_of(df.filter("path not like '%0001%'"), df.filter("path like '%0001%'"),
