@@ -29,6 +29,10 @@ class EnvironmentProblem(SparkDLError, RuntimeError):
     """Something outside the package is missing (Java, TensorFlow, weights file, ...)."""
 
 
+class ServerNotAnswering(EnvironmentProblem, ConnectionError):
+    """The Spark Connect server a session talks to does not answer (down, wrong URL)."""
+
+
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """A ' — did you mean 'x'?' suffix when *word* is close to one of *choices*."""
     choices = list(choices)
@@ -91,6 +95,9 @@ def spark_error_summary(exc: BaseException) -> Optional[str]:
         PySparkException = ()  # type: ignore[assignment]
     if PySparkException and isinstance(exc, PySparkException):
         cls = spark_error_condition(exc)
+        connect = _connect_summary(exc, cls)
+        if connect:
+            return connect
         msg = (exc.getMessage() if hasattr(exc, "getMessage") else str(exc)).strip()
         if cls and msg.startswith(f"[{cls}]"):
             msg = msg[len(cls) + 2:].strip()
@@ -105,6 +112,22 @@ def spark_error_summary(exc: BaseException) -> Optional[str]:
         return f"Spark (JVM) error: {_python_cause(text)}"
     if type(exc).__name__ == "Py4JNetworkError" or "Py4JNetworkError" in repr(type(exc).__mro__):
         return "the Spark driver is not reachable (its JVM stopped?): run %dlspark to attach again"
+    return None
+
+
+def _connect_summary(exc: BaseException, cls: Optional[str]) -> Optional[str]:
+    """Spark Connect's errors for a server that is gone, in words the user can act on."""
+    if type(exc).__module__ != "pyspark.errors.exceptions.connect":
+        return None
+    if cls == "NO_ACTIVE_SESSION":  # the client of a stopped session or restarted server
+        return ("this result belongs to a Spark Connect session that was closed (stopped, "
+                "or its server restarted): run the cell that made it again (e.g. %%dlload)")
+    text = str(exc)
+    if "StatusCode.UNAVAILABLE" in text:
+        found = re.search(r"(?:ipv4:|ipv6:|dns:)?(\[[^\]]+\]|[\w.-]+):(\d+): ", text)
+        where = f" at sc://{found.group(1)}:{found.group(2)}" if found else ""
+        return (f"the Spark Connect server{where} is not answering: start it and run "
+                "%dlspark --remote again; results made on it are gone")
     return None
 
 

@@ -11,13 +11,16 @@ import contextlib
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import threading
+import weakref
 from importlib import resources
 from typing import Any, Dict, Iterator, Mapping, Optional
+from urllib.parse import urlparse
 
-from .errors import DataError, EnvironmentProblem, OptionError
+from .errors import DataError, EnvironmentProblem, OptionError, ServerNotAnswering
 from .results import SessionInfo
 
 EMBEDDED_APP_NAME = "sparkdl_magics"
@@ -34,6 +37,43 @@ DEFAULT_CONF: Dict[str, str] = {
 }
 
 _started_here: Optional[Any] = None  # the session this module started, if any
+
+#: The Connect server the user attached to with ``%dlspark --remote`` (None: not attached).
+#: While set, the magics run there or fail; they never fall back to a local session.
+_attached: Optional["_Attachment"] = None
+#: Connect sessions replaced by a reconnect or a new attachment: their results are gone.
+_retired: "weakref.WeakSet[Any]" = weakref.WeakSet()
+
+#: Seconds a TCP connect to a Connect server may take before it counts as not answering.
+REACH_TIMEOUT_S = 3.0
+#: Retries of the sessions attached here (pyspark's default waits 10+ minutes for a dead
+#: server): about 3 s of back-off in all before an unanswered call fails.
+CONNECT_RETRY_POLICY = {"max_retries": 4, "initial_backoff": 200, "backoff_multiplier": 2.0,
+                        "max_backoff": 2000}
+
+
+class _Attachment:
+    """A Connect server attached with ``%dlspark --remote``: the URL as given (``sc://...``
+    or ``local[N]``), the sc:// address the client talks to, and the current session."""
+
+    def __init__(self, remote: str, url: str, session: Any, env_before: Optional[str]):
+        self.remote = remote
+        self.url = url
+        self.session = session
+        self.env_before = env_before  # SPARK_CONNECT_MODE_ENABLED before attaching
+        self.app_id = _server_app_id(session)  # which server process it is
+
+    @property
+    def shown(self) -> str:
+        return shown_url(self.url)
+
+    @property
+    def again(self) -> str:
+        """The %dlspark line that attaches here again (a token is never printed)."""
+        remote = self.remote if self.remote.startswith("local") else self.shown
+        if ";" in self.url and not self.remote.startswith("local"):
+            remote += "/;..."
+        return f"%dlspark --remote {remote}"
 
 
 def is_connect(spark: Any) -> bool:
@@ -82,8 +122,13 @@ def ensure_usable(spark: Any, what: str = "these images") -> None:
     """A clear error when *spark* (the session a result was made in) is stopped or its
     driver JVM died: its DataFrames can never run again, and PySpark would fail with an
     AttributeError or a Py4J error far from the cause."""
-    if spark is None or is_connect(spark):
-        return  # Connect sessions report a closed channel with their own error
+    if spark is None:
+        return
+    if is_connect(spark):
+        if not connect_session_gone(spark):
+            return
+        raise DataError(f"{what} belong to a Spark session that was stopped (or whose JVM "
+                        "died): run the cell that made them again (e.g. %%dlload)")
     sc = getattr(spark, "_sc", None)
     proc = getattr(getattr(sc, "_gateway", None), "proc", None)
     dead = sc is None or getattr(sc, "_jsc", None) is None or (
@@ -126,12 +171,133 @@ def _connect_closed(session: Any) -> bool:
     return bool(getattr(client, "is_closed", False))
 
 
+def connect_session_gone(spark: Any) -> bool:
+    """True for a Connect session whose server session is gone: closed (stopped, or the
+    server restarted under it) or replaced by a later ``%dlspark --remote``/reconnect."""
+    try:
+        if spark in _retired:
+            return True
+    except TypeError:  # not weak-referenceable: cannot have been retired
+        pass
+    return _connect_closed(spark)
+
+
 def get_spark() -> Any:
-    """The session to run on: the user's active one, else the embedded local one."""
+    """The session to run on: the attached Connect server's, else the user's active one,
+    else the embedded local one. Attached to a Connect server, never a local session: a
+    server that does not answer is one clear error within seconds, and a server that was
+    restarted is reconnected to (its old results are flagged as gone)."""
+    if _attached is not None:
+        return _attached_session(_attached)
     session = active_session()
     if session is not None:
         return session
     return start_local()
+
+
+def _attached_session(att: "_Attachment") -> Any:
+    """The attached server's live session: checked (a TCP connect, then one RPC with
+    bounded retries), reconnected when the server was restarted under it."""
+    gone = (f"the Spark Connect server at {att.shown} is not answering ({{reason}}): start "
+            f"it and run {att.again} again; results made on it are gone")
+    check_reachable(att.url, gone)
+    spark = att.session
+    if not connect_session_gone(spark):
+        try:  # one RPC: the server answers, and it is the same server process (a
+            # restarted one has another application id; pyspark does not always notice)
+            if _server_app_id(spark) == att.app_id:
+                return spark
+        except Exception:  # noqa: BLE001 - the port answers: its gRPC channel may be
+            pass  # waiting out a reconnect back-off; a new session has a new channel
+    if att.remote.startswith("local"):  # an in-process server cannot come back by itself
+        raise ServerNotAnswering(gone.format(reason="its session was closed"))
+    global _started_here
+    fresh = _connect_session(att.url)
+    try:
+        app_id = _server_app_id(fresh)
+    except Exception as exc:  # noqa: BLE001 - the server does not answer gRPC calls
+        _stop_connect(fresh, att.url)
+        raise ServerNotAnswering(gone.format(reason=_grpc_reason(exc))) from None
+    att.session = fresh
+    if _started_here is spark:
+        _started_here = fresh
+    if app_id == att.app_id and not connect_session_gone(spark):
+        return fresh  # the same server process: a new channel was all it needed
+    att.app_id = app_id
+    _retire(spark)
+    print(f"sparkdl_magics: the Spark Connect server at {att.shown} was restarted: "
+          "reconnected; results made before the restart are gone (run their cells again)",
+          file=sys.stderr)
+    return att.session
+
+
+def _server_app_id(spark: Any) -> Optional[str]:
+    """The server's Spark application id (one RPC): another one after a restart."""
+    return spark.conf.get("spark.app.id", None)
+
+
+def _grpc_reason(exc: BaseException) -> str:
+    """A few words on why a Connect call failed (the gRPC status, else the first line)."""
+    text = str(exc)
+    found = re.search(r"status = StatusCode\.(\w+)", text)
+    if found:
+        detail = re.search(r'details = "([^"]*)"', text)
+        return found.group(1) + (f": {detail.group(1)}" if detail else "")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
+def _retire(spark: Any) -> None:
+    try:
+        _retired.add(spark)
+    except TypeError:
+        pass
+
+
+def shown_url(url: str) -> str:
+    """``sc://host:port`` of a Connect URL, without its path and parameters (tokens)."""
+    parsed = urlparse(url)
+    host = parsed.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    return f"sc://{host}:{parsed.port or 15002}"
+
+
+def check_reachable(url: str, message: str, timeout: float = REACH_TIMEOUT_S) -> None:
+    """Raise :class:`ServerNotAnswering` (``message`` with ``{reason}`` filled in) unless a
+    TCP connection to the Connect server at *url* opens within *timeout* seconds."""
+    parsed = urlparse(url)
+    host = parsed.hostname or "localhost"
+    try:
+        port = parsed.port or 15002
+    except ValueError as exc:
+        raise OptionError(f"--remote {shown_url(url)!r}: {exc}") from None
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return
+    except socket.timeout:
+        reason = f"no connection within {timeout:g} s"
+    except ConnectionRefusedError:
+        reason = "connection refused"
+    except socket.gaierror as exc:
+        reason = f"unknown host {host!r}: {exc.strerror or exc}"
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+    raise ServerNotAnswering(message.format(reason=reason))
+
+
+def _connect_session(url: str) -> Any:
+    """A new Connect session on *url* (never an existing one), with bounded retries."""
+    from pyspark.sql.connect.client.retries import DefaultPolicy
+    from pyspark.sql.connect.session import SparkSession as ConnectSession
+
+    os.environ["SPARK_CONNECT_MODE_ENABLED"] = "1"  # pyspark's marker of Connect mode
+    spark = ConnectSession.builder.remote(url).create()
+    # create() keeps an older (closed) session as the default and active one
+    ConnectSession._default_session = spark
+    ConnectSession._active_session.session = spark
+    spark._client.set_retry_policies([DefaultPolicy(**CONNECT_RETRY_POLICY)])
+    return spark
 
 
 def start_local(master: str = "local[*]", conf: Optional[Mapping[str, str]] = None) -> Any:
@@ -152,19 +318,27 @@ def start_local(master: str = "local[*]", conf: Optional[Mapping[str, str]] = No
 
 def start_connect(remote: str, conf: Optional[Mapping[str, str]] = None) -> Any:
     """Connect to ``sc://host:port``, or start a local Connect server for ``local[N]``."""
-    global _started_here
-    from pyspark.sql import SparkSession
-
+    global _started_here, _attached
+    env_before = os.environ.get("SPARK_CONNECT_MODE_ENABLED")
     if remote.startswith("local"):
         spark = _start_local_connect(remote, conf)
+        url = connect_url(spark)
     elif remote.startswith("sc://"):
-        builder = SparkSession.builder.remote(remote)
-        for key, value in dict(conf or {}).items():
-            builder = builder.config(key, value)
-        spark = builder.getOrCreate()
+        url = remote
+        check_reachable(url, f"no Spark Connect server answers at {shown_url(url)} "
+                              "({reason}): start it (e.g. $SPARK_HOME/sbin/start-connect-server.sh)"
+                              f" or fix the URL, then run %dlspark --remote {shown_url(url)} again")
+        spark = _connect_session(url)
+        try:
+            for key, value in dict(conf or {}).items():
+                spark.conf.set(key, value)
+        except Exception:
+            _stop_connect(spark, url)
+            raise
     else:
         raise OptionError(f"--remote {remote!r}: expected sc://host:port or local[N]")
     _started_here = spark
+    _attached = _Attachment(remote, url, spark, env_before)
     return spark
 
 
@@ -204,16 +378,48 @@ def attach(master: Optional[str] = None, remote: Optional[str] = None,
 
 
 def stop() -> None:
-    """Stop the active session (used before attaching elsewhere)."""
-    global _started_here
+    """Stop the active session (used before attaching elsewhere). Attached to a Connect
+    server, stop its session (without waiting on a server that is gone) and detach, so
+    the next magic starts the embedded session again."""
+    global _started_here, _attached
+    att, _attached = _attached, None
+    if att is not None:
+        _stop_connect(att.session, att.url)
+        if att.session is _started_here:
+            _started_here = None
     session = active_session()
     for s in (session, _started_here):
-        if s is not None:
-            try:
-                s.stop()
-            except Exception:  # a dead session cannot be stopped twice; that is fine
-                pass
+        if s is None or s is getattr(att, "session", None):
+            continue
+        if is_connect(s):
+            _stop_connect(s, connect_url(s))
+            continue
+        try:
+            s.stop()
+        except Exception:  # a dead session cannot be stopped twice; that is fine
+            pass
     _started_here = None
+    if att is not None and not att.remote.startswith("local"):
+        # pyspark marks the process as Connect-only and never unmarks it for sc:// URLs:
+        # without this, the next classic session fails with CONNECT_URL_NOT_SET
+        if att.env_before is None:
+            os.environ.pop("SPARK_CONNECT_MODE_ENABLED", None)
+        else:
+            os.environ["SPARK_CONNECT_MODE_ENABLED"] = att.env_before
+
+
+def _stop_connect(spark: Any, url: str) -> None:
+    """Stop a Connect session; a server that does not answer is not waited on (pyspark
+    would retry releasing the session for minutes)."""
+    _retire(spark)
+    try:
+        check_reachable(url, "{reason}", timeout=1.0)
+    except (ServerNotAnswering, OptionError):
+        spark.release_session_on_close = False
+    try:
+        spark.stop()
+    except Exception:  # noqa: BLE001 - stopping is best effort, as in pyspark
+        pass
 
 
 # --------------------------------------------------------------------------- environment
@@ -364,7 +570,7 @@ def describe(spark: Any) -> SessionInfo:
     conf = spark.conf
     if connect:
         master = connect_url(spark)
-        server_master = _safe_conf(conf, "spark.master")
+        server_master = _safe_conf(conf, "spark.master")  # the server's own master
         if server_master:
             master = f"{master} (server master: {server_master})"
     else:
