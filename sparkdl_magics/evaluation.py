@@ -15,11 +15,10 @@ import numpy as np
 
 from . import defaults
 from .errors import DataError, OptionError
-from .results import (CLASS_INDEX_COL, FEATURES_COL, LABEL_COL, LABEL_NAME_COL,
-                      PATH_COL, PROBABILITIES_COL, Comparison, Evaluation, FeatureSet,
-                      FittedModel, ImageSet, MultiLabelModel)
-from .session import is_dataframe
+from .frames import evaluation_frame
 from .loading.previews import image_thumbnails
+from .results import (CLASS_INDEX_COL, LABEL_COL, LABEL_NAME_COL, PATH_COL, PROBABILITIES_COL,
+                      Comparison, Evaluation, FittedModel, MultiLabelModel)
 from .training import transform
 
 #: Log loss clips probabilities to [EPS, 1 - EPS] (Spark uses 1e-15).
@@ -93,27 +92,8 @@ def evaluate(model: Union[FittedModel, Sequence[FittedModel], Dict[str, FittedMo
 
 
 def _data_frame(model: FittedModel, data: Any) -> tuple:
-    notes: List[str] = []
-    if data is None:
-        if model.features is None:
-            raise OptionError("this model does not know its test data (it was loaded from "
-                              "disk?): pass data= (a FeatureSet, ImageSet or DataFrame)")
-        data = model.features
-    if isinstance(data, FeatureSet):
-        if data.test is None:
-            raise DataError("the FeatureSet has no test split: split the images when "
-                            "loading (split: 0.8), or pass data=")
-        df = data.test
-        if data.feature_col != FEATURES_COL:
-            df = df.withColumnRenamed(data.feature_col, FEATURES_COL)
-    elif isinstance(data, ImageSet):  # its test split when it has one
-        df = data.test if data.test is not None else data.df
-    else:
-        df = data
-    if not is_dataframe(df):
-        raise DataError(f"cannot evaluate on a {type(data).__name__}: expected a FeatureSet, "
-                        "an ImageSet or a Spark DataFrame")
-    return _align_labels(df, model.classes), notes
+    df = evaluation_frame(data, model.features)
+    return _align_labels(df, model.classes), []
 
 
 def _align_labels(df: Any, classes: List[str]) -> Any:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import DataError
-from .results import CONTENT_COL, IMAGE_COL, FeatureSet, ImageSet
+from .errors import DataError, OptionError
+from .results import CONTENT_COL, FEATURES_COL, IMAGE_COL, FeatureSet, ImageSet
 from .session import is_dataframe
 
 
@@ -42,4 +42,28 @@ def model_input_frame(data: Any) -> Any:
     return images_frame(data, "predict on")
 
 
-__all__ = ["image_column", "images_frame", "model_input_frame"]
+def evaluation_frame(data: Any, trained_on: Any) -> Any:
+    """What a model is evaluated on: *data* (a FeatureSet's test split, an ImageSet's test
+    split — else all its images —, or a DataFrame), else the test split of the features
+    it was trained on (*trained_on*)."""
+    if data is None:
+        if trained_on is None:
+            raise OptionError("this model does not know its test data (it was loaded from "
+                              "disk?): pass data= (a FeatureSet, ImageSet or DataFrame)")
+        data = trained_on
+    if isinstance(data, FeatureSet):
+        if data.test is None:
+            raise DataError("the FeatureSet has no test split: split the images when "
+                            "loading (split: 0.8), or pass data=")
+        if data.feature_col != FEATURES_COL:
+            return data.test.withColumnRenamed(data.feature_col, FEATURES_COL)
+        return data.test
+    if isinstance(data, ImageSet):
+        return data.test if data.test is not None else data.df
+    if not is_dataframe(data):
+        raise DataError(f"cannot evaluate on a {type(data).__name__}: expected a FeatureSet, "
+                        "an ImageSet or a Spark DataFrame")
+    return data
+
+
+__all__ = ["image_column", "images_frame", "model_input_frame", "evaluation_frame"]

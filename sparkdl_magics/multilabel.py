@@ -28,11 +28,11 @@ import numpy as np
 
 from . import defaults
 from .errors import DataError, OptionError
-from .frames import model_input_frame
+from .frames import evaluation_frame, model_input_frame
 from .loading.previews import image_thumbnails
 from .mllib import drop_training_summaries
 from .results import (FEATURES_COL, LABEL_PROBABILITIES_COL, LABELS_COL, PATH_COL,
-                      PREDICTED_LABELS_COL, FeatureSet, ImageSet, MultiLabelEvaluation,
+                      PREDICTED_LABELS_COL, FeatureSet, MultiLabelEvaluation,
                       MultiLabelModel)
 
 #: The classifiers a multi-label fit trains per label (binary, with probabilities).
@@ -249,25 +249,7 @@ def _nanmean(values: np.ndarray) -> float:
 
 
 def _data_frame(model: MultiLabelModel, data: Any) -> Any:
-    if data is None:
-        if model.features is None:
-            raise OptionError("this model does not know its test data (it was loaded from "
-                              "disk?): pass data= (a FeatureSet, ImageSet or DataFrame)")
-        data = model.features
-    if isinstance(data, FeatureSet):
-        if data.test is None:
-            raise DataError("the FeatureSet has no test split: split the images when "
-                            "loading (split: 0.8), or pass data=")
-        df = data.test
-        if data.feature_col != FEATURES_COL:
-            df = df.withColumnRenamed(data.feature_col, FEATURES_COL)
-    elif isinstance(data, ImageSet):
-        df = data.test if data.test is not None else data.df
-    else:
-        df = data
-    if not hasattr(df, "columns"):
-        raise DataError(f"cannot evaluate on a {type(data).__name__}: expected a FeatureSet, "
-                        "an ImageSet or a Spark DataFrame")
+    df = evaluation_frame(data, model.features)
     if LABELS_COL not in df.columns:
         raise DataError(f"the data has no '{LABELS_COL}' column (label sets): load the images "
                         "with multi_label: keep to evaluate a multi-label model")

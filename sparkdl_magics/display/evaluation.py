@@ -7,7 +7,8 @@ import math
 from typing import Any
 
 from ..results import Comparison, Evaluation
-from .html import figure_png, frame_html, kv_table, new_figure, png_img, untrained_banner
+from .html import (escape, figure_png, frame_html, kv_table, new_figure, png_img,
+                   untrained_banner)
 
 
 #: The confusion heatmap's matrix side, in inches: grows with the classes between these
@@ -101,19 +102,23 @@ def curves_plot(ev: Any) -> str:
 NO_THUMBNAIL = "<div style='width:96px;height:64px;background:#eee'></div>"
 
 
+def gallery_cell(row: Any, caption: str, width: int = 110) -> str:
+    """One image of a mistakes gallery: its thumbnail (or a grey box), the path on hover,
+    and *caption* (HTML, already escaped) under it."""
+    thumb = row.get("thumbnail")
+    img = png_img(thumb) if thumb else NO_THUMBNAIL
+    return (f"<div style='display:inline-block;margin:4px;text-align:center;width:{width}px;"
+            f"vertical-align:top' title=\"{escape(row.get('path') or '')}\">{img}<br/>"
+            f"<small>{caption}</small></div>")
+
+
 def gallery_html(errors: Any) -> str:
     cells = []
     for _, row in errors.iterrows():
-        thumb = row.get("thumbnail")
-        img = png_img(thumb) if thumb else NO_THUMBNAIL
         prob = row.get("probability")
         prob_text = "" if prob is None or prob != prob else f" ({prob:.2f})"
-        title = html.escape(str(row.get("path") or ""), quote=True)
-        cells.append(
-            f"<div style='display:inline-block;margin:4px;text-align:center;width:110px;"
-            f"vertical-align:top' title=\"{title}\">{img}<br/>"
-            f"<small>true: {html.escape(str(row['true']))}<br/>"
-            f"predicted: {html.escape(str(row['predicted']))}{prob_text}</small></div>")
+        cells.append(gallery_cell(row, f"true: {escape(row['true'])}<br/>"
+                                       f"predicted: {escape(row['predicted'])}{prob_text}"))
     return "<div>" + "".join(cells) + "</div>"
 
 

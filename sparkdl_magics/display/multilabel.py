@@ -3,12 +3,11 @@ MultiLabelEvaluation (metrics, per-label table and chart, ROC curves, the images
 the most wrong labels). Renders what the stages computed; computes nothing."""
 from __future__ import annotations
 
-import html
 from typing import Any
 
 from ..results import MultiLabelEvaluation, MultiLabelModel
-from .evaluation import NO_THUMBNAIL
-from .html import escape, figure_png, frame_html, kv_table, new_figure, png_img, untrained_banner
+from .evaluation import gallery_cell
+from .html import escape, figure_png, frame_html, kv_table, new_figure, untrained_banner
 
 #: Labels drawn in the ROC plot (the per-label table lists all of them).
 MAX_CURVES = 12
@@ -55,16 +54,10 @@ def per_label_plot(ev: MultiLabelEvaluation) -> str:
 
 
 def worst_images_html(errors: Any) -> str:
-    cells = []
-    for _, row in errors.iterrows():
-        thumb = row.get("thumbnail")
-        img = png_img(thumb) if thumb else NO_THUMBNAIL
-        title = html.escape(str(row.get("path") or ""), quote=True)
-        cells.append(
-            f"<div style='display:inline-block;margin:4px;text-align:center;width:130px;"
-            f"vertical-align:top' title=\"{title}\">{img}<br/>"
-            f"<small>{int(row['wrong_labels'])} wrong<br/>true: {escape(row['true'])}<br/>"
-            f"predicted: {escape(row['predicted'])}</small></div>")
+    cells = [gallery_cell(row, f"{int(row['wrong_labels'])} wrong<br/>"
+                               f"true: {escape(row['true'])}<br/>"
+                               f"predicted: {escape(row['predicted'])}", width=130)
+             for _, row in errors.iterrows()]
     return "<div>" + "".join(cells) + "</div>"
 
 
