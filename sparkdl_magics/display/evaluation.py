@@ -2,9 +2,8 @@
 ROC/PR curves and the misclassified gallery. Renders what evaluation computed."""
 from __future__ import annotations
 
-import html
 import math
-from typing import Any
+from typing import Any, List
 
 from ..results import Comparison, Evaluation
 from .html import (escape, figure_png, frame_html, kv_table, new_figure, png_img,
@@ -122,13 +121,17 @@ def gallery_html(errors: Any) -> str:
     return "<div>" + "".join(cells) + "</div>"
 
 
-def evaluation_html(ev: Evaluation) -> str:
-    title = f"Evaluation{': ' + ev.name if ev.name else ''}"
-    parts = [f"<h4>{html.escape(title)}</h4>",
+def evaluation_head(kind: str, ev: Any) -> List[str]:
+    """The top of an evaluation: its title, the UNTRAINED banner, the metrics and notes."""
+    title = f"{kind}{': ' + ev.name if ev.name else ''}"
+    return ([f"<h4>{escape(title)}</h4>",
              untrained_banner(ev.untrained, "these figures are those of random features"),
              kv_table(ev.metrics)]
-    for note in ev.notes:
-        parts.append(f"<p><i>Note: {html.escape(note)}</i></p>")
+            + [f"<p><i>Note: {escape(note)}</i></p>" for note in ev.notes])
+
+
+def evaluation_html(ev: Evaluation) -> str:
+    parts = evaluation_head("Evaluation", ev)
     parts += ["<h5>Per class</h5>", frame_html(ev.per_class),
               "<h5>Confusion matrix</h5>", confusion_plot(ev.confusion)]
     if ev.roc is not None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..results import MultiLabelEvaluation, MultiLabelModel
-from .evaluation import gallery_cell
+from .evaluation import evaluation_head, gallery_cell
 from .html import escape, figure_png, frame_html, kv_table, new_figure, untrained_banner
 
 #: Labels drawn in the ROC plot (the per-label table lists all of them).
@@ -62,11 +62,7 @@ def worst_images_html(errors: Any) -> str:
 
 
 def multilabel_evaluation_html(ev: MultiLabelEvaluation) -> str:
-    title = f"Multi-label evaluation{': ' + ev.name if ev.name else ''}"
-    parts = [f"<h4>{escape(title)}</h4>",
-             untrained_banner(ev.untrained, "these figures are those of random features"),
-             kv_table(ev.metrics)]
-    parts += [f"<p><i>Note: {escape(n)}</i></p>" for n in ev.notes]
+    parts = evaluation_head("Multi-label evaluation", ev)
     parts += ["<h5>Per label</h5>", frame_html(ev.per_label)]
     if len(ev.per_label):
         parts.append(per_label_plot(ev))
