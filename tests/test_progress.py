@@ -480,3 +480,4 @@ def test_a_widget_bar_never_moves_back_a_new_count_gets_a_fresh_bar():
         fractions = [f for b, f in seen if b is bar]
         assert fractions == sorted(fractions), fractions
     assert seen[-1][1] == 1.0
+    assert bars[0].value == bars[0].max  # the replaced job's bar was completed, not left

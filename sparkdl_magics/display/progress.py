@@ -43,8 +43,13 @@ class WidgetProgressView:
         return w.IntProgress(value=0, min=0, max=1, bar_style="info",
                              layout=w.Layout(width="40%"))
 
-    def _replace_bar(self) -> None:
-        """A fresh bar in the old one's place (the old one is never moved backwards)."""
+    def _replace_bar(self, finished: bool = True) -> None:
+        """A fresh bar in the old one's place (the old one is never moved backwards). The
+        old count is over when a new one starts: its bar is completed first, unless the
+        cell failed or was cancelled."""
+        if finished:
+            with self.bar.hold_sync():
+                self.bar.value, self.bar.bar_style = self.bar.max, "success"
         self.bar = self._new_bar()
         self.row.children = (self.title, self.bar, self.stats)
 
@@ -73,7 +78,8 @@ class WidgetProgressView:
         if key == self._key:
             done = max(done, self.bar.value)  # the same count never goes back
         elif self.bar.value and done * self.bar.max < self.bar.value * total:
-            self._replace_bar()  # a new count that starts below the old one: a fresh bar
+            # a new count that starts below the old one: a fresh bar
+            self._replace_bar(finished=snap.status in ("running", "done"))
         self._key = key
         # value and max in one message: a frontend never sees value > max or a dip
         with self.bar.hold_sync():
