@@ -245,8 +245,19 @@ def _rss_mb() -> float:
     return psutil.Process().memory_info().rss / 2**20
 
 
+#: The one long-lived thread per driver JVM this process launched: it copies the JVM's
+#: stderr into the cell without the start-up noise (session.quiet_jvm_stderr).
+JVM_STDERR_THREAD = "sparkdl_magics-jvm-stderr"
+
+
 def _sparkdl_threads():
-    return sorted(t.name for t in threading.enumerate() if t.name.startswith("sparkdl"))
+    """Threads of ours that belong to a cell (progress tickers, interrupt helpers)."""
+    return sorted(t.name for t in threading.enumerate()
+                  if t.name.startswith("sparkdl") and t.name != JVM_STDERR_THREAD)
+
+
+def _jvm_stderr_threads():
+    return [t for t in threading.enumerate() if t.name == JVM_STDERR_THREAD]
 
 
 def test_many_small_cells_leak_no_threads_or_memory(spark, ip, tiny_folder):
@@ -263,17 +274,25 @@ def test_many_small_cells_leak_no_threads_or_memory(spark, ip, tiny_folder):
     gc.collect()
     assert ip.user_ns["imgs"].num_images == 6
     assert _sparkdl_threads() == [], "progress tickers left running"
+    assert len(_jvm_stderr_threads()) <= 2, "one stderr copier per JVM (driver, Connect server)"
     # Py4J may keep a spare connection thread or two; per-cell leaks would be >= 10
     assert threading.active_count() - threads_before <= 2, threading.enumerate()
     assert _rss_mb() - rss_before < 60, "driver memory grew over 40 small cells"
 
 
-def test_interrupted_and_failed_cells_leave_no_progress_threads(spark, ip, tiny_folder):
+def test_interrupted_and_failed_cells_leave_no_progress_threads(spark, ip, tiny_folder, capfd):
     from IPython.core.error import UsageError
-    for _ in range(10):
-        with pytest.raises(UsageError):
-            ip.run_cell(f"%%dlload bad\npath: {tiny_folder / 'missing'}")
+    from sparkdl_magics import progress
+    before = progress.settings.mode
+    progress.configure(mode="text")
+    try:
+        for _ in range(10):
+            with pytest.raises(UsageError):
+                ip.run_cell(f"%%dlload bad\npath: {tiny_folder / 'missing'}")
+    finally:
+        progress.configure(mode=before)
     assert _sparkdl_threads() == []
+    assert "0/0 tasks" not in capfd.readouterr().err  # the error line alone, no empty summary
 
 
 def test_worker_model_cache_is_bounded(monkeypatch):

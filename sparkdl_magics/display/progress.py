@@ -132,8 +132,10 @@ class TextProgressView:
             self._print(line)
 
     def finish(self, snap: Any) -> None:
+        """One summary line for work that ran Spark tasks; a cell that failed before any
+        ran has its one-line error already (no "failed 0/0 tasks" line under it)."""
         self.snapshot = snap
-        if snap.progress[1] or snap.status != "done":
+        if snap.progress[1]:
             self._print(progress_line(snap))
 
 
