@@ -396,7 +396,7 @@ class RecordingView(WidgetProgressView):
 
 
 def _featurize_progress(spark, folder, weights):
-    from imagegen import image_set_of
+    from helpers import image_set_of
     from helpers import SMALL, binary_images
     from sparkdl_magics import featurize
     df = binary_images(spark, folder)
