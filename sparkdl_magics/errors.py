@@ -131,6 +131,17 @@ def _connect_summary(exc: BaseException, cls: Optional[str]) -> Optional[str]:
     return None
 
 
+def grpc_reason(exc: BaseException) -> str:
+    """A few words on why a Connect call failed (the gRPC status, else the first line)."""
+    text = str(exc)
+    found = re.search(r"status = StatusCode\.(\w+)", text)
+    if found:
+        detail = re.search(r'details = "([^"]*)"', text)
+        return found.group(1) + (f": {detail.group(1)}" if detail else "")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
 def _python_cause(message: str) -> str:
     """One line for a message that may carry a Python worker's traceback: the text before
     it, then the exception the worker raised (e.g. a module missing on the workers)."""

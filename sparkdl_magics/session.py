@@ -20,7 +20,8 @@ from importlib import resources
 from typing import Any, Dict, Iterator, Mapping, Optional
 from urllib.parse import urlparse
 
-from .errors import DataError, EnvironmentProblem, OptionError, ServerNotAnswering
+from .errors import (DataError, EnvironmentProblem, OptionError, ServerNotAnswering,
+                     grpc_reason)
 from .results import SessionInfo
 
 EMBEDDED_APP_NAME = "sparkdl_magics"
@@ -113,7 +114,7 @@ def active_session() -> Optional[Any]:
     if _forget_dead_driver():
         return None
     session = SparkSession.getActiveSession()
-    if session is not None and getattr(session.sparkContext, "_jsc", None) is None:
+    if session is not None and getattr(session.sparkContext, "_jsc", None) is None:  # classic
         return None
     return session
 
@@ -155,9 +156,9 @@ def _forget_dead_driver() -> bool:
         pass
     sc = SparkContext._active_spark_context
     if sc is not None:
-        sc._jsc = None
+        sc._jsc = None  # classic only: a dead driver JVM
     SparkContext._gateway = None
-    SparkContext._jvm = None
+    SparkContext._jvm = None  # classic only
     SparkContext._active_spark_context = None
     SparkSession._instantiatedSession = None
     SparkSession._activeSession = None
@@ -217,7 +218,7 @@ def _attached_session(att: "_Attachment") -> Any:
         app_id = _server_app_id(fresh)
     except Exception as exc:  # noqa: BLE001 - the server does not answer gRPC calls
         _stop_connect(fresh, att.url)
-        raise ServerNotAnswering(gone.format(reason=_grpc_reason(exc))) from None
+        raise ServerNotAnswering(gone.format(reason=grpc_reason(exc))) from None
     att.session = fresh
     if _started_here is spark:
         _started_here = fresh
@@ -234,17 +235,6 @@ def _attached_session(att: "_Attachment") -> Any:
 def _server_app_id(spark: Any) -> Optional[str]:
     """The server's Spark application id (one RPC): another one after a restart."""
     return spark.conf.get("spark.app.id", None)
-
-
-def _grpc_reason(exc: BaseException) -> str:
-    """A few words on why a Connect call failed (the gRPC status, else the first line)."""
-    text = str(exc)
-    found = re.search(r"status = StatusCode\.(\w+)", text)
-    if found:
-        detail = re.search(r'details = "([^"]*)"', text)
-        return found.group(1) + (f": {detail.group(1)}" if detail else "")
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__
 
 
 def _retire(spark: Any) -> None:
@@ -326,8 +316,8 @@ def start_connect(remote: str, conf: Optional[Mapping[str, str]] = None) -> Any:
     elif remote.startswith("sc://"):
         url = remote
         check_reachable(url, f"no Spark Connect server answers at {shown_url(url)} "
-                              "({reason}): start it (e.g. $SPARK_HOME/sbin/start-connect-server.sh)"
-                              f" or fix the URL, then run %dlspark --remote {shown_url(url)} again")
+                        "({reason}): start it (e.g. $SPARK_HOME/sbin/start-connect-server.sh) "
+                        f"or fix the URL, then run %dlspark --remote {shown_url(url)} again")
         spark = _connect_session(url)
         try:
             for key, value in dict(conf or {}).items():
@@ -574,7 +564,7 @@ def describe(spark: Any) -> SessionInfo:
         if server_master:
             master = f"{master} (server master: {server_master})"
     else:
-        master = spark.sparkContext.master
+        master = spark.sparkContext.master  # classic only
     from . import __version__
     started_here = spark is _started_here
     info = SessionInfo(
@@ -587,7 +577,7 @@ def describe(spark: Any) -> SessionInfo:
         package_version=__version__,
     )
     if not connect:
-        sc = spark.sparkContext
+        sc = spark.sparkContext  # classic only
         info.cores = sc.defaultParallelism
         try:  # executors known to the driver (the driver itself excluded)
             infos = sc.statusTracker().getExecutorInfos()
@@ -638,7 +628,7 @@ def task_slots(spark: Any) -> int:
         cores = int(value) if value and value.isdigit() else \
             master_cores(_safe_conf(spark.conf, "spark.master"))
     else:
-        cores = spark.sparkContext.defaultParallelism
+        cores = spark.sparkContext.defaultParallelism  # classic only
     return max(1, int(cores or 2) // task_cores(spark))
 
 
