@@ -111,7 +111,7 @@ def fit(features: FeatureSet, classifier: str = defaults.CLASSIFIER, *,
                                 probabilityCol=_prob_col(i), rawPredictionCol=f"_r{i}",
                                 predictionCol=f"_c{i}", family="binomial", **params)
         model = lr.fit(train)
-        _drop_summary(model)
+        drop_training_summaries(model)
         # only the probability is kept: the other outputs would repeat it per label
         model.setRawPredictionCol("").setPredictionCol("")
         models.append(model)
@@ -121,11 +121,6 @@ def fit(features: FeatureSet, classifier: str = defaults.CLASSIFIER, *,
         classifier=classifier, params=dict(params), notes=notes, features=features,
         num_features=int(first.size), positives=dict(zip(classes, positives)),
         model_name=features.model_name, train_count=n, untrained=features.untrained)
-
-
-def _drop_summary(model: Any) -> None:
-    """Forget the training summary (see :func:`sparkdl_magics.mllib.drop_training_summaries`)."""
-    drop_training_summaries(model)
 
 
 def check_threshold(threshold: Any) -> float:
