@@ -61,7 +61,7 @@ def import_keras() -> Any:
         return keras
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
-        with _lock, _filtered_stderr():
+        with _lock, _interrupts_deferred(), _filtered_stderr():
             import keras
             _probe_devices(keras)
     except ImportError as exc:
@@ -77,6 +77,26 @@ def import_keras() -> Any:
             f"({type(exc).__name__}: {first}): run `pip check` there, or reinstall: "
             f"{_INSTALL['tensorflow']}") from exc
     return keras
+
+
+@contextlib.contextmanager
+def _interrupts_deferred() -> Iterator[None]:
+    """An interrupt (the notebook's stop button) during TensorFlow's first import waits
+    until the import ends, then stops the cell: an import cut in half leaves TensorFlow
+    unimportable ("tf.RaggedTensorSpec has already been registered") until the kernel
+    restarts. Only the main thread receives signals, so only there is this needed."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    import signal
+    pending = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: pending.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if pending:
+        raise KeyboardInterrupt
 
 
 def _probe_devices(keras: Any) -> None:

@@ -170,3 +170,28 @@ def test_a_magic_reports_missing_tensorflow_as_one_line(tmp_path):
     assert 'pip install "tensorflow>=2.16,<3"' in shown[0]
     assert lines["STORED"] == "False"
     assert "Traceback" not in out.stdout
+
+
+INTERRUPTED_IMPORT = r"""
+import os, signal, threading, time
+from sparkdl_magics.tfimport import import_keras
+threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+started = time.monotonic()
+try:
+    import_keras()
+    print("NOT INTERRUPTED")
+except KeyboardInterrupt:
+    print("INTERRUPTED after", round(time.monotonic() - started, 1))
+import keras
+print("WORKS", keras.layers.Dense(2)(keras.ops.ones((1, 3))).shape)
+"""
+
+
+def test_an_interrupt_during_the_first_import_waits_for_it_and_leaves_tensorflow_working(
+        tmp_path):
+    """Ctrl-C 0.3 s into TensorFlow's import: the import finishes, then the interrupt is
+    raised; TensorFlow still works (an import cut in half would not, until a restart)."""
+    out = _run(INTERRUPTED_IMPORT, dict(os.environ), tmp_path, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "INTERRUPTED after" in out.stdout, out.stdout
+    assert "WORKS (1, 2)" in out.stdout, out.stdout + out.stderr[-2000:]
