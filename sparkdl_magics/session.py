@@ -17,11 +17,11 @@ import sys
 import threading
 import weakref
 from importlib import resources
-from typing import Any, Dict, Iterator, Mapping, Optional
+from typing import Any, Dict, Iterator, Mapping, Optional, Tuple
 from urllib.parse import urlparse
 
 from .errors import (DataError, EnvironmentProblem, OptionError, ServerNotAnswering,
-                     grpc_reason)
+                     grpc_reason, spark_error_condition)
 from .results import SessionInfo
 
 EMBEDDED_APP_NAME = "sparkdl_magics"
@@ -57,11 +57,11 @@ class _Attachment:
     """A Connect server attached with ``%dlspark --remote``: the URL as given (``sc://...``
     or ``local[N]``), the sc:// address the client talks to, and the current session."""
 
-    def __init__(self, remote: str, url: str, session: Any, env_before: Optional[str]):
+    def __init__(self, remote: str, url: str, session: Any, env_before: Dict[str, Optional[str]]):
         self.remote = remote
         self.url = url
         self.session = session
-        self.env_before = env_before  # SPARK_CONNECT_MODE_ENABLED before attaching
+        self.env_before = env_before  # _CONNECT_ENV before attaching
         self.app_id = _server_app_id(session)  # which server process it is
 
     @property
@@ -278,11 +278,16 @@ def check_reachable(url: str, message: str, timeout: float = REACH_TIMEOUT_S) ->
 
 def _connect_session(url: str) -> Any:
     """A new Connect session on *url* (never an existing one), with bounded retries."""
+    from pyspark.sql.connect.client import DefaultChannelBuilder
     from pyspark.sql.connect.client.retries import DefaultPolicy
     from pyspark.sql.connect.session import SparkSession as ConnectSession
 
     os.environ["SPARK_CONNECT_MODE_ENABLED"] = "1"  # pyspark's marker of Connect mode
-    spark = ConnectSession.builder.remote(url).create()
+    # gRPC shares connections among a process's channels, with their reconnect back-off
+    # (up to minutes after a server went away): a new session gets connections of its own,
+    # so it reaches a restarted server at once.
+    channel = DefaultChannelBuilder(url, channelOptions=[("grpc.use_local_subchannel_pool", 1)])
+    spark = ConnectSession.builder.channelBuilder(channel).create()
     # create() keeps an older (closed) session as the default and active one
     ConnectSession._default_session = spark
     ConnectSession._active_session.session = spark
@@ -306,30 +311,65 @@ def start_local(master: str = "local[*]", conf: Optional[Mapping[str, str]] = No
     return spark
 
 
+# What attaching changes in the environment, put back by stop(): pyspark marks the process
+# Connect-only and never unmarks it for sc:// URLs (the next classic session would fail
+# with CONNECT_URL_NOT_SET), and the in-process server leaves its token, which a later
+# client would send to another server (which then fails the TLS handshake).
+_CONNECT_ENV = ("SPARK_CONNECT_MODE_ENABLED", "SPARK_CONNECT_AUTHENTICATE_TOKEN")
+
+
 def start_connect(remote: str, conf: Optional[Mapping[str, str]] = None) -> Any:
     """Connect to ``sc://host:port``, or start a local Connect server for ``local[N]``."""
     global _started_here, _attached
-    env_before = os.environ.get("SPARK_CONNECT_MODE_ENABLED")
-    if remote.startswith("local"):
-        spark = _start_local_connect(remote, conf)
-        url = connect_url(spark)
-    elif remote.startswith("sc://"):
-        url = remote
-        check_reachable(url, f"no Spark Connect server answers at {shown_url(url)} "
-                        "({reason}): start it (e.g. $SPARK_HOME/sbin/start-connect-server.sh) "
-                        f"or fix the URL, then run %dlspark --remote {shown_url(url)} again")
-        spark = _connect_session(url)
-        try:
-            for key, value in dict(conf or {}).items():
-                spark.conf.set(key, value)
-        except Exception:
-            _stop_connect(spark, url)
-            raise
-    else:
-        raise OptionError(f"--remote {remote!r}: expected sc://host:port or local[N]")
+    env_before = {key: os.environ.get(key) for key in _CONNECT_ENV}
+    try:
+        spark, url = _open_connect(remote, conf)
+    except BaseException:
+        _restore_env(env_before)  # a failed attach leaves the process as it was
+        raise
     _started_here = spark
     _attached = _Attachment(remote, url, spark, env_before)
     return spark
+
+
+def _open_connect(remote: str, conf: Optional[Mapping[str, str]]) -> Tuple[Any, str]:
+    if remote.startswith("local"):
+        spark = _start_local_connect(remote, conf)
+        return spark, connect_url(spark)
+    if not remote.startswith("sc://"):
+        raise OptionError(f"--remote {remote!r}: expected sc://host:port or local[N]")
+    check_reachable(remote, f"no Spark Connect server answers at {shown_url(remote)} "
+                    "({reason}): start it (e.g. $SPARK_HOME/sbin/start-connect-server.sh) "
+                    f"or fix the URL, then run %dlspark --remote {shown_url(remote)} again")
+    spark = _connect_session(remote)
+    try:
+        _set_runtime_conf(spark, conf, remote)
+    except Exception:
+        _stop_connect(spark, remote)
+        raise
+    return spark, remote
+
+
+def _restore_env(values: Mapping[str, Optional[str]]) -> None:
+    for key, value in values.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+def _set_runtime_conf(spark: Any, conf: Optional[Mapping[str, str]], url: str) -> None:
+    """Settings for a session on a running server: only runtime (SQL) settings can change;
+    a static one (``spark.ui.enabled``, executor memory) is fixed when the server starts."""
+    for key, value in dict(conf or {}).items():
+        try:
+            spark.conf.set(key, value)
+        except Exception as exc:
+            if spark_error_condition(exc) != "CANNOT_MODIFY_CONFIG":
+                raise
+            raise OptionError(f"--conf {key}: fixed when the server at {shown_url(url)} "
+                              "started; set it in the server's start command "
+                              "(start-connect-server.sh --conf ...)") from None
 
 
 def _start_local_connect(master: str, conf: Optional[Mapping[str, str]]) -> Any:
@@ -389,13 +429,8 @@ def stop() -> None:
         except Exception:  # a dead session cannot be stopped twice; that is fine
             pass
     _started_here = None
-    if att is not None and not att.remote.startswith("local"):
-        # pyspark marks the process as Connect-only and never unmarks it for sc:// URLs:
-        # without this, the next classic session fails with CONNECT_URL_NOT_SET
-        if att.env_before is None:
-            os.environ.pop("SPARK_CONNECT_MODE_ENABLED", None)
-        else:
-            os.environ["SPARK_CONNECT_MODE_ENABLED"] = att.env_before
+    if att is not None:
+        _restore_env(att.env_before)
 
 
 def _stop_connect(spark: Any, url: str) -> None:
