@@ -375,7 +375,7 @@ class _ClassicSource:
             w.count([[self.stages[k] for k in self.job_stages.get(j, []) if k in self.stages]
                      for j, jw in self.job_work.items() if jw is w])
 
-    def finish(self) -> None:
+    def finish(self, succeeded: bool = False) -> None:
         """Last poll; stages of finished jobs that never ran were skipped (reused shuffle)."""
         self.poll()
         finished = {"SUCCEEDED", "FAILED"}
@@ -449,15 +449,30 @@ class _ConnectSource:
                     if o == op:
                         stage.active = 0
             if work is not None:
-                work.count([[s for (o, _), s in sorted(self.stages.items()) if o == other]
-                            for other, w in self.op_work.items() if w is work])
+                self._count(work)
+
+    def _count(self, work: Work) -> None:
+        work.count([[s for (o, _), s in sorted(self.stages.items()) if o == other]
+                    for other, w in self.op_work.items() if w is work])
 
     def poll(self) -> None:
         pass
 
-    def finish(self) -> None:
+    def finish(self, succeeded: bool = False) -> None:
+        """Stop listening. The server reports progress every so often, not when an
+        operation ends, so its last report can lag (3 of 4 tasks): when the work
+        succeeded, every task of every stage it reported ran (a skipped stage is never
+        reported), and the counts say so."""
         with contextlib.suppress(ValueError):  # already removed (clearProgressHandlers)
             self.spark.removeProgressHandler(self)
+        if not succeeded:
+            return
+        with self.lock:
+            for (op, _), stage in self.stages.items():
+                if self.operations.get(op) and not stage.skipped:
+                    stage.completed, stage.done, stage.active = stage.num_tasks, True, 0
+            for work in {id(w): w for w in self.op_work.values() if w is not None}.values():
+                self._count(work)
 
     def fill(self, snap: ProgressSnapshot) -> None:
         with self.lock:
@@ -602,7 +617,7 @@ class CellScope:
         if self._source is not None:
             with self._lock:
                 with contextlib.suppress(*_spark_errors()):
-                    self._source.finish()
+                    self._source.finish(succeeded=self._status == "done")
         snap = self.snapshot()
         if self.view is not None:
             with contextlib.suppress(Exception):  # a view's failure: see _refresh
