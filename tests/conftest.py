@@ -8,14 +8,16 @@ is one line, table-driven) and ``test_faults.py`` (killed workers and sessions,
 interrupts, leaks). Shared helpers are in ``helpers.py``, image files in ``imagegen.py``.
 
 Spark sessions: ``spark`` (local[2]), ``spark_cluster`` (local-cluster[2,1,1024]: two
-executor JVMs, so code really ships to other processes) and ``spark_connect`` (a local
-Spark Connect server). ``spark_any`` runs a test once per mode. Only one session lives
+executor JVMs, so code really ships to other processes) and ``spark_connect`` (Spark
+Connect, run twice: an in-process server, and a separate server started with Spark's own
+script, ``remote``). ``spark_any`` runs a test once per mode. Only one session lives
 at a time; tests are reordered so each mode starts once. These fixtures are function
 scoped on purpose: never cache a DataFrame across tests in a session-scoped fixture,
 since the session behind it may have been switched.
 """
 from __future__ import annotations
 
+import atexit
 import os
 import sys
 from pathlib import Path
@@ -31,18 +33,24 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 from imagegen import write_corrupt_files, write_labelled_folder  # noqa: E402
 
-MODES = ("local", "cluster", "connect")
+MODES = ("local", "cluster", "connect", "remote")
 MASTERS = {"local": "local[2]", "cluster": "local-cluster[2,1,1024]", "connect": "local[2]"}
-TEST_CONF = {"spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "4"}
+RUNTIME_CONF = {"spark.sql.shuffle.partitions": "4"}
+TEST_CONF = {"spark.ui.enabled": "false", **RUNTIME_CONF}
 SPARK_FIXTURES = {"spark": "local", "spark_cluster": "cluster", "spark_connect": "connect"}
 
 
 class SessionPool:
-    """Holds the one live test session and switches mode on demand."""
+    """Holds the one live test session and switches mode on demand.
+
+    ``remote`` is a separate Spark Connect server started with Spark's own script (as
+    Databricks Connect users meet a cluster), started on first use and stopped when the
+    test run ends, also when tests fail or the run is interrupted."""
 
     def __init__(self):
         self.mode = None
         self.spark = None
+        self.server = None
 
     def get(self, mode: str):
         from sparkdl_magics import session
@@ -50,16 +58,36 @@ class SessionPool:
             session.stop()
             if mode == "connect":
                 self.spark = session.start_connect(MASTERS[mode], conf=TEST_CONF)
+            elif mode == "remote":
+                # static settings (the UI) are fixed when the server starts
+                self.spark = session.start_connect(self.remote_url(), conf=RUNTIME_CONF)
             else:
                 self.spark = session.start_local(MASTERS[mode], conf=TEST_CONF)
             self.mode = mode
         return self.spark
+
+    def remote_url(self) -> str:
+        """The separate server's sc:// URL, starting it when needed."""
+        if self.server is None:
+            import tempfile
+            from connect_server import ConnectServer
+            # started in notebooks/, so the notebooks' relative paths mean the same to it
+            self.server = ConnectServer(Path(tempfile.mkdtemp(prefix="sparkdl-connect-")),
+                                        cwd=Path(__file__).resolve().parent.parent / "notebooks")
+            atexit.register(self.server.stop)  # a run that dies still stops it
+        self.server.ensure_running()
+        return self.server.url
 
     def close(self):
         from sparkdl_magics import session
         if self.spark is not None:
             session.stop()
         self.spark, self.mode = None, None
+
+    def shutdown(self):
+        self.close()
+        if self.server is not None:
+            self.server.stop()
 
 
 def _alive(spark) -> bool:
@@ -76,7 +104,7 @@ _POOL = SessionPool()
 @pytest.fixture(scope="session")
 def session_pool():
     yield _POOL
-    _POOL.close()
+    _POOL.shutdown()
 
 
 @pytest.fixture
@@ -89,9 +117,10 @@ def spark_cluster(session_pool):
     return session_pool.get("cluster")
 
 
-@pytest.fixture
-def spark_connect(session_pool):
-    return session_pool.get("connect")
+@pytest.fixture(params=("connect", "remote"))
+def spark_connect(request, session_pool):
+    """Spark Connect twice: the in-process server and a separate one (Spark's script)."""
+    return session_pool.get(request.param)
 
 
 @pytest.fixture(params=MODES)
@@ -103,8 +132,9 @@ def spark_any(request, session_pool):
 def _mode_of(item) -> int:
     names = getattr(item, "fixturenames", ())
     callspec = getattr(item, "callspec", None)
-    if "spark_any" in names and callspec is not None:
-        return 1 + MODES.index(callspec.params.get("spark_any", "local"))
+    for parametrized in ("spark_any", "spark_connect"):
+        if parametrized in names and callspec is not None and parametrized in callspec.params:
+            return 1 + MODES.index(callspec.params[parametrized])
     for fixture, mode in SPARK_FIXTURES.items():
         if fixture in names:
             return 1 + MODES.index(mode)
@@ -118,7 +148,7 @@ def pytest_collection_modifyitems(session, config, items):
         mode = _mode_of(item)
         if mode == 2:
             item.add_marker(pytest.mark.cluster)
-        elif mode == 3:
+        elif mode in (3, 4):
             item.add_marker(pytest.mark.connect)
 
 

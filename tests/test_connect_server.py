@@ -8,8 +8,6 @@ folder; the module fixture always stops it (by pid if the script cannot).
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,96 +16,12 @@ from pathlib import Path
 import pytest
 from IPython.core.error import UsageError
 
+from connect_server import ConnectServer, free_port
 from sparkdl_magics import session
 
 pytestmark = [pytest.mark.slow, pytest.mark.connect]
 
 FAST_S = 15  # what "within seconds" means here
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _port_open(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
-class ConnectServer:
-    """One Spark Connect server started with Spark's own scripts."""
-
-    CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
-
-    def __init__(self, workdir: Path):
-        import pyspark
-        self.home = os.path.dirname(pyspark.__file__)
-        self.port = _free_port()
-        self.url = f"sc://127.0.0.1:{self.port}"
-        self.pid_dir = workdir / "pid"
-        self.log_dir = workdir / "log"
-        self.env = {k: v for k, v in os.environ.items()
-                    if k not in ("SPARK_REMOTE", "SPARK_LOCAL_REMOTE", "SPARK_CONNECT_MODE_ENABLED")}
-        self.env.update(SPARK_HOME=self.home, SPARK_PID_DIR=str(self.pid_dir),
-                        SPARK_LOG_DIR=str(self.log_dir), SPARK_IDENT_STRING="sparkdl-test",
-                        PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable)
-
-    @property
-    def pid_file(self) -> Path:
-        return self.pid_dir / f"spark-sparkdl-test-{self.CLASS}-1.pid"
-
-    def pid(self):
-        try:
-            return int(self.pid_file.read_text().strip())
-        except (OSError, ValueError):
-            return None
-
-    def start(self, timeout: float = 120) -> None:
-        subprocess.run([f"{self.home}/sbin/start-connect-server.sh", "--master", "local[2]",
-                        "--conf", "spark.connect.grpc.binding.address=127.0.0.1",
-                        "--conf", f"spark.connect.grpc.binding.port={self.port}",
-                        "--conf", "spark.ui.enabled=false"],
-                       env=self.env, check=True, capture_output=True, timeout=60)
-        deadline = time.monotonic() + timeout
-        while not _port_open(self.port):
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"Connect server did not start: see {self.log_dir}")
-            time.sleep(0.5)
-
-    def ensure_running(self) -> None:
-        if not _port_open(self.port):
-            self.pid_file.unlink(missing_ok=True)
-            self.start()
-
-    def kill(self) -> None:
-        """SIGKILL, as when the server crashes or its machine goes away."""
-        pid = self.pid()
-        if pid is not None:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        deadline = time.monotonic() + 30
-        while _port_open(self.port) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        self.pid_file.unlink(missing_ok=True)  # a zombie pid would block the next start
-
-    def stop(self) -> None:
-        if self.pid() is None:
-            return
-        try:
-            subprocess.run([f"{self.home}/sbin/stop-connect-server.sh"], env=self.env,
-                           capture_output=True, timeout=60)
-        except (OSError, subprocess.SubprocessError):
-            pass
-        if _port_open(self.port):
-            self.kill()
-        self.pid_file.unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +52,7 @@ def _one_line(err) -> str:
 def test_a_dead_url_fails_within_seconds_naming_it(ip, connect_server):
     from pyspark import SparkContext
     gateway = SparkContext._gateway
-    dead = f"sc://127.0.0.1:{_free_port()}"  # nothing listens there
+    dead = f"sc://127.0.0.1:{free_port()}"  # nothing listens there
     start = time.monotonic()
     with pytest.raises(UsageError) as err:
         ip.run_line_magic("dlspark", f"--remote {dead}")
@@ -230,3 +144,99 @@ def test_stop_then_dlspark_starts_the_embedded_session(ip, connect_server):
         assert "embedded, started by sparkdl_magics" in str(info)
     finally:
         session.stop()
+
+
+def test_notebook_05_runs_against_the_separate_server(session_pool):
+    """The Connect notebook, as nbval runs it in the test command, but attached to the
+    suite's separate server (started in notebooks/) through pyspark's own SPARK_REMOTE."""
+    session_pool.close()
+    url = session_pool.remote_url()
+    jobs_before = _jobs_run(session_pool.server)
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
+         "--nbval-sanitize-with", "notebooks/sanitize.cfg", "notebooks/05_spark_connect.ipynb"],
+        cwd=root, env={**os.environ, "SPARK_REMOTE": url}, capture_output=True, text=True,
+        timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert " passed" in done.stdout and "failed" not in done.stdout, done.stdout[-2000:]
+    # it ran there: the server's scheduler logged the notebook's Spark jobs
+    assert _jobs_run(session_pool.server) - jobs_before >= 10
+
+
+def _jobs_run(server) -> int:
+    """Spark jobs the server finished so far (its INFO log has one line per job)."""
+    import re
+    log = "".join(p.read_text(errors="replace") for p in server.log_dir.glob("*.out*"))
+    return len(re.findall(r"DAGScheduler: Job \d+ finished", log))
+
+
+def test_a_setting_fixed_at_server_start_is_one_line(ip, connect_server):
+    connect_server.ensure_running()
+    with pytest.raises(UsageError) as err:
+        ip.run_line_magic("dlspark", f"--remote {connect_server.url} --conf spark.ui.enabled=true")
+    assert _one_line(err).endswith(
+        f"--conf spark.ui.enabled: fixed when the server at {connect_server.url} started; "
+        "set it in the server's start command (start-connect-server.sh --conf ...)")
+
+
+def test_save_and_load_on_a_path_only_the_server_can_see(connect_server, tmp_path,
+                                                           monkeypatch):
+    """A relative path is resolved by the server (its own working folder), so the client
+    never creates, sees or reads it: everything a saved model needs goes through Spark."""
+    from helpers import blobs
+    from sparkdl_magics import FittedModel, fit
+    connect_server.ensure_running()
+    monkeypatch.chdir(tmp_path)  # the client's folder: nothing may appear here
+    spark = session.start_connect(connect_server.url)
+    model = fit(blobs(spark), maxIter=20)
+    where = "saved/flowers_model"
+    model.save(where)
+    assert not (tmp_path / "saved").exists()
+    on_server = connect_server.cwd / where
+    assert (on_server / "sparkdl_magics").is_dir()  # the metadata, written by the server
+    expected = [r["prediction_name"] for r in model.transform(model.features.test)
+                .orderBy("path").collect()]
+    session.stop()
+    spark = session.start_connect(connect_server.url)  # a fresh session on that server
+    loaded = FittedModel.load(where)
+    assert loaded.classes == model.classes
+    assert loaded.classifier == model.classifier and loaded.params == model.params
+    from sparkdl_magics import __version__, persist
+    assert persist.saved_version(where, spark) == __version__
+    again = blobs(spark).test  # the same seeded rows, made in the new session
+    assert [r["prediction_name"] for r in loaded.transform(again).orderBy("path").collect()] \
+        == expected
+    assert not (tmp_path / "saved").exists()
+    session.stop()
+
+
+def test_an_interrupted_cell_is_one_line_and_cancels_the_servers_job(ip, connect_server,
+                                                                       tmp_path):
+    """SIGINT (the notebook's interrupt) while %%featurize runs on the server: one line,
+    the server's job is cancelled, and the session runs the next cell."""
+    import signal
+    import threading
+    from imagegen import write_labelled_folder
+    connect_server.ensure_running()
+    write_labelled_folder(tmp_path, ("a", "b"), per_class=200, seed=5)
+    from sparkdl_magics.tfimport import import_keras
+    import_keras()  # imported by an earlier cell in a notebook; not what is interrupted here
+    ip.run_line_magic("dlspark", f"--remote {connect_server.url}")
+    ip.run_cell(f"%%dlload many\npath: {tmp_path}\nsplit: 0.5\n")
+    sent = {}
+
+    def interrupt():
+        time.sleep(6)  # dlload is done; featurize of 400 images one at a time takes longer
+        sent["at"] = time.monotonic()
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=interrupt, daemon=True).start()
+    with pytest.raises(KeyboardInterrupt) as caught:
+        ip.run_cell("%%featurize many -> feats\nmodel: MobileNetV3Small\nweights: none\n"
+                    "batch_size: 1\n")
+    assert time.monotonic() - sent["at"] < FAST_S
+    (line,) = caught.value._render_traceback_()
+    assert "%%featurize: interrupted; this cell's Spark jobs were cancelled" in line
+    assert "feats" not in ip.user_ns
+    assert session.get_spark().range(7).count() == 7  # the next cell runs

@@ -481,3 +481,42 @@ def test_a_widget_bar_never_moves_back_a_new_count_gets_a_fresh_bar():
         assert fractions == sorted(fractions), fractions
     assert seen[-1][1] == 1.0
     assert bars[0].value == bars[0].max  # the replaced job's bar was completed, not left
+
+
+# --------------------------------------------------------------------------- magics
+
+def _cells_end_complete(ip, folder, spark):
+    """Each magic's last progress is its own, finished: every task of every stage it ran
+    counted (none left at 5/7), and its line names each thing once."""
+    cells = {"dlload": f"%%dlload flowers\npath: {folder}\nsplit: 0.5\nseed: 3\n",
+             "featurize": "%%featurize flowers -> feats\nmodel: MobileNetV3Small\n"
+                          "weights: none\nbatch_size: 8\n",
+             "fit": "%%fit feats -> clf\nmaxIter: 5\n",
+             "evaluate": "%evaluate clf -> report"}
+    old = progress.settings.mode
+    progress.configure(mode="text")
+    try:
+        for label, cell in cells.items():
+            progress.last = None
+            ip.run_cell(cell)
+            snap = progress.last
+            assert snap is not None and snap.label == label, (label, snap)
+            assert snap.status == "done", (label, snap.as_dict())
+            assert snap.tasks_total > 0 and snap.tasks_done == snap.tasks_total, \
+                (label, snap.as_dict())
+            line = snap.describe()
+            assert line.startswith(f"{label}: done") and line.count(f"{label}:") == 1, line
+            ids = [s.stage_id for s in snap.stages]
+            assert len(ids) == len(set(ids)), (label, snap.as_dict())  # no stage twice
+    finally:
+        progress.configure(mode=old)
+        for name in ("flowers", "feats", "clf", "report"):
+            ip.user_ns.pop(name, None)
+
+
+def test_every_magic_ends_with_all_its_tasks_counted_classic(spark, ip, image_folder):
+    _cells_end_complete(ip, image_folder, spark)
+
+
+def test_every_magic_ends_with_all_its_tasks_counted_connect(spark_connect, ip, image_folder):
+    _cells_end_complete(ip, image_folder, spark_connect)

@@ -16,6 +16,9 @@ def test_describe_reports_mode_master_and_version(spark_any, session_pool):
     if session_pool.mode == "connect":
         assert info.mode == "connect" and info.master.startswith("sc://localhost:")
         assert session.is_connect(spark_any)
+    elif session_pool.mode == "remote":
+        assert info.mode == "connect" and info.where == f"remote Connect server at {session_pool.server.url}"
+        assert "server master: local[2]" in info.master and session.is_connect(spark_any)
     else:
         assert info.mode == "classic"
         assert info.master == {"local": "local[2]", "cluster": "local-cluster[2,1,1024]"}[session_pool.mode]
