@@ -132,12 +132,19 @@ def test_label_table_mode_accounts_for_every_file(spark_any, tree, tmp_path):
 
 
 def test_a_streamed_folder_lists_every_file_it_leaves_out(spark, tree):
+    check_stream_accounting(spark, tree, "hidden_stream_local")
+
+
+def test_a_streamed_folder_lists_every_file_it_leaves_out_over_connect(spark_connect, tree):
+    check_stream_accounting(spark_connect, tree, "hidden_stream_connect")
+
+
+def check_stream_accounting(spark, tree: Path, table: str) -> None:
     from sparkdl_magics.streaming import read_image_stream, run_available_now, unstreamed_files
     files = on_disk(tree)
     run_available_now(read_image_stream(str(tree), spark=spark), sink="memory",
-                      query_name="hidden_stream")
-    streamed = relative(tree, [r[0] for r in spark.sql("SELECT path FROM hidden_stream")
-                               .collect()])
+                      query_name=table)
+    streamed = relative(tree, [r[0] for r in spark.sql(f"SELECT path FROM {table}").collect()])
     left_out = unstreamed_files(str(tree), spark=spark)
     reasons = reasons_of(tree, left_out)
     assert len(streamed) + len(reasons) == len(files)
