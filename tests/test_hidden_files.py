@@ -80,6 +80,7 @@ def test_every_file_is_loaded_invalid_or_skipped_with_a_reason(spark_any, tree):
     assert f"{len(SYSTEM)} system files skipped" in images.summary()
     page = images._repr_html_()
     assert f"{len(SYSTEM)} file(s) skipped" in page and "AppleDouble" in page
+    assert f"{len(SYSTEM)} system files skipped" in page
     # the bytes of a file Spark does not list are the file's bytes
     content = images.df.filter(images.df.path.endswith("/_underscore_first.jpg")).first()
     assert bytes(content["content"]) == (tree / "cat" / "_underscore_first.jpg").read_bytes()
@@ -180,3 +181,28 @@ def test_hadoop_globs_are_matched_like_spark():
     assert inventory.glob_matches("a.JPG", "*.{jpg,JPG}")
     assert not inventory.glob_matches("a.Jpg", "*.{jpg,JPG}")
     assert inventory.glob_matches("a1.png", "a[^b]*.png") and inventory.glob_matches("x", None)
+
+
+def test_storage_the_workers_cannot_walk_is_said_not_guessed():
+    assert inventory.local_path("file:///data/x") == "/data/x"
+    assert inventory.local_path("file:/data/x") == "/data/x"
+    assert inventory.local_path("rel/x") == "rel/x"
+    assert inventory.local_path("s3a://bucket/x") is None
+    # no Spark job is started for them: nothing to walk, and the result says so
+    assert not inventory.Unlisted.find(None, ["s3a://bucket/images"], "*.jpg").walked
+    assert not inventory.Unlisted.find(None, ["/data"], "*.jpg",
+                                       index=["hdfs://nn/data/a.jpg"]).walked
+
+
+def test_the_summary_counts_skipped_files_and_says_when_names_were_not_listed():
+    import pandas as pd
+    from sparkdl_magics.results import ImageSet
+    counts = pd.DataFrame({"images": [3], "total": [3], "invalid": [0]}, index=["a"])
+    images = ImageSet(df=None, train=None, test=None, classes=["a"], counts=counts,
+                      invalid=pd.DataFrame([], columns=["path", "reason"]),
+                      stats={"images": 3, "skipped_system": 1, "skipped_other": 2,
+                             "hidden_unchecked": True})
+    text = images.summary()
+    assert "1 system file skipped" in text and "2 other files skipped (not images)" in text
+    assert "names starting with '_' or '.' not listed" in text
+    assert images.num_skipped == 0 and "skipped, not images" not in images._repr_html_()
