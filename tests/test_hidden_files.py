@@ -38,7 +38,7 @@ def tree(tmp_path_factory) -> Path:
     (root / "dog" / ".DS_Store").write_bytes(b"\0\0\0\1Bud1" + b"\0" * 40)
     (root / "Thumbs.db").write_bytes(b"\xd0\xcf\x11\xe0" + b"\0" * 40)
     (root / "desktop.ini").write_text("[.ShellClassInfo]\nIconResource=x.ico\n")
-    for hidden, seed in ((".ipynb_checkpoints", 3), ("dog/.hidden", 4)):
+    for hidden in (".ipynb_checkpoints", "dog/.hidden"):
         (root / hidden).mkdir(parents=True)
     (root / ".ipynb_checkpoints" / "x.jpg").write_bytes(_jpeg(3))
     (root / "dog" / ".hidden" / "y.jpg").write_bytes(_jpeg(4))
