@@ -33,6 +33,7 @@ _LAZY = {
     "predict": "sparkdl_magics.prediction",
     "register_sql_function": "sparkdl_magics.sql",
     "read_image_stream": "sparkdl_magics.streaming",
+    "unstreamed_files": "sparkdl_magics.streaming",
     "featurize_stream": "sparkdl_magics.streaming",
     "run_available_now": "sparkdl_magics.streaming",
     "apply_keras_model": "sparkdl_magics.tensors",

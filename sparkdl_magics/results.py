@@ -80,6 +80,9 @@ class ImageSet(_Rendered):
     when the source was an image-source frame), ``label`` (double class index, null
     when unlabelled), ``label_name``, ``split``. ``classes[i]`` is the name of label i.
     ``invalid`` lists files that are not readable images (pandas: path, reason);
+    ``skipped`` the files under the path that are no images (pandas: path, reason):
+    system files (``._x``, ``.DS_Store``, ``Thumbs.db``, files in hidden folders) and
+    other files, so that every file is loaded, invalid or skipped;
     ``counts`` is images per class and split (pandas, one row per class);
     ``previews`` a few PNG thumbnails per class, ``{class: [(path, png), ...]}``.
     """
@@ -99,6 +102,7 @@ class ImageSet(_Rendered):
     stats: Dict[str, Any] = field(default_factory=dict)
     preview_paths: Dict[str, List[str]] = field(default_factory=dict)
     previews: Dict[str, List[Tuple[str, bytes]]] = field(default_factory=dict)
+    skipped: Any = None  # pandas DataFrame [path, reason], or None (no folder listed)
 
     @property
     def num_classes(self) -> int:
@@ -115,6 +119,10 @@ class ImageSet(_Rendered):
     @property
     def num_invalid(self) -> int:
         return int(len(self.invalid))
+
+    @property
+    def num_skipped(self) -> int:
+        return int(len(self.skipped)) if self.skipped is not None else 0
 
     def split_sizes(self) -> Dict[str, int]:
         """Images per split, e.g. ``{'train': 28, 'test': 8}`` (empty when not counted)."""
@@ -136,6 +144,14 @@ class ImageSet(_Rendered):
         else:
             parts[0] += " (unlabelled)"
         parts.append(f"{self.num_invalid} invalid file{'s' if self.num_invalid != 1 else ''}")
+        for key, what in (("skipped_system", "system file{} skipped"),
+                          ("skipped_other", "other file{} skipped (not images)")):
+            n = int(self.stats.get(key) or 0)
+            if n:
+                parts.append(f"{n} " + what.format("s" if n != 1 else ""))
+        if self.stats.get("hidden_unchecked"):
+            parts.append("names starting with '_' or '.' not listed (storage the Python "
+                         "workers cannot walk)")
         policy = self.stats.get("multi_label_policy", "drop")
         for key, what in (("multi_label", f"with several labels ({policy})"),
                           ("unlabelled", "without a label in the table"),

@@ -12,6 +12,12 @@ This module adds the two stream ends:
 - :func:`run_available_now` — write to a Parquet folder or an in-memory table with an
   ``availableNow`` trigger (every file present now, then stop) and wait for it.
 
+Nothing is lost without a word: the stream leaves out system files (``Thumbs.db``,
+``desktop.ini``; Spark's file stream already hides ``._x``, ``.DS_Store`` and hidden
+folders), and :func:`unstreamed_files` lists, with a reason, every file under the
+folder that the stream does not deliver — including images whose names start with ``_``,
+which Spark's file stream cannot see (:func:`~sparkdl_magics.loading.load_images` loads them).
+
 All of it works over Spark Connect.
 """
 from __future__ import annotations
@@ -31,10 +37,13 @@ SINKS = ("parquet", "memory")
 
 def read_image_stream(path: str, glob: Optional[str] = None, recursive: bool = True,
                       labels_from_folders: bool = False,
-                      max_files_per_trigger: Optional[int] = None, spark: Any = None) -> Any:
+                      max_files_per_trigger: Optional[int] = None, spark: Any = None,
+                      skip_system_files: bool = True) -> Any:
     """A streaming DataFrame of image files under *path*: ``path``, ``content``
-    (compressed bytes) and, with ``labels_from_folders``, ``label_name``."""
+    (compressed bytes) and, with ``labels_from_folders``, ``label_name``. System files
+    are left out (``skip_system_files``); :func:`unstreamed_files` lists what is."""
     from pyspark.sql import functions as F
+    from .loading.inventory import is_system_name
 
     spark = spark or get_spark()
     reader = spark.readStream.format("binaryFile").schema(BINARY_FILE_SCHEMA)
@@ -45,9 +54,28 @@ def read_image_stream(path: str, glob: Optional[str] = None, recursive: bool = T
     if max_files_per_trigger:
         reader = reader.option("maxFilesPerTrigger", int(max_files_per_trigger))
     df = reader.load(str(path)).select(PATH_COL, CONTENT_COL)
+    if skip_system_files:
+        df = df.filter(~is_system_name(F.col(PATH_COL)))
     if labels_from_folders:
         df = df.withColumn(LABEL_NAME_COL, F.element_at(F.split(PATH_COL, "/"), -2))
     return df
+
+
+def unstreamed_files(path: str, glob: Optional[str] = None, recursive: bool = True,
+                     spark: Any = None) -> Any:
+    """The files under *path* that :func:`read_image_stream` (same *glob*, *recursive*)
+    does not deliver, each with the reason (pandas: path, reason): system files, names
+    Spark's file stream hides (``_x.jpg``), names the glob does not match. Found by the
+    workers (one small job); empty with a ``hidden_unchecked`` attribute on storage they
+    cannot walk (``s3a:`` ...)."""
+    import pandas as pd
+    from .loading.inventory import Unlisted, sort_for_streaming
+
+    spark = spark or get_spark()
+    unlisted = Unlisted.find(spark, [str(path)], glob, recursive)
+    out = pd.DataFrame(sort_for_streaming(unlisted, glob), columns=[PATH_COL, "reason"])
+    out.attrs["hidden_unchecked"] = not unlisted.walked
+    return out
 
 
 def featurize_stream(df: Any, model: str = defaults.MODEL,
@@ -101,5 +129,5 @@ def run_available_now(df: Any, sink: str = "parquet", path: Optional[str] = None
     return query
 
 
-__all__ = ["read_image_stream", "featurize_stream", "run_available_now", "BINARY_FILE_SCHEMA",
-           "SINKS"]
+__all__ = ["read_image_stream", "unstreamed_files", "featurize_stream", "run_available_now",
+           "BINARY_FILE_SCHEMA", "SINKS"]

@@ -1,7 +1,7 @@
 """HTML for an :class:`~sparkdl_magics.results.ImageSet`: summary, class bars, previews.
 
 Everything shown comes from the ImageSet's own data (``counts``, ``invalid``,
-``previews``, made by the loader); every string from files or labels is escaped.
+``skipped``, ``previews``, made by the loader); every string from files or labels is escaped.
 The bar chart is plain HTML/CSS, so it renders in any notebook front end and in
 exported HTML without JavaScript.
 """
@@ -24,7 +24,7 @@ THUMBNAIL_PX = 40
 def render_html(images: ImageSet) -> str:
     parts = [f"<div class='sparkdl-imageset'><p><b>ImageSet</b>: {_e(images.summary())}</p>",
              f"<p style='color:#666;font-size:smaller'>source: {_e(images.source)}</p>",
-             _bars(images), _previews(images), _invalid(images), "</div>"]
+             _bars(images), _previews(images), _invalid(images), _skipped(images), "</div>"]
     return "".join(parts)
 
 
@@ -90,4 +90,17 @@ def _invalid(images: Any) -> str:
     more = len(invalid) - MAX_INVALID_SHOWN
     tail = f"<li>… {more} more (see .invalid)</li>" if more > 0 else ""
     return (f"<details><summary>{len(invalid)} invalid file(s), not loaded</summary>"
+            f"<ul>{items}{tail}</ul></details>")
+
+
+def _skipped(images: Any) -> str:
+    """The files that are no images (system files, others), each with its reason."""
+    skipped = images.skipped
+    if skipped is None or not len(skipped):
+        return ""
+    items = "".join(f"<li>{_e(r.path)}: {_e(r.reason)}</li>"
+                    for r in skipped.head(MAX_INVALID_SHOWN).itertuples())
+    more = len(skipped) - MAX_INVALID_SHOWN
+    tail = f"<li>… {more} more (see .skipped)</li>" if more > 0 else ""
+    return (f"<details><summary>{len(skipped)} file(s) skipped, not images</summary>"
             f"<ul>{items}{tail}</ul></details>")

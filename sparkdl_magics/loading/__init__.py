@@ -9,7 +9,9 @@ and ``label_name``; decoding happens later, in the featurizer's batches.
 How a load runs (the driver only ever collects paths, counts and a few thumbnails):
 
 1. *listing*: the source rows with their class name (parent folder, or a join with a
-   label table — see :mod:`.labels`), no bytes read;
+   label table — see :mod:`.labels`), no bytes read; the files Spark's listing hides
+   (``_x.jpg``, ``._x.jpg``, ``.DS_Store``) are found by the workers (:mod:`.inventory`):
+   hidden images are loaded, system and other files counted as skipped with a reason;
 2. *check*: one pass over the files in Spark that reads each header (and the last
    bytes, to spot truncated files); invalid files are collected as ``(path, reason)``;
 3. *plan*: per class, how many images to keep (``sample`` / ``per_class``) and how
@@ -22,6 +24,7 @@ How a load runs (the driver only ever collects paths, counts and a few thumbnail
    the same seed gives the same split in local, cluster and Connect modes.
 
 One module a step, so each can be read alone: :mod:`.sources` (what Spark lists),
+:mod:`.inventory` (what it does not),
 :mod:`.labels` (1), :mod:`.checks` (2), :mod:`.plan` (3), :mod:`.assign` (4) and
 :mod:`.previews` (the thumbnails); :mod:`.choices` holds the option values that the
 ``%%dlload`` magic shares. This module only composes them.
@@ -138,11 +141,23 @@ def load_images(path: Any = None, *, labels: Any = "folders",
         listed.stats["split_images"] = {n: sum(s[i] for s in plan.sizes.values())
                                         for i, n in enumerate(names)}
     listed.stats.update(size_stats(groups), images=plan.total, invalid=len(invalid),
-                        sampled_out=sum(valid.values()) - plan.total)
+                        sampled_out=sum(valid.values()) - plan.total,
+                        **skip_counts(source))
     images = _image_set(frame, source, listed, class_names, plan, groups, invalid,
                         previews, seed, counts, strata)
     images.previews = thumbnails(images)  # what the display shows, made here (in scope)
     return images
+
+
+def skip_counts(source: Source) -> Dict[str, Any]:
+    """The stats of the files skipped: system files, other files; and whether names
+    Spark hides could be listed at all (not on storage the workers cannot walk)."""
+    skipped = source.skipped()
+    system = sum(1 for _, reason in skipped if reason.startswith("system file"))
+    out: Dict[str, Any] = {"skipped_system": system, "skipped_other": len(skipped) - system}
+    if source.frame is None and not source.unlisted().walked:
+        out["hidden_unchecked"] = True
+    return out
 
 
 def _session(path: Any, spark: Any) -> Any:
@@ -168,6 +183,7 @@ def _image_set(frame: Any, source: Source, listed: Listing, classes: List[str], 
     return ImageSet(df=frame, train=train, test=test, validation=validation,
                     classes=list(classes),
                     invalid=pd.DataFrame(invalid, columns=[PATH_COL, "reason"]),
+                    skipped=pd.DataFrame(sorted(source.skipped()), columns=[PATH_COL, "reason"]),
                     counts=counts,
                     image_col=source.image_col, source=source.description,
                     labels=listed.mode, seed=seed, fractions=plan.fractions,

@@ -2,8 +2,10 @@
 
 Spark lists and reads the files (``binaryFile``, recursive lookup, a glob on image
 extensions), so any URI Spark reads works and nothing walks directories on the driver.
-Zero-byte files are the one thing Spark's scan skips silently: they are found here, from
-the file index, so that they can be reported as invalid rather than vanish.
+What Spark's scan leaves out silently is found here so that nothing vanishes: zero-byte
+files (from the file index: reported invalid), and names Spark hides (``_x.jpg``,
+``._x.jpg``, ``.DS_Store``, files in ``.ipynb_checkpoints/``; found by the workers, see
+:mod:`.inventory`): hidden images are loaded, system and other files listed as skipped.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from urllib.parse import unquote
 from ..errors import DataError, OptionError, missing_path_errors
 from ..results import CONTENT_COL, IMAGE_COL, PATH_COL
 from ..session import is_dataframe
+from .inventory import Sorted, Unlisted, rows_of, sort_for_loading
 
 
 def _paths(path: Any) -> List[str]:
@@ -32,15 +35,20 @@ def _paths(path: Any) -> List[str]:
     return out
 
 
-def _extension_glob(extensions: Optional[Sequence[str]]) -> str:
-    """``*.{jpg,JPG,...}``: Spark's ``pathGlobFilter`` is case-sensitive."""
+def _extension_names(extensions: Optional[Sequence[str]]) -> List[str]:
+    """The extensions to load, lower case, without dots."""
     if extensions is None:
         # imported here: numpy and Pillow come with it, and %load_ext imports this package
         from ..imaging import IMAGE_EXTENSIONS
         extensions = IMAGE_EXTENSIONS
+    return list(dict.fromkeys(str(ext).lstrip(".").lower() for ext in extensions))
+
+
+def _extension_glob(extensions: Optional[Sequence[str]]) -> str:
+    """``*.{jpg,JPG,...}``: Spark's ``pathGlobFilter`` is case-sensitive (other cases,
+    ``x.Jpg``, are found by the inventory)."""
     names = []
-    for ext in extensions:
-        ext = str(ext).lstrip(".").lower()
+    for ext in _extension_names(extensions):
         names += [ext, ext.upper()]
     return "*.{" + ",".join(dict.fromkeys(names)) + "}"
 
@@ -74,6 +82,8 @@ class Source:
         self.frame: Optional[Any] = None
         self.image_col = CONTENT_COL
         self._indexed: Optional[List[str]] = None
+        self._unlisted: Optional[Unlisted] = None
+        self._sorted: Optional[Sorted] = None
         if is_dataframe(path):
             self.frame, self.image_col = _frame_rows(path)
             self.description = "DataFrame"
@@ -81,19 +91,44 @@ class Source:
         else:
             self.paths = _paths(path)
             self.description = ", ".join(self.paths)
+            self.extensions = _extension_names(extensions)
             self.glob = _extension_glob(extensions)
+
+    def unlisted(self) -> Unlisted:
+        """The files under the paths that Spark's scan does not deliver (found once, by
+        the workers: :mod:`.inventory`)."""
+        if self._unlisted is None:
+            self._unlisted = (Unlisted(walked=False) if self.frame is not None else
+                              Unlisted.find(self.spark, self.paths, self.glob,
+                                            index=self.indexed_files()))
+        return self._unlisted
+
+    def sorted_unlisted(self) -> Sorted:
+        """Those files sorted: images to load, empty images, skipped files with a reason."""
+        if self._sorted is None:
+            self._sorted = sort_for_loading(self.unlisted(), self.extensions)
+        return self._sorted
+
+    def skipped(self) -> List[Tuple[str, str]]:
+        """``(path, reason)`` of the files not loaded that are no images: system files
+        (``._x``, ``.DS_Store``, ``Thumbs.db``, hidden folders) and other files."""
+        return [] if self.frame is not None else self.sorted_unlisted().skipped
 
     def rows(self) -> Any:
         """path + the image column (bytes or struct); lazily, nothing is read yet."""
         if self.frame is not None:
             return self.frame
-        return _read_files(self.spark, self.paths, self.glob).select(PATH_COL, CONTENT_COL)
+        rows = _read_files(self.spark, self.paths, self.glob).select(PATH_COL, CONTENT_COL)
+        hidden = self.sorted_unlisted().load
+        return rows.unionByName(rows_of(self.spark, hidden)) if hidden else rows
 
     def listing(self) -> Any:
         """path only (for a binaryFile read, Spark then skips the file contents)."""
         if self.frame is not None:
             return self.frame.select(PATH_COL)
-        return _read_files(self.spark, self.paths, self.glob).select(PATH_COL)
+        rows = _read_files(self.spark, self.paths, self.glob).select(PATH_COL)
+        hidden = self.sorted_unlisted().load
+        return rows.unionByName(rows_of(self.spark, hidden, False)) if hidden else rows
 
     def indexed_files(self) -> List[str]:
         """The files Spark's file index lists (URIs), zero-byte ones included."""
@@ -109,13 +144,15 @@ class Source:
         (*scanned*: rows the scan returned, when already known)."""
         if self.frame is not None:
             return []
+        hidden = self.sorted_unlisted()
         listed = self.indexed_files()
-        if len(listed) <= (scanned if scanned is not None else self.listing().count()):
-            return []
+        scanned = scanned if scanned is not None else self.listing().count()
+        if len(listed) <= scanned - len(hidden.load):
+            return sorted(hidden.empty)
         files = sorted({unquote(re.sub(r"^([A-Za-z][\w+.-]*):///", r"\1:/", f)) for f in listed})
         indexed = self.spark.createDataFrame([(f,) for f in files], f"{PATH_COL} string")
         missing = indexed.join(self.listing(), on=PATH_COL, how="left_anti").collect()
-        return sorted(r[0] for r in missing)
+        return sorted({r[0] for r in missing} | set(hidden.empty))
 
     def explain_empty(self) -> DataError:
         """Why there is nothing to load: an empty folder, or files that are not images."""
@@ -125,6 +162,10 @@ class Source:
         with missing_path_errors(self.paths):
             others = [r[0] for r in _read_files(self.spark, self.paths, None)
                       .select(PATH_COL).limit(3).collect()]
+        if not others and self.skipped():
+            names = ", ".join(p.rsplit("/", 1)[-1] for p, _ in self.skipped()[:3])
+            return DataError(f"{what}: no image files, only {len(self.skipped())} skipped "
+                             f"file(s) such as {names} ({self.skipped()[0][1]})")
         if not others:
             return DataError(f"{what}: no files there (empty folder?)")
         names = ", ".join(o.rsplit("/", 1)[-1] for o in others)
