@@ -73,9 +73,9 @@ def shapes(tmp_path_factory):
     return root, write_shape_folder(root, per_class=24, seed=1)
 
 
-def _fit(spark, root, model_file, split=0.5):
+def _fit(spark, root, model_file, images=None):
     from sparkdl_magics import featurize, fit, load_images
-    images = load_images(str(root), split=split, seed=3, spark=spark)
+    images = images or load_images(str(root), split=0.5, seed=3, spark=spark)
     features = featurize(images, model=str(model_file), preprocess="tf", batch_size=16)
     return fit(features, maxIter=50, regParam=0.01)
 
@@ -101,7 +101,8 @@ def _pointing(explanation, boxes):
 
 # --------------------------------------------------------------------------- localisation
 
-def test_cam_peak_falls_on_the_object_with_a_trained_backbone(spark, backbone, shapes, tmp_path):
+def test_cam_peak_falls_on_the_object_with_a_trained_backbone(spark, backbone, shapes, tmp_path,
+                                                             ip):
     from sparkdl_magics import explain
     root, boxes = shapes
     model = _fit(spark, root, backbone["trained"])
@@ -117,7 +118,8 @@ def test_cam_peak_falls_on_the_object_with_a_trained_backbone(spark, backbone, s
     box_fraction = np.mean([(b[2] - b[0] + 2 * MARGIN) * (b[3] - b[1] + 2 * MARGIN)
                             for b in boxes.values()]) / SIZE ** 2
 
-    untrained = explain(_fit(spark, root, backbone["untrained"]), n=n_test)
+    untrained = explain(_fit(spark, root, backbone["untrained"], model.features.images),
+                        n=n_test)
     base_hit, base_counted, base_accuracy = _pointing(untrained, boxes)
     print(f"\nCAM peak inside the object's box (+{MARGIN} px): trained backbone "
           f"{hit:.0%} of {counted} correct answers (accuracy {accuracy:.0%}); "
@@ -133,6 +135,18 @@ def test_cam_peak_falls_on_the_object_with_a_trained_backbone(spark, backbone, s
         assert heat.shape == (SIZE, SIZE) and 0.0 <= heat.min() and heat.max() <= 1.0
         assert result.maps[i].shape == (16, 16)
     assert all(png.startswith(b"\x89PNG") for png in result.rows["overlay"])
+
+    # the magic: same call, the true class's map, a split by name; the grid renders
+    ip.user_ns.update(clf=model, shapes=model.features.images)
+    ip.run_cell("%%explain clf -> heat\nimages: shapes.test\nn: 4\nclass: true\nalpha: 0.3")
+    heat = ip.user_ns["heat"]
+    assert list(heat.rows["path"]) == list(result.rows["path"][:4])
+    assert list(heat.rows["explained"]) == list(heat.rows["true"]) and heat.alpha == 0.3
+    page = heat._repr_html_()
+    assert page.count("<img") == 8 and "class shown: true" in page
+    many = result._repr_html_()
+    assert many.count("<img") == 2 * n_test
+    assert many.count("solid #c00") == int((~result.rows["correct"].astype(bool)).sum())
     _seen["model"] = str(tmp_path / "fitted")
     model.save(_seen["model"])
 
