@@ -69,6 +69,28 @@ def explain(model: Any, images: Any = None, n: int = defaults.EXPLAIN_IMAGES,
     return _explanation(fitted, chosen, targets, heats, method, cls, alpha)
 
 
+def explain_mistakes(evaluation: Any, model: Any, method: str = "auto",
+                     alpha: float = defaults.EXPLAIN_ALPHA, spark: Any = None) -> Any:
+    """Heatmap overlays for an evaluation's mistakes gallery (``%%evaluate`` with
+    ``explain: true``): the ``overlay`` column of ``evaluation.errors`` (PNG; None
+    where an image is not at hand), the same overlays :func:`explain` draws."""
+    from pyspark.sql import functions as F
+    errors = evaluation.errors
+    if errors is None or not len(errors):
+        return evaluation
+    source = model.features.images if model.features is not None else None
+    paths = [p for p in errors["path"] if p]
+    if source is None or not paths:
+        evaluation.notes.append("explain: the model does not know its images (loaded from "
+                                "disk?), so the mistakes have no heatmaps")
+        return evaluation
+    frame = source.df.where(F.col(PATH_COL).isin(paths))
+    shown = explain(model, frame, n=len(paths), method=method, alpha=alpha, spark=spark)
+    overlays = dict(zip(shown.rows["path"], shown.rows["overlay"]))
+    errors["overlay"] = [overlays.get(p) for p in errors["path"]]
+    return evaluation
+
+
 # --------------------------------------------------------------------------- checks
 
 def _check_model(model: Any) -> FittedModel:
@@ -336,5 +358,5 @@ def overlay_png(thumbnail: Optional[bytes], heat: Optional[np.ndarray], alpha: f
     return buf.getvalue()
 
 
-__all__ = ["explain", "choose_method", "class_weights", "overlay_png", "jet", "METHODS",
+__all__ = ["explain", "explain_mistakes", "choose_method", "class_weights", "overlay_png", "jet", "METHODS",
            "LINEAR"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import os
 from pathlib import Path
-from typing import Dict, Iterable, List, Sequence, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 from PIL import Image
@@ -92,15 +92,21 @@ def image_bytes(paths: Iterable[os.PathLike]) -> List[bytes]:
 
 
 SHAPES = ("square", "disc", "cross")
+#: Each shape has its own colour too, so every class has evidence of its own on the
+#: object (with one colour, a CNN can learn the third shape as "neither of the others",
+#: whose evidence is everywhere: a flat map).
+SHAPE_COLOURS = ((235, 70, 60), (60, 210, 80), (70, 110, 240))
 
 
-def shape_on_noise(shape: str, seed: int, size: int = 64, side: int = 18
-                   ) -> Tuple[np.ndarray, Tuple[int, int, int, int]]:
+def shape_on_noise(shape: Optional[str], seed: int, size: int = 64, side: int = 18
+                   ) -> Tuple[np.ndarray, Optional[Tuple[int, int, int, int]]]:
     """A bright *shape* pasted at a random place on grey noise, and its box
     (x0, y0, x1, y1; pixels, end exclusive): images whose right answer to "where is
-    the object" is known, for heatmap tests."""
+    the object" is known, for heatmap tests. ``shape=None``: the noise alone."""
     rng = np.random.default_rng(seed)
     pixels = rng.normal(110, 30, size=(size, size, 3))
+    if shape is None:
+        return np.clip(pixels, 0, 255).astype(np.uint8), None
     x0, y0 = (int(v) for v in rng.integers(0, size - side + 1, size=2))
     yy, xx = np.mgrid[0:side, 0:side]
     c = (side - 1) / 2.0
@@ -112,7 +118,7 @@ def shape_on_noise(shape: str, seed: int, size: int = 64, side: int = 18
         mask = (np.abs(yy - c) <= side / 6) | (np.abs(xx - c) <= side / 6)
     else:
         raise ValueError(f"unknown shape {shape!r} (one of {SHAPES})")
-    colour = np.array([235, 220, 60]) + rng.normal(0, 10, size=3)
+    colour = np.array(SHAPE_COLOURS[SHAPES.index(shape)]) + rng.normal(0, 10, size=3)
     patch = pixels[y0:y0 + side, x0:x0 + side]
     patch[mask] = colour
     return np.clip(pixels, 0, 255).astype(np.uint8), (x0, y0, x0 + side, y0 + side)
