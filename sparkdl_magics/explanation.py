@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import io
 import os
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -202,8 +202,6 @@ def _images_frame(model: FittedModel, images: Any, spark: Any) -> Any:
 
 
 def _paths_frame(paths: List[str], source: Optional[ImageSet], spark: Any) -> Any:
-    from pyspark.sql import functions as F
-
     from .session import get_spark
     local = [p[len("file:"):] if p.startswith("file:") else p for p in paths]
     missing = [p for p in local if "://" not in p and not os.path.isfile(p)]

@@ -95,7 +95,8 @@ def _fit(spark, root, model_file, images=None):
     from sparkdl_magics import featurize, fit, load_images
     images = images or load_images(str(root), split=0.5, seed=3, spark=spark)
     features = featurize(images, model=str(model_file), preprocess="tf", batch_size=16)
-    return fit(features, maxIter=50, regParam=0.01)
+    # standardization off: with it, near-constant (background) channels get large weights
+    return fit(features, maxIter=50, regParam=0.01, standardization=False)
 
 
 def _peak_in_box(heat: np.ndarray, box, margin: int = MARGIN) -> bool:
