@@ -15,6 +15,12 @@ classifier's weights applied to the maps), ``gradcam`` (the classifier appended 
 the backbone as a linear layer; any feature layer), ``auto`` (CAM where exact, else
 Grad-CAM). Tree ensembles, MLPs, naive Bayes and factorization machines have no
 class weights over the features: they are refused with a one-line error.
+
+The maps are only as good as the classifier's weights: MLlib standardizes features by
+default, which lets near-constant channels (often ones firing on the background) take
+large weights. The map stays exact, but noisier: on the shapes test the peak fell on
+the object for 64 % of correct answers with ``standardization: true`` and 100 % with
+``standardization: false`` (same backbone, same images).
 """
 from __future__ import annotations
 
