@@ -20,7 +20,7 @@ The maps are only as good as the classifier's weights: MLlib standardizes featur
 default, which lets near-constant channels (often ones firing on the background) take
 large weights. The map stays exact, but noisier: on the shapes test the peak fell on
 the object for 64 % of correct answers with ``standardization: true`` and 100 % with
-``standardization: false`` (same backbone, same images).
+``standardization: false`` (one run each; backbones trained the same way, same images).
 """
 from __future__ import annotations
 
