@@ -362,5 +362,6 @@ def overlay_png(thumbnail: Optional[bytes], heat: Optional[np.ndarray], alpha: f
     return buf.getvalue()
 
 
-__all__ = ["explain", "explain_mistakes", "choose_method", "class_weights", "overlay_png", "jet", "METHODS",
+__all__ = ["explain", "explain_mistakes", "choose_method", "class_weights", "overlay_png",
+           "jet", "METHODS",
            "LINEAR"]

@@ -475,6 +475,7 @@ def check_positive_int(name: str, value: Any) -> int:
 
 
 __all__ = ["ShippedFile", "ModelSpec", "LoadedModel", "get_model", "clear_cache", "build",
-           "load_user_model", "preprocess_function", "get_derived", "predict_images", "decode_bytes",
+           "load_user_model", "preprocess_function", "get_derived", "predict_images",
+           "decode_bytes",
            "decode_struct", "batch_items", "run_decoded", "BatchRunner", "image_batch",
            "check_batch_size", "check_positive_int", "set_tf_threads", "MAX_CACHED_MODELS"]
