@@ -25,6 +25,7 @@ _LAZY = {
     "FittedModel": "sparkdl_magics.results",
     "Evaluation": "sparkdl_magics.results",
     "Comparison": "sparkdl_magics.results",
+    "Explanation": "sparkdl_magics.results",
     # stages
     "load_images": "sparkdl_magics.loading",
     "featurize": "sparkdl_magics.featurizer",
@@ -39,6 +40,7 @@ _LAZY = {
     "apply_keras_model": "sparkdl_magics.tensors",
     "fit": "sparkdl_magics.training",
     "evaluate": "sparkdl_magics.evaluation",
+    "explain": "sparkdl_magics.explanation",
     "save_model": "sparkdl_magics.persist",
     "load_model": "sparkdl_magics.persist",
     # the widget app

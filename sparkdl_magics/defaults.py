@@ -33,3 +33,7 @@ FOLDS = 3
 TOP_ERRORS = 12
 #: A multi-label model predicts a label when its probability is at least this.
 MULTI_LABEL_THRESHOLD = 0.5
+#: Images a heatmap explanation shows (mistakes first when labels are known).
+EXPLAIN_IMAGES = 12
+#: Heatmap opacity over the image in an explanation's overlays.
+EXPLAIN_ALPHA = 0.5

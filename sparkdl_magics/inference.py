@@ -222,6 +222,26 @@ def get_model(spec: ModelSpec, threads: Optional[int] = None) -> LoadedModel:
 def clear_cache() -> None:
     with _cache_lock:
         _cache.clear()
+        _derived.clear()
+
+
+#: Models built from a cached one (:attr:`BatchRunner.derive`), keyed by (spec, derive).
+_derived: "collections.OrderedDict[Tuple[ModelSpec, Any], LoadedModel]" = collections.OrderedDict()
+
+
+def get_derived(base: LoadedModel, derive: Callable[[LoadedModel], LoadedModel]) -> LoadedModel:
+    """``derive(base)`` (e.g. a heatmap model sharing the backbone), built once per
+    process and reused like :func:`get_model`; *derive* is hashable (part of the key)."""
+    key = (base.spec, derive)
+    with _cache_lock:
+        loaded = _derived.get(key)
+        if loaded is not None:
+            _derived.move_to_end(key)
+            return loaded
+        loaded = _derived[key] = derive(base)
+        while len(_derived) > MAX_CACHED_MODELS:
+            _derived.popitem(last=False)
+        return loaded
 
 
 def set_tf_threads(threads: int) -> None:
@@ -401,7 +421,8 @@ class BatchRunner:
 
     Built on the driver, pickled into the UDF: keep ``adapter`` and ``formatter``
     module-level functions (or partials/closures over small values); the spec is a
-    few hundred bytes. ``raw``: see :func:`run_decoded`.
+    few hundred bytes. ``raw``: see :func:`run_decoded`. ``derive``: a hashable
+    callable building the model actually run from the cached one (:func:`get_derived`).
     """
 
     spec: ModelSpec
@@ -410,9 +431,12 @@ class BatchRunner:
     adapter: Adapter = image_batch
     threads: int = 1
     raw: bool = False
+    derive: Optional[Callable[[LoadedModel], LoadedModel]] = None
 
     def __call__(self, batches: Iterable[Any]) -> Iterator[Any]:
         model = get_model(self.spec, self.threads)
+        if self.derive is not None:
+            model = get_derived(model, self.derive)
         for batch in batches:
             items, decoder = self.adapter(batch, model)
             outputs, errors = run_decoded(model, items, self.batch_size, decoder, self.raw)
@@ -451,6 +475,7 @@ def check_positive_int(name: str, value: Any) -> int:
 
 
 __all__ = ["ShippedFile", "ModelSpec", "LoadedModel", "get_model", "clear_cache", "build",
-           "load_user_model", "preprocess_function", "predict_images", "decode_bytes",
+           "load_user_model", "preprocess_function", "get_derived", "predict_images",
+           "decode_bytes",
            "decode_struct", "batch_items", "run_decoded", "BatchRunner", "image_batch",
            "check_batch_size", "check_positive_int", "set_tf_threads", "MAX_CACHED_MODELS"]

@@ -418,6 +418,57 @@ class Comparison(_Rendered):
         return f"Comparison({', '.join(self.evaluations)})"
 
 
+# --------------------------------------------------------------------------- explanation
+
+@dataclass(repr=False)
+class Explanation(_Rendered):
+    """Where a fitted model looked: class heatmaps for a few images (``%%explain``).
+
+    ``rows`` (pandas, one row per image, mistakes first when labels are known): ``path``,
+    ``true`` (class name or None), ``predicted``, ``probability`` (of the predicted
+    class, None without probabilities), ``explained`` (the class whose map is drawn),
+    ``correct``, ``width`` / ``height`` (the image's own size), ``thumbnail`` and
+    ``overlay`` (PNG bytes: the image, and the heatmap over it at ``alpha``), ``error``
+    (why an image could not be explained). ``maps[i]`` is row i's heatmap as the model
+    computed it (float32 in [0, 1], the backbone's map resolution, e.g. 7 x 7);
+    :meth:`heatmap` gives it at the image's size. ``method``: ``cam`` or ``gradcam``.
+    """
+
+    rows: Any
+    maps: List[Any]
+    classes: List[str]
+    method: str
+    target: str = "predicted"  # predicted, true, or a class name
+    alpha: float = 0.5
+    model_name: str = ""
+    notes: List[str] = field(default_factory=list)
+    untrained: bool = False
+
+    def __len__(self) -> int:
+        return len(self.maps)
+
+    def heatmap(self, i: int) -> Any:
+        """Row *i*'s heatmap at its image's size, (height, width) float32 in [0, 1].
+
+        Kept small (``maps``) and scaled on request: a 12-megapixel photo's full-size
+        map is 48 MB."""
+        import numpy as np
+        from PIL import Image
+        small = self.maps[i]
+        width, height = self.rows["width"].iloc[i], self.rows["height"].iloc[i]
+        if small is None or width is None or height is None:
+            return None
+        big = Image.fromarray(np.asarray(small, dtype=np.float32), "F").resize(
+            (int(width), int(height)), Image.Resampling.BILINEAR)
+        return np.clip(np.asarray(big, dtype=np.float32), 0.0, 1.0)
+
+    def __repr__(self) -> str:
+        wrong = int((~self.rows["correct"].fillna(True).astype(bool)).sum()) \
+            if len(self.rows) else 0
+        return (f"Explanation({self.method}, {len(self.maps)} images, {wrong} mistakes, "
+                f"class: {self.target})")
+
+
 # --------------------------------------------------------------------------- multi-label
 
 @dataclass(repr=False)
@@ -532,4 +583,4 @@ class SessionInfo(_Rendered):
 
 
 __all__ = ["ImageSet", "FeatureSet", "Predictions", "FittedModel", "Evaluation",
-           "Comparison", "SessionInfo", "MultiLabelModel", "MultiLabelEvaluation"]
+           "Comparison", "SessionInfo", "Explanation", "MultiLabelModel", "MultiLabelEvaluation"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import os
 from pathlib import Path
-from typing import Dict, Iterable, List, Sequence, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 from PIL import Image
@@ -89,3 +89,52 @@ def image_bytes(paths: Iterable[os.PathLike]) -> List[bytes]:
     return [Path(p).read_bytes() for p in paths]
 
 
+
+
+SHAPES = ("square", "disc", "cross")
+#: Each shape has its own colour too, so every class has evidence of its own on the
+#: object (with one colour, a CNN can learn the third shape as "neither of the others",
+#: whose evidence is everywhere: a flat map).
+SHAPE_COLOURS = ((235, 70, 60), (60, 210, 80), (70, 110, 240))
+
+
+def shape_on_noise(shape: Optional[str], seed: int, size: int = 64, side: int = 18
+                   ) -> Tuple[np.ndarray, Optional[Tuple[int, int, int, int]]]:
+    """A bright *shape* pasted at a random place on grey noise, and its box
+    (x0, y0, x1, y1; pixels, end exclusive): images whose right answer to "where is
+    the object" is known, for heatmap tests. ``shape=None``: the noise alone."""
+    rng = np.random.default_rng(seed)
+    pixels = rng.normal(110, 30, size=(size, size, 3))
+    if shape is None:
+        return np.clip(pixels, 0, 255).astype(np.uint8), None
+    x0, y0 = (int(v) for v in rng.integers(0, size - side + 1, size=2))
+    yy, xx = np.mgrid[0:side, 0:side]
+    c = (side - 1) / 2.0
+    if shape == "square":
+        mask = np.ones((side, side), bool)
+    elif shape == "disc":
+        mask = (yy - c) ** 2 + (xx - c) ** 2 <= c ** 2
+    elif shape == "cross":
+        mask = (np.abs(yy - c) <= side / 6) | (np.abs(xx - c) <= side / 6)
+    else:
+        raise ValueError(f"unknown shape {shape!r} (one of {SHAPES})")
+    colour = np.array(SHAPE_COLOURS[SHAPES.index(shape)]) + rng.normal(0, 10, size=3)
+    patch = pixels[y0:y0 + side, x0:x0 + side]
+    patch[mask] = colour
+    return np.clip(pixels, 0, 255).astype(np.uint8), (x0, y0, x0 + side, y0 + side)
+
+
+def write_shape_folder(root: os.PathLike, per_class: int, seed: int = 0
+                       ) -> Dict[str, Tuple[int, int, int, int]]:
+    """``root/<shape>/<shape>_<i>.png`` for each of :data:`SHAPES`; returns each file's
+    object box, keyed by its absolute path."""
+    root = Path(root)
+    boxes = {}
+    for ci, name in enumerate(SHAPES):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            pixels, box = shape_on_noise(name, seed * 100_003 + ci * 1009 + i)
+            path = root / name / f"{name}_{i:03d}.png"
+            path.write_bytes(encode(Image.fromarray(pixels, "RGB"), "PNG"))
+            boxes[str(path.resolve())] = box
+    return boxes

@@ -10,6 +10,7 @@ from typing import Any, Callable, Dict
 
 from .. import results
 from .evaluation import comparison_html, evaluation_html
+from .explain import explanation_html
 from .features import featureset_html
 from .html import kv_table
 from .imageset import render_html as imageset_html
@@ -33,6 +34,7 @@ RENDERERS: Dict[type, Callable[[Any], str]] = {
     results.SessionInfo: session_html,
     results.MultiLabelModel: multilabel_model_html,
     results.MultiLabelEvaluation: multilabel_evaluation_html,
+    results.Explanation: explanation_html,
 }
 
 

@@ -112,13 +112,20 @@ def gallery_cell(row: Any, caption: str, width: int = 110) -> str:
 
 
 def gallery_html(errors: Any) -> str:
-    cells = []
+    cells, explained = [], []
     for _, row in errors.iterrows():
         prob = row.get("probability")
         prob_text = "" if prob is None or prob != prob else f" ({prob:.2f})"
-        cells.append(gallery_cell(row, f"true: {escape(row['true'])}<br/>"
-                                       f"predicted: {escape(row['predicted'])}{prob_text}"))
-    return "<div>" + "".join(cells) + "</div>"
+        caption = (f"true: {escape(row['true'])}<br/>"
+                   f"predicted: {escape(row['predicted'])}{prob_text}")
+        cells.append(gallery_cell(row, caption))
+        if row.get("overlay") is not None:
+            explained.append(gallery_cell({"thumbnail": row["overlay"], "path": row.get("path")},
+                                          caption))
+    toggle = ("<details><summary>explain: where the model looked (heatmap of the "
+              "predicted class)</summary><div>" + "".join(explained) + "</div></details>"
+              if explained else "")
+    return "<div>" + "".join(cells) + "</div>" + toggle
 
 
 def evaluation_head(kind: str, ev: Any) -> List[str]:

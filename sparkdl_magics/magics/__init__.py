@@ -17,6 +17,7 @@ from . import dlload as _dlload
 from . import dlmodels as _dlmodels
 from . import dlspark as _dlspark
 from . import evaluate as _evaluate
+from . import explain as _explain
 from . import featurize as _featurize
 from . import fit as _fit
 from . import predict as _predict
@@ -50,6 +51,7 @@ class SparkDLMagics(Magics):
     predict = _defaults("predict")
     fit = _defaults("fit")
     evaluate = _defaults("evaluate")
+    explain = _defaults("explain")
     dlmodels = _defaults("dlmodels")
     dlapp = _defaults("dlapp")
 
@@ -92,6 +94,12 @@ class SparkDLMagics(Magics):
     @_documented(_evaluate)
     def evaluate_magic(self, line: str = "", cell: Optional[str] = None) -> Any:
         return run_magic(_evaluate, self.shell, line, cell, self)
+
+    @line_cell_magic("explain")
+    @no_var_expand
+    @_documented(_explain)
+    def explain_magic(self, line: str = "", cell: Optional[str] = None) -> Any:
+        return run_magic(_explain, self.shell, line, cell, self)
 
     @line_magic("dlmodels")
     @_documented(_dlmodels)

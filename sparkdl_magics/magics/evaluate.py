@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import defaults
-from ..options import MagicCall, MagicSpec, Option, as_float, as_int, as_str
+from ..options import MagicCall, MagicSpec, Option, as_bool, as_float, as_int, as_str
 from ..results import FittedModel, MultiLabelModel
 from .runner import Context
 
@@ -33,6 +33,9 @@ SPEC = MagicSpec(
         Option("threshold", None, "multi-label models: the probability at which a label is "
                "predicted [default: the model's, 0.5]",
                as_float(minimum=0.0, maximum=1.0, exclusive_min=True)),
+        Option("explain", False, "add an 'explain' toggle to the mistakes gallery: the "
+               "heatmap of each mistake's predicted class (see %%explain)", as_bool,
+               nullable=False),
     ),
     usage="Examples:\n  %%evaluate clf\n  %%evaluate clf_inception clf_resnet -> comparison\n"
           "  %%evaluate clf --data other_images",
@@ -53,6 +56,10 @@ def run(call: MagicCall, ctx: Context) -> Any:
                               threshold=call.options.get("threshold"))
         else:
             result = evaluate(models, data, top_errors=top)
+        if call.options["explain"] and len(models) == 1 and isinstance(
+                models[names[0]], FittedModel):
+            from ..explanation import explain_mistakes
+            explain_mistakes(result, models[names[0]])
     if call.output:
         ctx.store(call.output, result)
     return result

@@ -1,0 +1,307 @@
+"""explain / %%explain: class heatmaps of a fitted model's predictions.
+
+The backbone is a small CNN this module trains (seconds, plain Keras) on shapes pasted
+at random places on noise, saved as a user model file and given to featurize: an
+untrained backbone does not localise, and no ImageNet weights can be downloaded here.
+The Spark tests then featurize *other* images of the same kind with it, fit a logistic
+regression on the frozen features, and check where the heatmaps point.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from imagegen import SHAPES, shape_on_noise, write_shape_folder
+
+pytest.importorskip("keras")
+
+SIZE = 64
+#: The peak may fall this many pixels outside the object's box (one map cell is 4 px).
+MARGIN = 4
+#: Shown to every session test: heatmaps of the same two images, by mode.
+_seen: dict = {}
+
+
+def _cnn(seed: int):
+    import keras
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((SIZE, SIZE, 3))
+    x = keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="conv1")(inputs)
+    x = keras.layers.MaxPooling2D(name="down1")(x)
+    x = keras.layers.Conv2D(32, 3, padding="same", activation="relu", name="conv2")(x)
+    x = keras.layers.MaxPooling2D(name="down2")(x)
+    x = keras.layers.Conv2D(32, 3, padding="same", activation="relu", name="conv3")(x)
+    x = keras.layers.Conv2D(32, 3, padding="same", activation="relu", name="last_conv")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    outputs = keras.layers.Dense(len(SHAPES), activation="sigmoid", name="head")(x)
+    return keras.Model(inputs, outputs)
+
+
+def _train_backbone(folder: Path) -> Path:
+    """Train until the CNN tells its own training images apart (a seed whose start
+    leaves a class dead is replaced by the next one).
+
+    One sigmoid per shape, and a quarter of the images are noise alone (every target
+    0): each shape then needs evidence of its own on the object. With softmax over
+    the shapes alone a CNN may learn one of them as "neither of the others", whose
+    evidence is everywhere (a flat map)."""
+    import keras
+    x, y = [], []
+    for i in range(600):
+        shape = SHAPES[i % 4] if i % 4 < len(SHAPES) else None
+        pixels, _ = shape_on_noise(shape, seed=900_000 + i)
+        x.append(pixels)
+        y.append([float(shape == s) for s in SHAPES])
+    x = np.stack(x).astype("float32") / 127.5 - 1.0  # as preprocess: tf
+    y = np.array(y, dtype="float32")
+    for seed in (6, 7, 8, 9):
+        model = _cnn(seed)
+        model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="binary_crossentropy")
+        start = time.time()
+        model.fit(x, y, epochs=16, batch_size=32, verbose=0)
+        accuracy = float(((model.predict(x, verbose=0) > 0.5) == (y > 0.5)).all(axis=1).mean())
+        print(f"\nbackbone (seed {seed}): trained in {time.time() - start:.1f} s, "
+              f"training images right: {accuracy:.0%}")
+        if accuracy >= 0.98:
+            break
+    path = folder / "shapes_cnn.keras"
+    model.save(str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def backbone(tmp_path_factory):
+    """A 4-conv CNN trained on its own set of shape images, saved as a .keras file,
+    plus its untrained twin (same architecture, random weights) for reference."""
+    import keras
+    folder = tmp_path_factory.mktemp("backbone")
+    trained = _train_backbone(folder)
+    untrained = folder / "shapes_cnn_untrained.keras"
+    _cnn(seed=1).save(str(untrained))
+    keras.backend.clear_session()
+    return {"trained": trained, "untrained": untrained}
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory):
+    """Images for Spark (other seeds than the backbone's), and each object's box."""
+    root = tmp_path_factory.mktemp("shapes")
+    return root, write_shape_folder(root, per_class=24, seed=1)
+
+
+def _fit(spark, root, model_file, images=None):
+    from sparkdl_magics import featurize, fit, load_images
+    images = images or load_images(str(root), split=0.5, seed=3, spark=spark)
+    features = featurize(images, model=str(model_file), preprocess="tf", batch_size=16)
+    # standardization off: with it, near-constant (background) channels get large weights
+    return fit(features, maxIter=50, regParam=0.01, standardization=False)
+
+
+def _peak_in_box(heat: np.ndarray, box, margin: int = MARGIN) -> bool:
+    y, x = np.unravel_index(int(np.argmax(heat)), heat.shape)
+    x0, y0, x1, y1 = box
+    return x0 - margin <= x < x1 + margin and y0 - margin <= y < y1 + margin
+
+
+def _local_path(uri: str) -> str:
+    return str(Path(uri[len("file:"):] if uri.startswith("file:") else uri).resolve())
+
+
+def _pointing(explanation, boxes):
+    """(share of correct answers whose heatmap peak is in the box, their count, accuracy)."""
+    rows = explanation.rows
+    hits = [_peak_in_box(explanation.heatmap(i), boxes[_local_path(p)])
+            for i, p in enumerate(rows["path"]) if rows["correct"].iloc[i]]
+    accuracy = float(rows["correct"].astype(bool).mean())
+    return (float(np.mean(hits)) if hits else 0.0), len(hits), accuracy
+
+
+# --------------------------------------------------------------------------- localisation
+
+@pytest.mark.slow
+def test_cam_peak_falls_on_the_object_with_a_trained_backbone(spark, backbone, shapes, tmp_path,
+                                                             ip):
+    from sparkdl_magics import explain
+    root, boxes = shapes
+    model = _fit(spark, root, backbone["trained"])
+    n_test = model.features.test.count()
+    start = time.time()
+    result = explain(model, n=n_test)
+    took = time.time() - start
+    assert result.method == "cam" and len(result) == n_test
+    # mistakes first, then the rest
+    correct = list(result.rows["correct"])
+    assert correct == sorted(correct)
+    hit, counted, accuracy = _pointing(result, boxes)
+    box_fraction = np.mean([(b[2] - b[0] + 2 * MARGIN) * (b[3] - b[1] + 2 * MARGIN)
+                            for b in boxes.values()]) / SIZE ** 2
+
+    weak = _fit(spark, root, backbone["untrained"], model.features.images)
+    untrained = explain(weak, n=n_test)
+    base_hit, base_counted, base_accuracy = _pointing(untrained, boxes)
+    print(f"\nCAM peak inside the object's box (+{MARGIN} px): trained backbone "
+          f"{hit:.0%} of {counted} correct answers (accuracy {accuracy:.0%}); "
+          f"random point {box_fraction:.0%}; untrained backbone {base_hit:.0%} of "
+          f"{base_counted} (accuracy {base_accuracy:.0%}); explain took {took:.1f} s")
+    assert counted >= n_test // 2
+    assert hit >= 0.8
+    assert hit > box_fraction + 0.3
+    # the untrained backbone makes mistakes: they come first, most confident first
+    wrong = untrained.rows[untrained.rows["correct"] == False]  # noqa: E712
+    assert len(wrong) and list(wrong.index) == list(range(len(wrong)))
+    assert list(wrong["probability"]) == sorted(wrong["probability"], reverse=True)
+
+    # %%evaluate's mistakes gallery gets the same overlays behind an "explain" toggle
+    ip.user_ns["weak"] = weak
+    ip.run_cell("%%evaluate weak -> ev\ntop_errors: 3\nexplain: true")
+    errors = ip.user_ns["ev"].errors
+    by_path = dict(zip(untrained.rows["path"], untrained.rows["overlay"]))
+    assert len(errors) == 3 and list(errors["overlay"]) == [by_path[p] for p in errors["path"]]
+    assert "<details><summary>explain" in ip.user_ns["ev"]._repr_html_()
+
+    # every map is in [0, 1], at the image's size on request, with an overlay to show
+    for i in range(len(result)):
+        heat = result.heatmap(i)
+        assert heat.shape == (SIZE, SIZE) and 0.0 <= heat.min() and heat.max() <= 1.0
+        assert result.maps[i].shape == (16, 16)
+    assert all(png.startswith(b"\x89PNG") for png in result.rows["overlay"])
+
+    # the magic: same call, the true class's map, a split by name; the grid renders
+    ip.user_ns.update(clf=model, shapes=model.features.images)
+    ip.run_cell("%%explain clf -> heat\nimages: shapes.test\nn: 4\nclass: true\nalpha: 0.3")
+    heat = ip.user_ns["heat"]
+    assert list(heat.rows["path"]) == list(result.rows["path"][:4])
+    assert list(heat.rows["explained"]) == list(heat.rows["true"]) and heat.alpha == 0.3
+    page = heat._repr_html_()
+    assert page.count("<img") == 8 and "class shown: true" in page
+    many = result._repr_html_()
+    assert many.count("<img") == 2 * n_test
+    assert many.count("solid #c00") == int((~result.rows["correct"].astype(bool)).sum())
+    _seen["model"] = str(tmp_path / "fitted")
+    model.save(_seen["model"])
+
+    # a classifier without class weights is refused in one line, before any Spark job
+    from sparkdl_magics import fit
+    from sparkdl_magics.errors import OptionError
+    forest = fit(model.features, "random_forest", numTrees=3)
+    with pytest.raises(OptionError, match="needs a linear classifier") as info:
+        explain(forest)
+    assert "\n" not in str(info.value)
+
+
+# --------------------------------------------------------------------------- the maps layer
+
+def test_cam_finds_the_last_4d_layer_before_the_pooling(backbone, tmp_path):
+    import keras
+
+    from sparkdl_magics.cam import find_maps_layer
+    from sparkdl_magics.inference import load_user_model
+    from sparkdl_magics.weights import inspect_user_model
+    path = str(backbone["trained"])
+    _, _, cut = inspect_user_model(path, None, True)
+    assert cut == "pool"
+    assert find_maps_layer(load_user_model(path, cut)) == ("last_conv", True)
+    # cut at an earlier conv layer: that layer is the maps (the featurizer averages it)
+    assert find_maps_layer(load_user_model(path, "conv3")) == (None, True)
+    # features after a Dense layer are not an average of the maps: CAM is not exact
+    net = keras.saving.load_model(path, compile=False)
+    embed = keras.layers.Dense(8, name="embed")(net.get_layer("pool").output)
+    other = tmp_path / "embed.keras"
+    keras.Model(net.inputs, keras.layers.Dense(3)(embed)).save(str(other))
+    assert find_maps_layer(load_user_model(str(other), "embed")) == ("last_conv", False)
+    keras.backend.clear_session()
+
+
+# --------------------------------------------------------------------------- CAM = gradients
+
+def test_cam_equals_the_gradient_heatmap_up_to_scale(spark, backbone, shapes):
+    import keras
+    import tensorflow as tf
+
+    from sparkdl_magics import FittedModel, explain
+    root, boxes = shapes
+    model = FittedModel.load(_seen["model"], spark) if "model" in _seen else \
+        _fit(spark, root, backbone["trained"])
+    paths = sorted(boxes)[:3] + sorted(boxes)[-3:]
+    cam = explain(model, paths, n=6, method="cam")
+    grad = explain(model, paths, n=6, method="gradcam")
+    assert (cam.method, grad.method) == ("cam", "gradcam")
+    # an independent gradient computation: plain Keras + the fitted coefficients
+    net = keras.saving.load_model(str(backbone["trained"]), compile=False)
+    probe = keras.Model(net.inputs, [net.get_layer("last_conv").output,
+                                     net.get_layer("pool").output])
+    w = tf.constant(model.classifier_model.coefficientMatrix.toArray(), tf.float32)
+    for i, path in enumerate(cam.rows["path"]):
+        x = np.asarray(keras.utils.load_img(_local_path(path)), "float32")[None] / 127.5 - 1.0
+        k = model.classes.index(cam.rows["explained"].iloc[i])
+        with tf.GradientTape() as tape:
+            maps, features = probe(x)
+            score = tf.linalg.matvec(w, features[0])[k]
+        grads = tape.gradient(score, maps)[0].numpy()
+        want = np.maximum(np.einsum("hwc,c->hw", maps[0].numpy(), grads.mean(axis=(0, 1))), 0)
+        want = want / want.max()
+        np.testing.assert_allclose(cam.maps[i], want, atol=1e-4)
+        np.testing.assert_allclose(grad.maps[i], want, atol=1e-4)
+    keras.backend.clear_session()
+
+
+# --------------------------------------------------------------------------- determinism
+
+def _two_maps(spark, backbone, shapes):
+    from sparkdl_magics import FittedModel, explain
+    root, boxes = shapes
+    if "model" not in _seen:  # run alone: fit once here, every session loads it
+        _seen["model"] = str(Path(root).parent / f"fitted-{id(spark)}")
+        _fit(spark, root, backbone["trained"]).save(_seen["model"])
+    model = FittedModel.load(_seen["model"], spark)
+    paths = [sorted(boxes)[0], sorted(boxes)[-1]]
+    first = explain(model, paths, n=2)
+    again = explain(model, paths, n=2)
+    for a, b in zip(first.maps, again.maps):
+        np.testing.assert_array_equal(a, b)
+    return {p: m for p, m in zip(first.rows["path"], first.maps)}
+
+
+def test_heatmaps_are_identical_across_runs_and_sessions(spark_any, request, backbone, shapes):
+    mode = request.node.callspec.params["spark_any"]
+    maps = _two_maps(spark_any, backbone, shapes)
+    for other, seen in _seen.items():
+        if other.startswith("maps-"):
+            for path, heat in maps.items():
+                np.testing.assert_allclose(heat, seen[path], atol=1e-6, err_msg=other)
+    _seen[f"maps-{mode}"] = maps
+
+
+# --------------------------------------------------------------------------- bad inputs
+
+def test_unsupported_classifiers_and_methods_are_one_line_errors():
+    from sparkdl_magics.errors import OptionError
+    from sparkdl_magics.explanation import choose_method
+    assert choose_method("logistic_regression", "auto", lambda: True) == "cam"
+    assert choose_method("logistic_regression", "auto", lambda: False) == "gradcam"
+    assert choose_method("linear_svc", "gradcam", lambda: True) == "gradcam"
+    cases = [("random_forest", "auto", "needs a linear classifier (logistic_regression, "
+              "linear_svc)"),
+             ("mlp", "cam", "a mlp model has no class weights"),
+             ("logistic_regression", "occlusion", "occlusion is not available"),
+             ("logistic_regression", "lime", "method"),
+             ]
+    for classifier, method, words in cases:
+        with pytest.raises(OptionError, match=words.replace("(", r"\(").replace(")", r"\)")) \
+                as info:
+            choose_method(classifier, method, lambda: True)
+        assert "\n" not in str(info.value)
+    with pytest.raises(OptionError, match="cam is exact only") as info:
+        choose_method("logistic_regression", "cam", lambda: False)
+
+
+def test_bad_explain_cells_are_one_line_errors(ip):
+    from IPython.core.error import UsageError
+    ip.user_ns["not_a_model"] = 3
+    for body, words in (("method: lime", "method"), ("n: 0", "'n'"),
+                        ("alpha: 2", "alpha"), ("", "expected a fitted model")):
+        with pytest.raises(UsageError, match=words) as info:
+            ip.run_cell(f"%%explain not_a_model\n{body}" if body else "%explain not_a_model")
+        assert "\n" not in str(info.value)
