@@ -48,11 +48,12 @@ def _images(spark, folder):
     return load_images(str(folder), split=0.75, seed=1, spark=spark)
 
 
-def _assert_in_sync(model: FineTunedModel, workers: int) -> None:
+def _assert_in_sync(model: FineTunedModel, workers: int, kind: str = "step") -> None:
+    """Every worker recorded every step (or epoch) with identical weights, which moved."""
     sums = model.checksums
-    steps = sums[sums["kind"] == "step"]
+    steps = sums[sums["kind"] == kind]
     assert len(steps) > 0
-    by_step = steps.groupby(["epoch", "step"])
+    by_step = steps.groupby(["epoch", "step"] if kind == "step" else ["epoch"])
     assert (by_step["rank"].nunique() == workers).all()  # every worker recorded every step
     assert (by_step["checksum"].nunique() == 1).all()  # ...and held identical weights
     assert steps[steps["rank"] == 0]["checksum"].nunique() == len(by_step)  # they moved
@@ -107,7 +108,13 @@ def test_one_worker_trains_with_validation_and_augmentation(spark, image_folder,
     assert model.workers == 1
     assert set(model.history.columns) >= {"loss", "val_loss", "val_accuracy"}
     assert model.history["val_accuracy"].between(0, 1).all()
-    assert evaluate(model).metrics["count"] == images.split_sizes()["test"]
+    ev = evaluate(model)
+    assert ev.metrics["count"] == images.split_sizes()["test"]
+    want = {r["path"]: r["prediction_name"] for r in ev.predictions.collect()}
+    model.register_sql_function("classify_ft", spark=spark)
+    images.test.createOrReplaceTempView("ft_test")
+    got = spark.sql("SELECT path, classify_ft(content) AS label FROM ft_test").collect()
+    assert {r["path"]: r["label"] for r in got} == want
 
 
 def test_more_workers_than_task_slots_is_one_line_before_any_task_starts(
@@ -187,6 +194,7 @@ def test_connect_trains_in_sync_and_the_magic_stores_the_model(spark_connect, im
                       "learning_rate: 0.01")
     model = ip.user_ns["ft"]
     assert isinstance(model, FineTunedModel) and len(model.history) == 2
+    _assert_in_sync(model, 2, kind="epoch")
     assert "epoch 2/2: loss" in capsys.readouterr().out  # the live epoch lines
     ip.run_line_magic("evaluate", "ft")
     assert "<h4>FineTunedModel" in model._repr_html_()
