@@ -76,7 +76,7 @@ def finetune(images: Any, model: str = defaults.FINETUNE_MODEL,
     hidden, dropout = check_head(head)
     epochs = check_positive_int("epochs", epochs)
     batch_size = check_batch_size(batch_size)
-    head_lr, backbone_lr = _learning_rates(learning_rate)
+    head_lr, backbone_lr = check_learning_rate(learning_rate)
     validation = _check_fraction(validation)
     patience = None if validation is None else check_positive_int(
         "patience", defaults.FINETUNE_PATIENCE if patience is None else patience)
@@ -141,7 +141,7 @@ def _training_images(images: Any) -> Tuple[Any, List[str], str]:
     return df, classes, col
 
 
-def _learning_rates(value: Any) -> Tuple[float, float]:
+def check_learning_rate(value: Any) -> Tuple[float, float]:
     pair = list(value) if isinstance(value, (list, tuple)) else [value]
     if len(pair) not in (1, 2):
         raise OptionError(f"option 'learning_rate': expected a number or [head, backbone] "
@@ -358,6 +358,10 @@ def _result(model_file: str, records: List[Dict[str, Any]], classes: List[str],
                      "improving); the best epoch's weights are kept")
     if resolved.untrained:
         notes.append("the backbone started from untrained weights (weights: none)")
+    skipped = sorted({p for r in records if r["kind"] == "done" for p in r.get("skipped", ())})
+    if skipped:
+        notes.append(f"{len(skipped)} training image{'s' if len(skipped) != 1 else ''} could "
+                     f"not be decoded and trained nothing (e.g. {skipped[0]})")
     params = {"unfreeze": "all" if net.unfreeze == ALL else net.unfreeze,
               "head": list(net.hidden), "dropout": net.dropout, "epochs": epochs,
               "batch_size": batch_size, "learning_rate": head_lr,
@@ -382,4 +386,4 @@ def _result(model_file: str, records: List[Dict[str, Any]], classes: List[str],
         objective_history=[float(v) for v in history["loss"]] if len(history) else None)
 
 
-__all__ = ["finetune", "history_frame", "checksum_frame"]
+__all__ = ["finetune", "check_learning_rate", "history_frame", "checksum_frame"]

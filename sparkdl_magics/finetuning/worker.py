@@ -26,7 +26,7 @@ import json
 import os
 import sys
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List
 
 import numpy as np
 
@@ -105,7 +105,7 @@ class Trainer:
             self.net = build(self.spec)
             self.opt_head = keras.optimizers.Adam(float(job["learning_rate"]))
             self.opt_backbone = keras.optimizers.Adam(float(job["backbone_learning_rate"]))
-        self.variables = self.net.head_variables + self.net.backbone_variables
+        self.skipped: set = set()  # paths of files that did not decode
         self._step = self._make_step()
         self._sum = self._make_sum()
 
@@ -145,17 +145,28 @@ class Trainer:
         return all_sum
 
     # ---- data
-    def _images(self, rows: Any, epoch: int, augment: bool) -> np.ndarray:
+    def _images(self, rows: Any, epoch: int, augment: bool) -> Any:
+        """(preprocessed images, their labels) of the rows that decode; the others are
+        counted in ``self.skipped`` by path (a file that cannot be read trains nothing)."""
         from ..imaging import decode_array
         size = self.spec.input_size
-        arrays = []
-        for content, path in zip(rows["content"], rows["path"]):
-            array = decode_array(content, size)
+        arrays, labels = [], []
+        for content, path, label in zip(rows["content"], rows["path"], rows["label"]):
+            try:
+                array = decode_array(content, size)
+            # Broad on purpose: decoding reads one user file (Pillow raises many types);
+            # whatever fails is that file's, never the training's.
+            except Exception:  # noqa: BLE001
+                self.skipped.add(str(path))
+                continue
             if augment and self.augment is not None:
                 flip, angle = self.augment.params(self.seed, str(path), epoch + 1)
                 array = self.augment.apply(array, flip, angle)
             arrays.append(array)
-        return self.preprocess(np.stack(arrays).astype(np.float32))
+            labels.append(int(label))
+        w, h = size
+        batch = np.stack(arrays) if arrays else np.zeros((0, h, w, 3), np.uint8)
+        return self.preprocess(batch.astype(np.float32)), np.asarray(labels, np.int32)
 
     def _order(self, epoch: int) -> np.ndarray:
         """This epoch's row order: shuffled (seeded), cycled to steps x batch rows."""
@@ -180,8 +191,7 @@ class Trainer:
             order = self._order(epoch)
             for s in range(int(job["steps"])):
                 rows = self.train.iloc[order[s * self.batch:(s + 1) * self.batch]]
-                x = self._images(rows, epoch, augment=True)
-                y = rows["label"].to_numpy(np.int32)
+                x, y = self._images(rows, epoch, augment=True)
                 sums += np.asarray(self._step(tf.constant(x), tf.constant(y)), np.float64)
                 if job.get("trace_steps"):
                     self.log.write({"kind": "step", "rank": self.rank, "epoch": epoch + 1,
@@ -200,6 +210,7 @@ class Trainer:
             if totals[2] > 0:
                 record.update(val_loss=totals[0] / totals[2], val_accuracy=totals[1] / totals[2])
             record["checksum"] = weights_checksum(model.weights)
+            record["skipped"] = len(self.skipped)
             self.log.write(record, live=True)
             if patience is not None and totals[2] > 0:
                 if best is None or record["val_loss"] < best - 1e-6:
@@ -215,7 +226,7 @@ class Trainer:
             model.set_weights(best_weights)
         if self.rank == 0:
             self._save()
-        self.log.write({"kind": "done", "rank": self.rank,
+        self.log.write({"kind": "done", "rank": self.rank, "skipped": sorted(self.skipped),
                         "checksum": weights_checksum(model.weights)})
 
     def _validate(self) -> np.ndarray:
@@ -223,9 +234,10 @@ class Trainer:
         out = np.zeros(3, np.float64)
         for start in range(0, len(self.val), self.batch):
             rows = self.val.iloc[start:start + self.batch]
-            probs = np.asarray(self.net.model(self._images(rows, 0, augment=False),
-                                              training=False), np.float64)
-            y = rows["label"].to_numpy(np.int64)
+            x, y = self._images(rows, 0, augment=False)
+            if len(y) == 0:
+                continue
+            probs = np.asarray(self.net.model(x, training=False), np.float64)
             p = np.clip(probs[np.arange(len(y)), y], 1e-7, 1.0)
             out += [float(-np.log(p).sum()), float((probs.argmax(axis=1) == y).sum()), len(y)]
         return out

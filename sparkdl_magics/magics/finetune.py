@@ -38,8 +38,8 @@ def _head(value: Any) -> Any:
 
 
 def _learning_rate(value: Any) -> Any:
-    from ..finetuning import _learning_rates
-    return _learning_rates(value)
+    from ..finetuning import check_learning_rate
+    return check_learning_rate(value)
 
 
 SPEC = MagicSpec(
