@@ -80,7 +80,12 @@ def build(spec: NetworkSpec) -> Network:
     x = backbone(inputs, training=False)  # BatchNormalization stays in inference mode
     if len(x.shape) > 2:
         x = keras.layers.GlobalAveragePooling2D(name="head_pool")(x)
-    head = []
+    # The head sees features at unit scale whatever the backbone gives: an untrained
+    # backbone's pooled features are ~1e-10 (BatchNormalization in inference mode with
+    # initial statistics), where an unnormalised head learns nothing; per example, so no
+    # statistics to synchronise between workers.
+    head = [keras.layers.LayerNormalization(epsilon=1e-30, name="head_norm")]
+    x = head[0](x)
     for i, units in enumerate(spec.hidden):
         head.append(keras.layers.Dense(int(units), activation="relu", name=f"head_dense_{i}"))
         x = head[-1](x)

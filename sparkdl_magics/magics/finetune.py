@@ -57,7 +57,7 @@ SPEC = MagicSpec(
         Option("weights", defaults.WEIGHTS, "imagenet, none (untrained), auto, or a local "
                "weights file", as_str),
         Option("layer", None, "user model files: the layer whose output the head reads "
-               "[default: the penultimate/pooled output]", as_str),
+               "(none: the penultimate/pooled output)", as_str),
         PREPROCESS,
         UNSAFE,
         Option("unfreeze", 0, "0: train the head only; N: also the top N backbone layers with "
@@ -70,17 +70,17 @@ SPEC = MagicSpec(
         Option("batch_size", defaults.FINETUNE_BATCH_SIZE, "images per step per worker",
                as_int(minimum=1), nullable=False),
         Option("learning_rate", defaults.FINETUNE_LEARNING_RATE, "the head's (Adam); "
-               "[head, backbone] sets the unfrozen layers' too [default: a tenth]",
+               "[head, backbone] sets the unfrozen layers' too (else a tenth of the head's)",
                _checked(_learning_rate)),
         Option("augment", None, "seeded flips/rotations drawn anew each epoch: true, or "
                "e.g. 'flip, rotate=15'", _checked_augment),
-        Option("workers", None, "Spark tasks training together [default: every task slot]",
+        Option("workers", None, "Spark tasks training together (none: every task slot)",
                as_int(minimum=1)),
         Option("validation", None, "hold out this fraction of the train split for "
                "per-epoch validation and early stopping",
                as_float(minimum=0.0, maximum=1.0, exclusive_min=True)),
         Option("patience", None, "with validation: epochs without a better validation loss "
-               f"before stopping [default: {defaults.FINETUNE_PATIENCE}]", as_int(minimum=1)),
+               f"before stopping (none: {defaults.FINETUNE_PATIENCE})", as_int(minimum=1)),
         Option("image_size", None, "registry models: train at this size (e.g. 96 or [96, 96]) "
                "instead of the model's own"),
         Option("seed", defaults.SEED, "random seed (head initialisation, order, augmentation, "
