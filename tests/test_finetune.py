@@ -18,11 +18,12 @@ import numpy as np
 import pytest
 
 from sparkdl_magics import evaluate, load_images, load_model, session
+from sparkdl_magics.display.finetune import EpochView, epoch_line
 from sparkdl_magics.errors import OptionError
+from sparkdl_magics.finetuning.cluster import barrier_refusal, check_workers, tf_config
 from sparkdl_magics.finetuning import finetune
 from sparkdl_magics.results import FineTunedModel, FittedModel
 
-pytestmark = pytest.mark.slow
 SIZE = 32
 FAST = dict(preprocess="unit", unfreeze="all", batch_size=4, learning_rate=0.01, seed=7)
 
@@ -69,6 +70,7 @@ def _keras_predictions(model: FineTunedModel, paths):
     return [model.classes[i] for i in net.predict(batch, verbose=0).argmax(axis=1)]
 
 
+@pytest.mark.slow
 def test_two_barrier_tasks_train_in_sync_and_the_result_evaluates_and_reloads(
         spark, image_folder, tiny_cnn, tmp_path):
     images = _images(spark, image_folder)
@@ -100,6 +102,7 @@ def test_two_barrier_tasks_train_in_sync_and_the_result_evaluates_and_reloads(
     assert loaded.history["loss"].tolist() == pytest.approx(loss)
 
 
+@pytest.mark.slow
 def test_one_worker_trains_with_validation_and_augmentation(spark, image_folder, tiny_cnn):
     images = _images(spark, image_folder)
     model = finetune(images, model=str(tiny_cnn), epochs=2, workers=1, validation=0.3,
@@ -141,6 +144,7 @@ def test_bad_options_are_one_line(spark, image_folder, tiny_cnn, bad, says):
     assert "\n" not in str(err.value)
 
 
+@pytest.mark.slow
 def test_interrupt_cancels_the_barrier_stage_and_leaves_no_training_process(
         spark, image_folder, tiny_cnn):
     from sparkdl_magics import progress
@@ -177,6 +181,7 @@ def _training_processes():
     return found
 
 
+@pytest.mark.slow
 def test_local_cluster_trains_in_sync(spark_cluster, image_folder, tiny_cnn):
     images = _images(spark_cluster, image_folder)
     model = finetune(images, model=str(tiny_cnn), epochs=2, workers=2, trace_steps=True,
@@ -185,6 +190,7 @@ def test_local_cluster_trains_in_sync(spark_cluster, image_folder, tiny_cnn):
     assert evaluate(model).metrics["count"] == images.split_sizes()["test"]
 
 
+@pytest.mark.slow
 def test_connect_trains_in_sync_and_the_magic_stores_the_model(spark_connect, image_folder,
                                                               tiny_cnn, ip, capsys):
     ip.user_ns["flowers"] = _images(spark_connect, image_folder)
@@ -197,3 +203,41 @@ def test_connect_trains_in_sync_and_the_magic_stores_the_model(spark_connect, im
     assert "epoch 2/2: loss" in capsys.readouterr().out  # the live epoch lines
     ip.run_line_magic("evaluate", "ft")
     assert "<h4>FineTunedModel" in model._repr_html_()
+
+
+# --------------------------------------------------------------------------- no Spark
+
+def test_tf_config_names_every_worker_in_partition_order():
+    config = tf_config(["h1:1000", "h2:2000"], 1)
+    assert config == {"cluster": {"worker": ["h1:1000", "h2:2000"]},
+                      "task": {"type": "worker", "index": 1}}
+
+
+def test_workers_default_to_the_slots_and_more_is_one_line():
+    assert check_workers(None, 4) == 4 and check_workers("auto", 3) == 3
+    assert check_workers(2, 2) == 2
+    with pytest.raises(OptionError, match="5 workers need 5 free task slots.*only 4"):
+        check_workers(5, 4)
+    with pytest.raises(OptionError, match="at least 1"):
+        check_workers(0, 4)
+
+
+def test_sparks_own_barrier_refusals_become_one_line():
+    spark_says = ("[SPARK-24819]: Barrier execution mode does not allow run a barrier stage "
+                  "that requires more slots than the total number of slots in the cluster "
+                  "currently. Please init a new cluster with more resources")
+    assert "3 workers need 3 free task slots" in barrier_refusal(Exception(spark_says), 3)
+    dynamic = ("[SPARK-24942]: Barrier execution mode does not support dynamic resource "
+               "allocation for now.")
+    assert "dynamicAllocation" in barrier_refusal(Exception(dynamic), 2)
+    assert barrier_refusal(Exception("some other failure"), 2) is None
+
+
+def test_epoch_view_prints_one_line_per_epoch(capsys):
+    view = EpochView("text", epochs=3)
+    record = {"epoch": 1, "loss": 0.5, "accuracy": 0.75, "val_loss": 0.6,
+              "val_accuracy": 0.5, "seconds": 2.0, "images_per_s_per_worker": 10.0}
+    view(record)
+    out = capsys.readouterr().out
+    assert out.strip() == "sparkdl_magics: " + epoch_line(record, 3)
+    assert "epoch 1/3: loss 0.5000 accuracy 0.7500 | val_loss 0.6000" in out

@@ -32,7 +32,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 from .. import defaults
 from ..errors import DataError, OptionError
 from ..results import CONTENT_COL, LABEL_COL, LABEL_NAME_COL, PATH_COL, FineTunedModel, ImageSet
-from .cluster import check_workers, is_slots_error, too_few_slots
+from .cluster import barrier_refusal, check_workers
 from .network import ALL, NetworkSpec, check_head, check_unfreeze, serving_preprocess
 
 EpochCallback = Callable[[Dict[str, Any]], None]
@@ -247,8 +247,9 @@ def _run_stage(spark: Any, frame: Any, plan: Any, workers: int, model_name: str,
         with work(spark, description, unit="tasks"):
             return frame.mapInPandas(plan, OUTPUT_SCHEMA, barrier=True).collect()
     except Exception as exc:
-        if is_slots_error(exc):
-            raise OptionError(too_few_slots(workers, None)) from None
+        refusal = barrier_refusal(exc, workers)
+        if refusal:
+            raise OptionError(refusal) from None
         raise
 
 

@@ -42,14 +42,26 @@ def too_few_slots(workers: int, slots: Optional[int]) -> str:
             f"{slots or 1} or fewer, or add executor cores")
 
 
-#: Spark's own words when a barrier stage needs more slots than the cluster has.
-_SPARK_SLOTS = re.compile(r"BARRIER|barrier stage that requires more slots", re.IGNORECASE)
+#: Spark's own words when a barrier stage needs more slots than the cluster has, and
+#: when dynamic allocation is on (barrier stages refuse it).
+_SPARK_SLOTS = re.compile(r"barrier stage that requires more slots", re.IGNORECASE)
+_SPARK_DYNAMIC = re.compile(r"Barrier execution mode does not support dynamic resource "
+                            r"allocation", re.IGNORECASE)
 
 
 def is_slots_error(exc: BaseException) -> bool:
     """Whether *exc* is Spark refusing a barrier stage for want of slots."""
-    text = str(exc)
-    return bool(_SPARK_SLOTS.search(text)) and "slot" in text.lower()
+    return bool(_SPARK_SLOTS.search(str(exc)))
+
+
+def barrier_refusal(exc: BaseException, workers: int) -> Optional[str]:
+    """One line for Spark refusing to start the barrier stage, or None for other errors."""
+    if is_slots_error(exc):
+        return too_few_slots(workers, None)
+    if _SPARK_DYNAMIC.search(str(exc)):
+        return ("fine-tuning runs as a Spark barrier stage, which Spark refuses under dynamic "
+                "allocation: start the session with spark.dynamicAllocation.enabled=false")
+    return None
 
 
 def free_port() -> int:
@@ -68,5 +80,5 @@ def tf_config_json(addresses: List[str], rank: int) -> str:
     return json.dumps(tf_config(addresses, rank))
 
 
-__all__ = ["check_workers", "too_few_slots", "is_slots_error", "free_port", "tf_config",
+__all__ = ["check_workers", "too_few_slots", "is_slots_error", "barrier_refusal", "free_port", "tf_config",
            "tf_config_json"]
