@@ -26,7 +26,7 @@ import tempfile
 import threading
 import time
 import uuid
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .. import defaults
@@ -65,54 +65,97 @@ def finetune(images: Any, model: str = defaults.FINETUNE_MODEL,
     instead of the model's own. ``trace_steps``: record every worker's weights checksum
     after every step (tests use it to show the workers stay identical).
     """
-    from ..augment import parse_augment
-    from ..inference import check_batch_size, check_positive_int
-    from ..session import ensure_usable, task_cores, task_slots
+    from ..session import ensure_usable, task_cores
     started = time.perf_counter()
     train, classes, image_col = _training_images(images)
     spark = spark or train.sparkSession
     ensure_usable(spark)
-    unfreeze_n = check_unfreeze(unfreeze)
+    opts = _check_options(spark, unfreeze, head, epochs, batch_size, learning_rate, augment,
+                          workers, seed, validation, patience, trace_steps)
+    if len(classes) < 2:
+        raise DataError(f"fine-tuning needs at least two classes (got {len(classes)})")
+    resolved = _resolve(model, weights, layer, preprocess, unsafe, spark)
+    net = _network_spec(resolved, len(classes), image_size, opts.hidden, opts.dropout,
+                        opts.unfreeze)
+    unfrozen = _check_network(net, resolved)
+    from .task import TaskPlan
+    plan = TaskPlan(job=opts.job(net, task_cores(spark)),
+                    weights_file=resolved.spec.weights_file,
+                    model_file=resolved.spec.model_file)
+    frame = _stage_input(train, image_col, opts.validation, opts.seed, opts.workers)
+    records, model_bytes, live = _train(spark, frame, plan, opts, resolved.model_name,
+                                        on_epoch)
+    model_file = _keep_model_file(model_bytes, resolved.model_name)
+    return _result(model_file, records, classes, net, resolved, images, opts, unfrozen,
+                   image_col, live, time.perf_counter() - started)
+
+
+@dataclass(frozen=True)
+class _Options:
+    """The checked training options (what the job and the result's params are made of)."""
+
+    unfreeze: int
+    hidden: Tuple[int, ...]
+    dropout: Optional[float]
+    epochs: int
+    batch_size: int
+    head_lr: float
+    backbone_lr: float
+    augment: Any  # an Augmentation or None
+    workers: int
+    seed: int
+    validation: Optional[float]
+    patience: Optional[int]
+    trace_steps: bool
+
+    def job(self, net: NetworkSpec, threads: int) -> Dict[str, Any]:
+        """What every worker process is told (JSON); the task adds its rank and paths."""
+        return {"network": net.as_dict(), "epochs": self.epochs, "batch_size": self.batch_size,
+                "learning_rate": self.head_lr, "backbone_learning_rate": self.backbone_lr,
+                "augment": asdict(self.augment) if self.augment is not None else None,
+                "seed": self.seed, "patience": self.patience,
+                "trace_steps": self.trace_steps, "threads": threads}
+
+
+def _check_options(spark: Any, unfreeze: Any, head: Any, epochs: Any, batch_size: Any,
+                   learning_rate: Any, augment: Any, workers: Any, seed: Any,
+                   validation: Any, patience: Any, trace_steps: bool) -> _Options:
+    """Every option checked, in one line each, before anything is built or shipped."""
+    from ..augment import parse_augment
+    from ..inference import check_batch_size, check_positive_int
+    from ..session import task_slots
     hidden, dropout = check_head(head)
-    epochs = check_positive_int("epochs", epochs)
-    batch_size = check_batch_size(batch_size)
     head_lr, backbone_lr = check_learning_rate(learning_rate)
     validation = _check_fraction(validation)
     patience = None if validation is None else check_positive_int(
         "patience", defaults.FINETUNE_PATIENCE if patience is None else patience)
-    aug = parse_augment(augment)
-    workers = check_workers(workers, task_slots(spark))
-    if len(classes) < 2:
-        raise DataError(f"fine-tuning needs at least two classes (got {len(classes)})")
-    resolved = _resolve(model, weights, layer, preprocess, unsafe, spark)
-    net = _network_spec(resolved, len(classes), image_size, hidden, dropout, unfreeze_n)
-    tunable, unfrozen = _check_network(net, resolved)
-    job = {"network": net.as_dict(), "epochs": epochs, "batch_size": batch_size,
-           "learning_rate": head_lr, "backbone_learning_rate": backbone_lr,
-           "augment": asdict(aug) if aug is not None else None, "seed": int(seed),
-           "patience": patience, "trace_steps": bool(trace_steps),
-           "threads": task_cores(spark)}
+    return _Options(
+        unfreeze=check_unfreeze(unfreeze), hidden=hidden, dropout=dropout,
+        epochs=check_positive_int("epochs", epochs), batch_size=check_batch_size(batch_size),
+        head_lr=head_lr, backbone_lr=backbone_lr, augment=parse_augment(augment),
+        workers=check_workers(workers, task_slots(spark)), seed=int(seed),
+        validation=validation, patience=patience, trace_steps=bool(trace_steps))
+
+
+def _train(spark: Any, frame: Any, plan: Any, opts: _Options, model_name: str,
+           on_epoch: Optional[EpochCallback]) -> Tuple[List[Dict[str, Any]], bytes, bool]:
+    """Run the barrier stage, showing epochs live where the driver can read the chief's
+    file; returns (records, model file bytes, whether epochs were shown live)."""
+    from dataclasses import replace
     live_dir = tempfile.mkdtemp(prefix="sparkdl-finetune-live-")
     live_log = os.path.join(live_dir, "epochs.jsonl")
-    from .task import TaskPlan
-    plan = TaskPlan(job=job, weights_file=resolved.spec.weights_file,
-                    model_file=resolved.spec.model_file, live_log=live_log)
-    frame = _stage_input(train, image_col, validation, seed, workers)
     try:
         with _LiveEpochs(live_log, on_epoch) as live:
-            rows = _run_stage(spark, frame, plan, workers, resolved.model_name, epochs)
+            rows = _run_stage(spark, frame, replace(plan, live_log=live_log), opts.workers,
+                              model_name, opts.epochs)
         records, model_bytes = _parse_rows(rows)
-        shown = live.shown
     finally:
         shutil.rmtree(live_dir, ignore_errors=True)
     if on_epoch is not None:  # epochs the live file did not carry (remote workers)
         for record in records:
-            if record["kind"] == "epoch" and record["rank"] == 0 and record["epoch"] > shown:
+            if record["kind"] == "epoch" and record["rank"] == 0 and record["epoch"] > live.shown:
                 on_epoch(record)
-    model_file = _keep_model_file(model_bytes, resolved.model_name)
-    return _result(model_file, records, classes, net, resolved, images, workers, unfreeze,
-                   unfrozen, batch_size, head_lr, backbone_lr, epochs, aug, validation,
-                   image_col, shown > 0, time.perf_counter() - started, tunable)
+    return records, model_bytes, live.shown > 0
 
 
 # --------------------------------------------------------------------------- checks
@@ -204,19 +247,16 @@ def _network_spec(resolved: Any, num_classes: int, image_size: Any, hidden: Tupl
         unfreeze=unfreeze)
 
 
-def _check_network(net: NetworkSpec, resolved: Any) -> Tuple[int, int]:
+def _check_network(net: NetworkSpec, resolved: Any) -> int:
     """Build the network once on the driver: bad options fail here, in one line, before
-    any task starts. Returns (backbone layers with weights, layers unfrozen)."""
+    any task starts. Returns how many backbone layers train."""
     from dataclasses import replace
 
     from .network import build
     spec = resolved.spec
     local = replace(net, weights_path=spec.weights_file.driver_path if spec.weights_file else "",
                     model_path=spec.model_file.driver_path if spec.model_file else "")
-    built = build(local)
-    counts = built.tunable, len(built.unfrozen)
-    del built
-    return counts
+    return len(build(local).unfrozen)
 
 
 # --------------------------------------------------------------------------- the stage
@@ -346,10 +386,8 @@ def checksum_frame(records: List[Dict[str, Any]]) -> Any:
 
 
 def _result(model_file: str, records: List[Dict[str, Any]], classes: List[str],
-            net: NetworkSpec, resolved: Any, images: Any, workers: int, unfreeze: Any,
-            unfrozen: int, batch_size: int, head_lr: float, backbone_lr: float, epochs: int,
-            aug: Any, validation: Optional[float], image_col: str, live: bool,
-            seconds: float, tunable: int) -> FineTunedModel:
+            net: NetworkSpec, resolved: Any, images: Any, opts: _Options, unfrozen: int,
+            image_col: str, live: bool, seconds: float) -> FineTunedModel:
     from .stage import pipeline
     history = history_frame(records)
     stopped = [r["epoch"] for r in records if r["kind"] == "stopped" and r["rank"] == 0]
@@ -364,14 +402,14 @@ def _result(model_file: str, records: List[Dict[str, Any]], classes: List[str],
         notes.append(f"{len(skipped)} training image{'s' if len(skipped) != 1 else ''} could "
                      f"not be decoded and trained nothing (e.g. {skipped[0]})")
     params = {"unfreeze": "all" if net.unfreeze == ALL else net.unfreeze,
-              "head": list(net.hidden), "dropout": net.dropout, "epochs": epochs,
-              "batch_size": batch_size, "learning_rate": head_lr,
-              "backbone_learning_rate": backbone_lr, "workers": workers,
+              "head": list(net.hidden), "dropout": net.dropout, "epochs": opts.epochs,
+              "batch_size": opts.batch_size, "learning_rate": opts.head_lr,
+              "backbone_learning_rate": opts.backbone_lr, "workers": opts.workers,
               "image_size": list(net.input_size)}
-    if aug is not None:
-        params["augment"] = asdict(aug)
-    if validation is not None:
-        params["validation"] = validation
+    if opts.augment is not None:
+        params["augment"] = asdict(opts.augment)
+    if opts.validation is not None:
+        params["validation"] = opts.validation
     return FineTunedModel(
         pipeline_model=pipeline(model_file, classes, net.preprocess, defaults.BATCH_SIZE,
                                 image_col),
@@ -380,7 +418,7 @@ def _result(model_file: str, records: List[Dict[str, Any]], classes: List[str],
         train_count=sum(r["train"] for r in records if r["kind"] == "data"),
         untrained=resolved.untrained, num_features=len(classes),
         model_file=model_file, preprocess=net.preprocess, input_size=net.input_size,
-        history=history, checksums=checksum_frame(records), workers=workers,
+        history=history, checksums=checksum_frame(records), workers=opts.workers,
         unfreeze=params["unfreeze"], unfrozen_layers=unfrozen, head=tuple(net.hidden),
         stopped_early=stopped[0] if stopped else None, seconds=round(seconds, 2),
         live_progress=live, images=images if isinstance(images, ImageSet) else None,
