@@ -203,6 +203,11 @@ def test_connect_trains_in_sync_and_the_magic_stores_the_model(spark_connect, im
     assert "epoch 2/2: loss" in capsys.readouterr().out  # the live epoch lines
     ip.run_line_magic("evaluate", "ft")
     assert "<h4>FineTunedModel" in model._repr_html_()
+    ip.run_cell_magic("predict", "flowers -> preds", "model: ft\ntop_k: 2\nshow: 0")
+    rows = ip.user_ns["preds"].df.select("path", "prediction").collect()
+    want = {r["path"]: r["prediction_name"] for r in
+            model.predict(ip.user_ns["flowers"]).select("path", "prediction_name").collect()}
+    assert {r["path"]: r["prediction"] for r in rows} == want  # the model's class names
 
 
 # --------------------------------------------------------------------------- no Spark
