@@ -84,7 +84,7 @@ def test_two_barrier_tasks_train_in_sync_and_the_result_evaluates_and_reloads(
     assert [r["epoch"] for r in seen] == [1, 2, 3]  # live, epoch by epoch
     assert model.train_count == images.split_sizes()["train"]
 
-    ev = evaluate(model)  # default data: the image set's test split
+    ev = evaluate(model, top_errors=0)  # default data: the image set's test split
     rows = ev.predictions.select("path", "prediction_name").collect()
     assert ev.metrics["count"] == images.split_sizes()["test"] == len(rows)
     want = _keras_predictions(model, [r["path"] for r in rows])
@@ -110,7 +110,7 @@ def test_one_worker_trains_with_validation_and_augmentation(spark, image_folder,
     assert model.workers == 1
     assert set(model.history.columns) >= {"loss", "val_loss", "val_accuracy"}
     assert model.history["val_accuracy"].between(0, 1).all()
-    ev = evaluate(model)
+    ev = evaluate(model, top_errors=0)
     assert ev.metrics["count"] == images.split_sizes()["test"]
     want = {r["path"]: r["prediction_name"] for r in ev.predictions.collect()}
     model.register_sql_function("classify_ft", spark=spark)
@@ -187,7 +187,7 @@ def test_local_cluster_trains_in_sync(spark_cluster, image_folder, tiny_cnn):
     model = finetune(images, model=str(tiny_cnn), epochs=2, workers=2, trace_steps=True,
                      **FAST)
     _assert_in_sync(model, 2)
-    assert evaluate(model).metrics["count"] == images.split_sizes()["test"]
+    assert evaluate(model, top_errors=0).metrics["count"] == images.split_sizes()["test"]
 
 
 @pytest.mark.slow
