@@ -16,6 +16,9 @@ Live progress: the chief appends each epoch's metrics to a file in a driver fold
 where the workers share the driver's filesystem (local and local-cluster masters, a
 Connect server on this machine) the driver reads it while the stage runs and calls
 ``on_epoch``; elsewhere the epochs are reported when the stage ends.
+
+(A package named ``finetuning``, not ``finetune``: ``sparkdl_magics.finetune`` is the
+public function, which a submodule of that name would shadow.)
 """
 from __future__ import annotations
 
