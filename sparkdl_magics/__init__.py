@@ -39,6 +39,8 @@ _LAZY = {
     "run_available_now": "sparkdl_magics.streaming",
     "apply_keras_model": "sparkdl_magics.tensors",
     "fit": "sparkdl_magics.training",
+    "finetune": "sparkdl_magics.finetuning",
+    "FineTunedModel": "sparkdl_magics.results",
     "evaluate": "sparkdl_magics.evaluation",
     "explain": "sparkdl_magics.explanation",
     "save_model": "sparkdl_magics.persist",

@@ -37,3 +37,13 @@ MULTI_LABEL_THRESHOLD = 0.5
 EXPLAIN_IMAGES = 12
 #: Heatmap opacity over the image in an explanation's overlays.
 EXPLAIN_ALPHA = 0.5
+#: Fine-tuning (``%%finetune``): the backbone, epochs, images per step per worker, the
+#: head's learning rate (the unfrozen backbone layers train at a tenth of it by default),
+#: the head's dropout, and the epochs without a better validation loss before stopping.
+FINETUNE_MODEL = "MobileNetV3Small"
+FINETUNE_EPOCHS = 5
+FINETUNE_BATCH_SIZE = 16
+FINETUNE_LEARNING_RATE = 1e-3
+FINETUNE_BACKBONE_LR_FACTOR = 0.1
+FINETUNE_DROPOUT = 0.2
+FINETUNE_PATIENCE = 2

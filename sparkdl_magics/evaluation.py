@@ -18,7 +18,7 @@ from .errors import DataError, OptionError
 from .frames import evaluation_frame
 from .loading.previews import image_thumbnails
 from .results import (CLASS_INDEX_COL, LABEL_COL, LABEL_NAME_COL, PATH_COL, PROBABILITIES_COL,
-                      Comparison, Evaluation, FittedModel, MultiLabelModel)
+                      Comparison, Evaluation, FineTunedModel, FittedModel, MultiLabelModel)
 from .training import transform
 
 #: Log loss clips probabilities to [EPS, 1 - EPS] (Spark uses 1e-15).
@@ -92,7 +92,8 @@ def evaluate(model: Union[FittedModel, Sequence[FittedModel], Dict[str, FittedMo
 
 
 def _data_frame(model: FittedModel, data: Any) -> tuple:
-    df = evaluation_frame(data, model.features)
+    trained_on = model.images if isinstance(model, FineTunedModel) else model.features
+    df = evaluation_frame(data, trained_on)
     return _align_labels(df, model.classes), []
 
 

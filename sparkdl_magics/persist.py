@@ -14,7 +14,7 @@ from typing import Any, Dict
 
 from . import __version__
 from .errors import spark_error_condition
-from .results import FittedModel, MultiLabelModel
+from .results import FineTunedModel, FittedModel, MultiLabelModel
 from .session import get_spark
 
 #: The sub-folder of a saved model that holds its metadata (a Spark text dataset).
@@ -28,6 +28,9 @@ def save_model(model: Any, path: str, overwrite: bool = True) -> str:
         writer = writer.overwrite()
     writer.save(path)
     meta = {**_meta(model), "sparkdl_magics_version": __version__}
+    if isinstance(model, FineTunedModel):  # its Keras file goes into the folder too
+        from .finetuning.saved import write_model_file
+        write_model_file(get_spark(), model.model_file, path)
     (get_spark().createDataFrame([(json.dumps(meta, default=str),)], "meta string")
      .coalesce(1).write.mode("overwrite").text(_meta_path(path)))
     return path
@@ -44,8 +47,11 @@ def load_model(path: str, spark: Any = None) -> Any:
     classes = list(last.getLabels()) if isinstance(last, IndexToString) else []
     meta = _read_meta(spark, path)
     meta.pop("sparkdl_magics_version", None)
-    if meta.pop("kind", None) == "multi_label":
+    kind = meta.pop("kind", None)
+    if kind == "multi_label":
         return MultiLabelModel(pipeline_model=pipeline_model, **meta)
+    if kind == "finetuned":
+        return _load_finetuned(spark, path, pipeline_model, classes, meta)
     grid = meta.pop("grid", None)
     if grid is not None:
         import pandas as pd
@@ -60,7 +66,34 @@ def saved_version(path: str, spark: Any) -> Any:
     return _read_meta(spark, path).get("sparkdl_magics_version")
 
 
+def _load_finetuned(spark: Any, path: str, pipeline_model: Any, classes: Any,
+                    meta: Dict[str, Any]) -> FineTunedModel:
+    """A FineTunedModel whose model stage reads the Keras file saved in *path*."""
+    import pandas as pd
+
+    from .finetuning.saved import read_model_file
+    local = read_model_file(spark, path)
+    pipeline_model.stages[0].setParams(modelName=local)
+    meta["history"] = pd.DataFrame(meta.get("history") or {})
+    meta["input_size"] = tuple(meta.get("input_size") or (224, 224))
+    meta["head"] = tuple(meta.get("head") or ())
+    return FineTunedModel(pipeline_model=pipeline_model, classes=classes, model_file=local,
+                          **meta)
+
+
 def _meta(model: Any) -> Dict[str, Any]:
+    if isinstance(model, FineTunedModel):
+        return {"kind": "finetuned", "classifier": model.classifier, "metric": model.metric,
+                "params": model.params, "notes": model.notes,
+                "objective_history": model.objective_history,
+                "num_features": model.num_features, "model_name": model.model_name,
+                "train_count": model.train_count, "untrained": model.untrained,
+                "preprocess": model.preprocess, "input_size": list(model.input_size),
+                "history": None if model.history is None else
+                model.history.to_dict(orient="list"),
+                "workers": model.workers, "unfreeze": model.unfreeze,
+                "unfrozen_layers": model.unfrozen_layers, "head": list(model.head),
+                "stopped_early": model.stopped_early, "seconds": model.seconds}
     if isinstance(model, MultiLabelModel):
         return {"kind": "multi_label", "classes": model.classes, "threshold": model.threshold,
                 "classifier": model.classifier, "params": model.params, "notes": model.notes,

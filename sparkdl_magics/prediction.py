@@ -31,7 +31,8 @@ from .errors import DataError, OptionError
 from .frames import image_column, images_frame
 from .inference import BatchRunner, check_batch_size, check_positive_int
 from .results import (CONTENT_COL, IMAGE_COL, LABEL_NAME_COL, PATH_COL, PREDICT_ERROR_COL,
-                      TOP_K_COL, TOP_LABEL_COL, TOP_PROBABILITY_COL, ImageSet, Predictions)
+                      TOP_K_COL, TOP_LABEL_COL, TOP_PROBABILITY_COL, FineTunedModel, ImageSet,
+                      Predictions)
 
 ERROR_COL = PREDICT_ERROR_COL
 _TMP_COL = "__sparkdl_predict"
@@ -188,6 +189,8 @@ def predict(images: Any, model: str = defaults.MODEL, weights: Optional[str] = d
 
     from .partitioning import check_partitions, partition_plan
     from .session import task_cores
+    if isinstance(model, FineTunedModel):  # its Keras file, its classes, its input scaling
+        model, labels, preprocess = model.model_file, labels or model.classes, model.preprocess
     partitions = check_partitions(partitions)
     df = images_frame(images, "predict on")
     image_set = images if isinstance(images, ImageSet) else None

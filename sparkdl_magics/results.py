@@ -372,6 +372,51 @@ class FittedModel(_Rendered):
                 + (f", {chosen}" if chosen else "") + ")")
 
 
+@dataclass(repr=False)
+class FineTunedModel(FittedModel):
+    """A network fine-tuned on the images (``finetune`` / ``%%finetune``): a FittedModel
+    whose ``pipeline_model`` applies the saved Keras file to raw images
+    (``[featurizer (the .keras file, cut at its softmax) → argmax → IndexToString]``), so
+    evaluation, prediction and saving take it as they take an MLlib classifier.
+
+    ``model_file``: the fine-tuned ``.keras`` file on the driver (a plain Keras model:
+    preprocessed images in, class probabilities out; ``preprocess`` names its input
+    scaling). ``history``: one row per epoch (loss, accuracy, val_loss, val_accuracy,
+    seconds, images_per_s_per_worker), as pandas. ``checksums``: per worker and epoch
+    (and step, when traced) the weights' checksum, as pandas: equal across workers when
+    the data-parallel training kept them in sync. ``images``: the ImageSet it was
+    trained on (the default evaluation data; not saved).
+    """
+
+    model_file: str = ""
+    preprocess: str = "none"
+    input_size: Tuple[int, int] = (224, 224)
+    history: Any = None  # pandas.DataFrame, one row per epoch
+    checksums: Any = None  # pandas.DataFrame [rank, kind, epoch, step, checksum]
+    workers: int = 1
+    unfreeze: Any = 0
+    unfrozen_layers: int = 0
+    head: Tuple[int, ...] = ()
+    stopped_early: Optional[int] = None  # the epoch early stopping stopped at
+    seconds: float = 0.0
+    live_progress: bool = False  # whether epochs were shown while training
+    images: Optional[ImageSet] = None
+
+    @property
+    def has_featurizer(self) -> bool:
+        return True
+
+    def __repr__(self) -> str:
+        epochs = 0 if self.history is None else len(self.history)
+        last = ""
+        if self.history is not None and len(self.history):
+            row = self.history.iloc[-1]
+            last = f", loss {row['loss']:.4f}"
+        return (f"FineTunedModel({self.model_name}, {len(self.classes)} classes, "
+                f"{epochs} epochs on {self.workers} worker{'s' if self.workers != 1 else ''}"
+                f"{last})")
+
+
 # --------------------------------------------------------------------------- evaluation
 
 @dataclass(repr=False)
@@ -582,5 +627,5 @@ class SessionInfo(_Rendered):
     __repr__ = __str__
 
 
-__all__ = ["ImageSet", "FeatureSet", "Predictions", "FittedModel", "Evaluation",
+__all__ = ["ImageSet", "FeatureSet", "Predictions", "FittedModel", "FineTunedModel", "Evaluation",
            "Comparison", "SessionInfo", "Explanation", "MultiLabelModel", "MultiLabelEvaluation"]

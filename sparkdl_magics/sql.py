@@ -29,7 +29,7 @@ from . import defaults
 from .errors import OptionError, unknown_choice
 from .inference import check_batch_size, check_positive_int
 from .prediction import OUTPUT_TYPES, image_udf, resolve_classifier
-from .results import FittedModel
+from .results import FineTunedModel, FittedModel
 from .session import get_spark, task_cores
 from .weights import resolve_spec
 
@@ -67,6 +67,8 @@ def register_sql_function(name: str = "classify", model: Any = defaults.MODEL,
     top_k = check_positive_int("top_k", top_k)
     batch_size = check_batch_size(batch_size)
     spark = spark or get_spark()
+    if isinstance(model, FineTunedModel):  # its Keras file is the whole classifier
+        model, labels, preprocess = model.model_file, list(model.classes), model.preprocess
     if isinstance(model, FittedModel):
         return _register_fitted(name, model, output, top_k, batch_size, spark)
     if output == "features":

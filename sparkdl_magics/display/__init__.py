@@ -12,6 +12,7 @@ from .. import results
 from .evaluation import comparison_html, evaluation_html
 from .explain import explanation_html
 from .features import featureset_html
+from .finetune import finetuned_model_html
 from .html import kv_table
 from .imageset import render_html as imageset_html
 from .multilabel import multilabel_evaluation_html, multilabel_model_html
@@ -28,6 +29,7 @@ RENDERERS: Dict[type, Callable[[Any], str]] = {
     results.ImageSet: imageset_html,
     results.FeatureSet: featureset_html,
     results.Predictions: predictions_html,
+    results.FineTunedModel: finetuned_model_html,  # before FittedModel, its base class
     results.FittedModel: fitted_model_html,
     results.Evaluation: evaluation_html,
     results.Comparison: comparison_html,

@@ -19,6 +19,7 @@ from . import dlspark as _dlspark
 from . import evaluate as _evaluate
 from . import explain as _explain
 from . import featurize as _featurize
+from . import finetune as _finetune
 from . import fit as _fit
 from . import predict as _predict
 from .runner import run_magic
@@ -50,6 +51,7 @@ class SparkDLMagics(Magics):
     featurize = _defaults("featurize")
     predict = _defaults("predict")
     fit = _defaults("fit")
+    finetune = _defaults("finetune")
     evaluate = _defaults("evaluate")
     explain = _defaults("explain")
     dlmodels = _defaults("dlmodels")
@@ -88,6 +90,12 @@ class SparkDLMagics(Magics):
     @_documented(_fit)
     def fit_magic(self, line: str = "", cell: Optional[str] = None) -> Any:
         return run_magic(_fit, self.shell, line, cell, self)
+
+    @line_cell_magic("finetune")
+    @no_var_expand
+    @_documented(_finetune)
+    def finetune_magic(self, line: str = "", cell: Optional[str] = None) -> Any:
+        return run_magic(_finetune, self.shell, line, cell, self)
 
     @line_cell_magic("evaluate")
     @no_var_expand

@@ -9,6 +9,7 @@ from typing import Any
 
 from .. import defaults
 from ..options import MagicCall, MagicSpec, Option, as_int, as_list_of, as_str, kwargs_for
+from ..results import FineTunedModel
 from .common import BATCH_SIZE, PARTITIONS, PREPROCESS, UNSAFE, lookup_images
 from .runner import Context
 
@@ -46,6 +47,9 @@ def run(call: MagicCall, ctx: Context) -> Any:
     images = lookup_images(ctx, name)
     kwargs = kwargs_for(call, ("model", "weights", "top_k", "batch_size", "labels",
                                "preprocess", "unsafe", "partitions"))
+    named = ctx.shell.user_ns.get(str(kwargs.get("model")))
+    if isinstance(named, FineTunedModel):  # model: <a %%finetune result>
+        kwargs["model"] = named
     with ctx.progress_scope("predict"):
         result = predict(images, **kwargs)
         result.show = call.options["show"]

@@ -1,0 +1,255 @@
+"""One training worker: a fresh Python process started by a barrier task.
+
+Why a process of its own: ``MultiWorkerMirroredStrategy`` must configure TensorFlow's
+collective ops before TensorFlow's runtime starts, once per process, and Spark reuses
+its Python workers (which may already have run a model, or an earlier fine-tuning
+with other ports). The task starts ``python -m sparkdl_magics.finetuning.worker job.json``
+with ``TF_CONFIG`` set, and the process dies with its task (see :mod:`.task`).
+
+The training loop is a custom step (Keras 3's ``model.fit`` does not run under
+``MultiWorkerMirroredStrategy``): ``strategy.run`` over a ``GradientTape`` step whose loss
+is ``tf.nn.compute_average_loss`` over the global batch, gradients all-reduced by the
+strategy, applied by one optimizer for the head and one (lower learning rate) for the
+unfrozen backbone layers. Every worker runs the same number of steps (its partition is
+cycled to the longest one's length), or the collectives would wait forever. Images are
+decoded (and augmented, seeded) per batch from the compressed bytes.
+
+Records (JSON lines, in ``log``): ``epoch`` (loss/accuracy train and validation, seconds,
+images), ``step`` checksums when asked, ``weights`` (the epoch's weights checksum),
+``done``. The chief also appends its epoch records to ``live_log`` (a file the driver
+reads while training, when it shares this filesystem) and saves the model file.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+from typing import Any, Dict, List
+
+import numpy as np
+
+
+def weights_checksum(variables: List[Any]) -> str:
+    """sha1 of the variables' bytes: equal on every worker iff the weights are identical."""
+    digest = hashlib.sha1()
+    for v in variables:
+        digest.update(np.ascontiguousarray(np.asarray(v)).tobytes())
+    return digest.hexdigest()[:16]
+
+
+class Log:
+    """The worker's records: its own file, and (chief) the driver's live file."""
+
+    def __init__(self, path: str, live: str = ""):
+        self._file = open(path, "a", encoding="utf-8")
+        self._live = live
+
+    def write(self, record: Dict[str, Any], live: bool = False) -> None:
+        line = json.dumps(record) + "\n"
+        self._file.write(line)
+        self._file.flush()
+        if live and self._live:
+            try:
+                with open(self._live, "a", encoding="utf-8") as out:
+                    out.write(line)
+            except OSError:  # the driver's folder is not on this machine: reported after
+                self._live = ""
+
+
+def main(job_path: str) -> int:
+    with open(job_path, encoding="utf-8") as f:
+        job = json.load(f)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from ..tfimport import import_keras
+    keras = import_keras()
+    import tensorflow as tf
+    threads = int(job.get("threads") or 1)
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    log = Log(job["log"], job.get("live_log", "") if job["rank"] == 0 else "")
+    if int(job["workers"]) > 1:
+        options = tf.distribute.experimental.CommunicationOptions(
+            implementation=tf.distribute.experimental.CommunicationImplementation.RING,
+            timeout_seconds=float(job.get("timeout_s", 600)))
+        strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+    else:
+        strategy = tf.distribute.get_strategy()
+    Trainer(job, strategy, keras, tf, log).run()
+    return 0
+
+
+class Trainer:
+    """The loop: epochs of equal step counts, metrics all-reduced once per epoch."""
+
+    def __init__(self, job: Dict[str, Any], strategy: Any, keras: Any, tf: Any, log: Log):
+        import pandas as pd
+
+        from ..augment import Augmentation
+        from ..inference import preprocess_function
+        from .network import NetworkSpec, build
+        self.job, self.strategy, self.keras, self.tf, self.log = job, strategy, keras, tf, log
+        self.rank = int(job["rank"])
+        self.seed = int(job["seed"])
+        self.batch = int(job["batch_size"])
+        self.global_batch = self.batch * int(job["workers"])
+        self.spec = NetworkSpec.from_dict(job["network"])
+        self.preprocess = preprocess_function(self.spec.preprocess)
+        self.augment = Augmentation(**job["augment"]) if job.get("augment") else None
+        frame = pd.read_parquet(job["data"])
+        val = frame["validation"].to_numpy(bool)
+        self.train, self.val = frame[~val].reset_index(drop=True), frame[val].reset_index(drop=True)
+        keras.utils.set_random_seed(self.seed)  # same head initialisation on every worker
+        with strategy.scope():
+            self.net = build(self.spec)
+            self.opt_head = keras.optimizers.Adam(float(job["learning_rate"]))
+            self.opt_backbone = keras.optimizers.Adam(float(job["backbone_learning_rate"]))
+        self.skipped: set = set()  # paths of files that did not decode
+        self._step = self._make_step()
+        self._sum = self._make_sum()
+
+    # ---- tf functions
+    def _make_step(self) -> Any:
+        tf, keras, strategy = self.tf, self.keras, self.strategy
+        model, n_head = self.net.model, len(self.net.head_variables)
+        head_vars, backbone_vars = self.net.head_variables, self.net.backbone_variables
+        global_batch = self.global_batch
+
+        def replica_step(x: Any, y: Any) -> Any:
+            with tf.GradientTape() as tape:
+                probs = model(x, training=True)
+                per_example = keras.losses.sparse_categorical_crossentropy(y, probs)
+                loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
+            grads = tape.gradient(loss, head_vars + backbone_vars)
+            self.opt_head.apply_gradients(zip(grads[:n_head], head_vars))
+            if backbone_vars:
+                self.opt_backbone.apply_gradients(zip(grads[n_head:], backbone_vars))
+            correct = tf.reduce_sum(tf.cast(
+                tf.equal(tf.argmax(probs, axis=-1, output_type=tf.int32), y), tf.float32))
+            return tf.stack([tf.reduce_sum(per_example), correct])
+
+        @tf.function
+        def step(x: Any, y: Any) -> Any:
+            sums = strategy.run(replica_step, args=(x, y))
+            return strategy.reduce(tf.distribute.ReduceOp.SUM, sums, axis=None)
+        return step
+
+    def _make_sum(self) -> Any:
+        tf, strategy = self.tf, self.strategy
+
+        @tf.function
+        def all_sum(values: Any) -> Any:  # one collective: the sum over workers
+            per_replica = strategy.run(lambda v: tf.identity(v), args=(values,))
+            return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+        return all_sum
+
+    # ---- data
+    def _images(self, rows: Any, epoch: int, augment: bool) -> Any:
+        """(preprocessed images, their labels) of the rows that decode; the others are
+        counted in ``self.skipped`` by path (a file that cannot be read trains nothing)."""
+        from ..imaging import decode_array
+        size = self.spec.input_size
+        arrays, labels = [], []
+        for content, path, label in zip(rows["content"], rows["path"], rows["label"]):
+            try:
+                array = decode_array(content, size)
+            # Broad on purpose: decoding reads one user file (Pillow raises many types);
+            # whatever fails is that file's, never the training's.
+            except Exception:  # noqa: BLE001
+                self.skipped.add(str(path))
+                continue
+            if augment and self.augment is not None:
+                flip, angle = self.augment.params(self.seed, str(path), epoch + 1)
+                array = self.augment.apply(array, flip, angle)
+            arrays.append(array)
+            labels.append(int(label))
+        w, h = size
+        batch = np.stack(arrays) if arrays else np.zeros((0, h, w, 3), np.uint8)
+        return self.preprocess(batch.astype(np.float32)), np.asarray(labels, np.int32)
+
+    def _order(self, epoch: int) -> np.ndarray:
+        """This epoch's row order: shuffled (seeded), cycled to steps x batch rows."""
+        need = int(self.job["steps"]) * self.batch
+        rng = np.random.default_rng([self.seed, epoch, self.rank])
+        order = []
+        while len(order) < need:
+            order.extend(rng.permutation(len(self.train)).tolist())
+        return np.asarray(order[:need], dtype=np.int64)
+
+    # ---- the loop
+    def run(self) -> None:
+        job, tf = self.job, self.tf
+        epochs, patience = int(job["epochs"]), job.get("patience")
+        best, best_weights, waited = None, None, 0
+        model = self.net.model
+        self.log.write({"kind": "data", "rank": self.rank, "train": len(self.train),
+                        "validation": len(self.val)})
+        for epoch in range(epochs):
+            started = time.perf_counter()
+            sums = np.zeros(2, np.float64)
+            order = self._order(epoch)
+            for s in range(int(job["steps"])):
+                rows = self.train.iloc[order[s * self.batch:(s + 1) * self.batch]]
+                x, y = self._images(rows, epoch, augment=True)
+                sums += np.asarray(self._step(tf.constant(x), tf.constant(y)), np.float64)
+                if job.get("trace_steps"):
+                    self.log.write({"kind": "step", "rank": self.rank, "epoch": epoch + 1,
+                                    "step": s + 1, "checksum": weights_checksum(model.weights)})
+            train_seconds = time.perf_counter() - started
+            val_local = self._validate()
+            totals = np.asarray(self._sum(tf.constant(np.concatenate([
+                val_local, [train_seconds]]).astype(np.float64))), np.float64)
+            images = int(job["steps"]) * self.global_batch
+            record = {"kind": "epoch", "rank": self.rank, "epoch": epoch + 1,
+                      "loss": sums[0] / images, "accuracy": sums[1] / images,
+                      "images": images, "seconds": round(train_seconds, 3),
+                      "images_per_s_per_worker": round(images / int(job["workers"])
+                                                       / max(totals[3] / int(job["workers"]),
+                                                             1e-9), 2)}
+            if totals[2] > 0:
+                record.update(val_loss=totals[0] / totals[2], val_accuracy=totals[1] / totals[2])
+            record["checksum"] = weights_checksum(model.weights)
+            record["skipped"] = len(self.skipped)
+            self.log.write(record, live=True)
+            if patience is not None and totals[2] > 0:
+                if best is None or record["val_loss"] < best - 1e-6:
+                    best, waited = record["val_loss"], 0
+                    best_weights = [np.asarray(w) for w in model.get_weights()]
+                else:
+                    waited += 1
+                    if waited >= int(patience):
+                        self.log.write({"kind": "stopped", "rank": self.rank,
+                                        "epoch": epoch + 1, "best_val_loss": best}, live=True)
+                        break
+        if best_weights is not None:
+            model.set_weights(best_weights)
+        if self.rank == 0:
+            self._save()
+        self.log.write({"kind": "done", "rank": self.rank, "skipped": sorted(self.skipped),
+                        "checksum": weights_checksum(model.weights)})
+
+    def _validate(self) -> np.ndarray:
+        """(loss sum, correct, count) on this worker's validation rows (no collectives)."""
+        out = np.zeros(3, np.float64)
+        for start in range(0, len(self.val), self.batch):
+            rows = self.val.iloc[start:start + self.batch]
+            x, y = self._images(rows, 0, augment=False)
+            if len(y) == 0:
+                continue
+            probs = np.asarray(self.net.model(x, training=False), np.float64)
+            p = np.clip(probs[np.arange(len(y)), y], 1e-7, 1.0)
+            out += [float(-np.log(p).sum()), float((probs.argmax(axis=1) == y).sum()), len(y)]
+        return out
+
+    def _save(self) -> None:
+        """The trained model as a plain Keras file (built again outside the strategy)."""
+        from .network import build
+        weights = self.net.model.get_weights()
+        plain = build(self.spec).model
+        plain.set_weights(weights)
+        plain.save(self.job["model_out"])
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))
