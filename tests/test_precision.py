@@ -19,13 +19,20 @@ CONV_OPS = ("Conv2D", "DepthwiseConv2dNative", "MatMul", "BatchMatMulV2")
 def _cnn(keras, seed=3):
     keras.utils.set_random_seed(seed)
     inputs = keras.Input((32, 32, 3))
-    x = keras.layers.Conv2D(8, 3, padding="same")(inputs)
-    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.Conv2D(8, 3, padding="same", name="folded_conv")(inputs)
+    x = keras.layers.BatchNormalization(name="folded_bn")(x)  # folded into the conv
     x = keras.layers.Activation("relu")(x)
-    x = keras.layers.Conv2D(16, 3, strides=2)(x)
+    x = keras.layers.Conv2D(16, 3, strides=2, activation="relu")(x)
+    x = keras.layers.BatchNormalization(name="kept_bn")(x)  # after an activation: kept
     x = keras.layers.GlobalAveragePooling2D()(x)
     outputs = keras.layers.Dense(5, activation="softmax")(x)
-    return keras.Model(inputs, outputs)
+    model = keras.Model(inputs, outputs)
+    rng = np.random.default_rng(seed)
+    for name in ("folded_bn", "kept_bn"):  # statistics that change the features
+        norm = model.get_layer(name)
+        norm.set_weights([rng.uniform(0.5, 1.5, w.shape) if i in (0, 3) else
+                          rng.normal(0, 0.2, w.shape) for i, w in enumerate(norm.get_weights())])
+    return model
 
 
 def _compute_types(loaded, example):
@@ -99,9 +106,11 @@ def test_reduced_precision_runs_convolutions_in_that_type_with_float32_out(preci
     x = np.random.default_rng(0).uniform(0, 1, (6, 32, 32, 3)).astype(np.float32)
     reduced, ran = apply(model, precision)
     assert ran == precision and reduced is not model
-    by_class = {type(layer).__name__: layer.dtype_policy.name for layer in reduced.layers}
-    assert by_class["Conv2D"] == precision and by_class["BatchNormalization"] == "float32"
-    assert by_class["Dense"] == "float32"  # the output layer: probabilities stay float32
+    policy = {layer.name: layer.dtype_policy.name for layer in reduced.layers}
+    kinds = {layer.name: type(layer).__name__ for layer in reduced.layers}
+    assert policy["folded_conv"] == precision and kinds["folded_bn"] == "Identity"
+    assert kinds["kept_bn"] == "BatchNormalization" and policy["kept_bn"] == "float32"
+    assert policy[reduced.layers[-1].name] == "float32"  # the output layer (probabilities)
     assert _compute_types(LoadedModel(None, reduced, lambda v: v), x) == \
         {"Conv2D": {precision}, "MatMul": {"float32"}}
     assert _compute_types(LoadedModel(None, model, lambda v: v), x) == \
