@@ -28,7 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Dict, FrozenSet, Optional, Sequence, Tuple
 
-from .errors import unknown_choice
+from .errors import OptionError, unknown_choice
 
 FLOAT32, BFLOAT16, FLOAT16, AUTO = "float32", "bfloat16", "float16", "auto"
 #: Accepted values of the ``precision`` option.
@@ -236,6 +236,10 @@ def with_precision(resolved: Any, precision: str) -> Any:
     precision = check(precision)
     if resolved.spec.precision == precision:
         return resolved
+    shipped = resolved.spec.model_file
+    if precision in (BFLOAT16, FLOAT16) and shipped is not None and shipped.archive:
+        raise OptionError(f"option 'precision': a SavedModel folder runs at float32 only "
+                          f"(got {precision}; valid here: float32, auto)")
     return dataclasses.replace(resolved, spec=dataclasses.replace(resolved.spec,
                                                                   precision=precision))
 

@@ -198,3 +198,17 @@ def test_user_model_files_run_at_reduced_precision_and_subclassed_ones_say_they_
     assert "\n" not in str(err.value)
     # auto takes what the model can do: float32 here, said so
     assert inference.build(dataclasses.replace(sub_spec, precision="auto")).precision == "float32"
+
+
+def test_a_savedmodel_folder_at_reduced_precision_is_refused_on_the_driver():
+    from sparkdl_magics.errors import OptionError
+    from sparkdl_magics.inference import ModelSpec, ShippedFile
+    from sparkdl_magics.precision import with_precision
+    from sparkdl_magics.weights import Resolved
+    resolved = Resolved(ModelSpec(model_file=ShippedFile("saved.zip", "/nowhere/saved.zip",
+                                                         archive=True)), "saved", "none", 8)
+    assert with_precision(resolved, "auto").spec.precision == "auto"
+    assert resolved.spec.precision == "float32"  # a copy: the resolved choice is shared
+    with pytest.raises(OptionError, match=r"SavedModel folder runs at float32 only \(got "
+                       r"bfloat16; valid here: float32, auto\)"):
+        with_precision(resolved, "bf16")
