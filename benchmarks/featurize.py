@@ -179,8 +179,9 @@ def digits_accuracy(spark, folder, model, weights, batch, precisions, per_class,
     for precision in precisions:
         fs = featurize(images, model, weights, batch_size=batch, cache="none",
                        precision=precision)
-        rows = sorted((r["path"], r["label_name"], r["features"].toArray())
-                      for r in fs.train.select("path", "label_name", "features").collect())
+        splits = [df for df in (fs.train, fs.test, fs.validation) if df is not None]
+        rows = sorted((r["path"], r["label_name"], r["features"].toArray()) for df in splits
+                      for r in df.select("path", "label_name", "features").collect())
         x = np.stack([r[2] for r in rows])
         y = np.array([r[1] for r in rows])
         if split is None:  # the same images train and test at every precision
