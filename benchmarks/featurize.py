@@ -1,7 +1,17 @@
 """Benchmark: plain Keras in one process vs the Spark featurize path, same images/cores.
 
-    python benchmarks/featurize.py --model ResNet50 --images 200 --cores 2
+    python benchmarks/featurize.py --model ResNet50 --images 300 --cores 2
     python benchmarks/featurize.py --memory-images 1000,10000 --memory-model MobileNetV3Small
+
+In one run, on the same images and cores, it prints images/s and the ratio to the
+model-only float32 ceiling for: the model alone on pre-decoded batches (the package's
+traced ``tf.function``, the ceiling) at each precision, plain Keras decode +
+``model.predict`` (float32), and the Spark path (``featurize()``) at each precision of
+``--precisions`` (default float32 and bfloat16, plus float16 where a GPU is visible).
+Then the quality of reduced precision: the per-image cosine between its features and
+float32's (same images), and the test accuracy of a logistic regression (scikit-learn,
+same seeded split) on the digits (``datasets.write_digits``) featurized at each
+precision through the Spark path. ``--memory-images ''`` skips the memory check.
 
 Both sides decode the same generated JPEGs (default 500x375) with the package's decode
 rules, apply the model's own preprocess_input and predict in batches; model build time
@@ -56,7 +66,7 @@ def write_jpegs(folder: str, count: int, size=(500, 375)) -> None:
 # --------------------------------------------------------------------------- plain Keras
 
 PLAIN = r"""
-import json, os, resource, sys, time
+import dataclasses, json, os, resource, sys, time
 import numpy as np
 sys.path.insert(0, {root!r})
 import tensorflow as tf
@@ -66,29 +76,48 @@ from sparkdl_magics import imaging
 from sparkdl_magics.weights import resolve_spec
 from sparkdl_magics.inference import build
 spec = resolve_spec({model!r}, {weights!r}).spec
-model = build(spec)
 files = sorted(os.path.join({folder!r}, f) for f in os.listdir({folder!r}))
-def run(paths):
+def timed(run):
+    run(files[:{batch}])  # warm-up (graph tracing)
+    times = []
+    for _ in range({repeat}):
+        t = time.perf_counter(); run(files); times.append(time.perf_counter() - t)
+    return times
+# the ceiling: the model alone (the package's traced tf.function) on pre-decoded batches
+decoded = {{p: imaging.decode_array(open(p, 'rb').read(), spec.input_size) for p in files}}
+ceiling = {{}}
+for precision in {precisions!r}:
+    loaded = build(dataclasses.replace(spec, precision=precision))
+    def model_only(paths):
+        for i in range(0, len(paths), {batch}):
+            loaded.predict(np.stack([decoded[p] for p in paths[i:i + {batch}]]))
+    ceiling[precision] = {{"ran": loaded.precision, "runs": timed(model_only)}}
+    del loaded
+del decoded
+# plain Keras: decode + model.predict, float32, as a user would write it
+model = build(spec).model
+def plain(paths):
     for i in range(0, len(paths), {batch}):
         batch = np.stack([imaging.decode_array(open(p, 'rb').read(), spec.input_size)
                           for p in paths[i:i + {batch}]])
-        model.predict(batch)
-run(files[:{batch}])  # warm-up (graph tracing)
-times = []
-for _ in range({repeat}):
-    t = time.perf_counter(); run(files); times.append(time.perf_counter() - t)
-print(json.dumps({{"images": len(files), "runs": times,
+        model.predict(batch, verbose=0)
+print(json.dumps({{"images": len(files), "runs": timed(plain), "ceiling": ceiling,
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
 """
 
 
-def plain_keras(folder, model, weights, cores, batch, repeat):
+def plain_keras(folder, model, weights, cores, batch, repeat, precisions=("float32",)):
+    """Plain Keras (decode + ``model.predict``, float32) and the model-only ceiling at
+    each of *precisions*, in a fresh process with TensorFlow's threads = *cores*."""
     code = PLAIN.format(root=ROOT, cores=cores, model=model, weights=weights, folder=folder,
-                        batch=batch, repeat=repeat)
+                        batch=batch, repeat=repeat, precisions=tuple(precisions))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     if out.returncode:
         raise SystemExit(out.stderr[-3000:])
-    return with_median_rate(json.loads(out.stdout.strip().splitlines()[-1]))
+    result = with_median_rate(json.loads(out.stdout.strip().splitlines()[-1]))
+    for name, ceiling in result["ceiling"].items():
+        result["ceiling"][name] = with_median_rate({"images": result["images"], **ceiling})
+    return result
 
 
 def with_median_rate(result):
@@ -100,25 +129,79 @@ def with_median_rate(result):
 
 # --------------------------------------------------------------------------- Spark path
 
-def spark_path(spark, folder, model, weights, batch, repeat=1):
+def spark_path(spark, folder, model, weights, batch, repeat=1, precision="float32",
+               keep_features=False):
     """The product path, as a notebook runs it: load_images() once (%%dlload, not
     timed), then featurize() (%%featurize: even partitions, the pandas UDF, features
-    cached in memory, invalid rows counted) timed *repeat* times; the median counts."""
+    cached in memory, invalid rows counted) timed *repeat* times; the median counts.
+    ``keep_features``: also return the last run's features by path (for cosines)."""
     from sparkdl_magics.featurizer import featurize
     from sparkdl_magics.loading import load_images
+    from sparkdl_magics.session import task_slots
     images = load_images(folder, labels="none", spark=spark)
     n = images.num_images
-    # warm-up: every Python worker builds (and caches) its model on a few images
-    warm = spark.read.format("binaryFile").load(folder).limit(batch * 2)
-    featurize(warm, model, weights, batch_size=batch, cache="none")
-    times, partitions = [], None
+    # warm-up: every Python worker builds (and caches) its model on a few images, in as
+    # many tasks as run at once
+    slots = task_slots(spark)
+    warm = spark.read.format("binaryFile").load(folder).limit(slots * 2)
+    featurize(warm, model, weights, batch_size=batch, cache="none", partitions=slots,
+              precision=precision)
+    times, partitions, features, ran = [], None, None, None
     for _ in range(repeat):
         t = time.perf_counter()
-        fs = featurize(images, model, weights, batch_size=batch, cache="memory")
+        fs = featurize(images, model, weights, batch_size=batch, cache="memory",
+                       precision=precision)
         times.append(time.perf_counter() - t)
-        partitions = fs.train.rdd.getNumPartitions()
+        partitions, ran = fs.train.rdd.getNumPartitions(), fs.stats["precision"]
+        if keep_features:
+            features = {r["path"]: r["features"].toArray()
+                        for r in fs.train.select("path", "features").collect()}
         spark.catalog.clearCache()  # the next run must compute again
-    return with_median_rate({"images": n, "runs": times, "partitions": partitions})
+    return with_median_rate({"images": n, "runs": times, "partitions": partitions,
+                             "precision": ran, "features": features})
+
+
+def digits_accuracy(spark, folder, model, weights, batch, precisions, per_class, seed=0):
+    """Test accuracy of a logistic regression (scikit-learn, one seeded stratified split)
+    on the digits featurized through the Spark path at each precision."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import train_test_split
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from sparkdl_magics.datasets import write_digits
+    from sparkdl_magics.featurizer import featurize
+    from sparkdl_magics.loading import load_images
+    write_digits(folder, per_class=per_class, seed=seed)
+    images = load_images(folder, labels="folders", spark=spark)
+    accuracy, predicted = {}, {}
+    split = None
+    for precision in precisions:
+        fs = featurize(images, model, weights, batch_size=batch, cache="none",
+                       precision=precision)
+        splits = [df for df in (fs.train, fs.test, fs.validation) if df is not None]
+        rows = sorted((r["path"], r["label_name"], r["features"].toArray()) for df in splits
+                      for r in df.select("path", "label_name", "features").collect())
+        x = np.stack([r[2] for r in rows])
+        y = np.array([r[1] for r in rows])
+        if split is None:  # the same images train and test at every precision
+            split = train_test_split(np.arange(len(y)), test_size=0.3, stratify=y,
+                                     random_state=seed)
+        train, test = split
+        clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+        clf.fit(x[train], y[train])
+        predicted[precision] = clf.predict(x[test])
+        accuracy[precision] = float(np.mean(predicted[precision] == y[test]))
+    agree = {p: float(np.mean(predicted[p] == predicted["float32"])) for p in predicted}
+    return accuracy, agree, len(split[1])
+
+
+def cosines(a, b):
+    """Per-image cosine between two {path: features} maps (same paths)."""
+    paths = sorted(a)
+    x = np.stack([a[p] for p in paths]).astype(np.float64)
+    y = np.stack([b[p] for p in paths]).astype(np.float64)
+    return (x * y).sum(1) / np.linalg.norm(x, axis=1) / np.linalg.norm(y, axis=1)
 
 
 def fmt(runs):
@@ -135,6 +218,11 @@ def main(argv=None):
     ap.add_argument("--cores", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--repeat", type=int, default=3, help="timed runs per side (median)")
+    ap.add_argument("--precisions", default=None, help="comma-separated precisions for "
+                    "the ceiling and the Spark path [default: float32,bfloat16, plus float16 "
+                    "where a GPU is visible]")
+    ap.add_argument("--digits-per-class", type=int, default=100,
+                    help="digits per class for the accuracy check (0 to skip)")
     ap.add_argument("--memory-images", default="1000,10000",
                     help="comma-separated counts for the driver-memory check ('' to skip)")
     ap.add_argument("--memory-model", default="MobileNetV3Small")
@@ -150,20 +238,58 @@ def main(argv=None):
     folder = os.path.join(args.workdir, f"jpeg_{args.size}_{args.images}")
     write_jpegs(folder, args.images, size)
 
-    plain = plain_keras(folder, args.model, weights, args.cores, args.batch_size, args.repeat)
-    print(f"plain Keras  {args.model} ({weights}): {plain['images_per_s']:.2f} images/s "
-          f"({args.images} images, median of {fmt(plain['runs'])} s, peak RSS "
-          f"{plain['peak_rss_mb']:.0f} MB)", flush=True)
+    from sparkdl_magics.devices import visible_gpus
+    precisions = [p.strip() for p in (args.precisions or "").split(",") if p.strip()] or \
+        ["float32", "bfloat16"] + (["float16"] if visible_gpus() else [])
+    if "float32" not in precisions:
+        precisions.insert(0, "float32")  # the reference of every ratio and cosine
+
+    print(f"{args.model} ({weights} weights), {args.images} images {args.size}, "
+          f"{args.cores} cores, batch {args.batch_size}, median of {args.repeat} runs",
+          flush=True)
+    plain = plain_keras(folder, args.model, weights, args.cores, args.batch_size, args.repeat,
+                        precisions)
+    top = plain["ceiling"]["float32"]["images_per_s"]
+
+    def line(what, result, note=""):
+        rate = result["images_per_s"]
+        print(f"  {what:<28} {rate:7.2f} images/s  {rate / top:5.2f}x ceiling  "
+              f"(runs {fmt(result['runs'])} s{note})", flush=True)
+
+    for precision, ceiling in plain["ceiling"].items():
+        line(f"model only, {precision}", ceiling, f"; ran {ceiling['ran']}")
+    line("plain Keras decode+predict", plain, f"; peak RSS {plain['peak_rss_mb']:.0f} MB")
 
     from sparkdl_magics import session
     spark = session.start_local(f"local[{args.cores}]", conf={"spark.ui.enabled": "false"})
+    spark_runs = {}
     with PeakRSS() as peaks:
-        sp = spark_path(spark, folder, args.model, weights, args.batch_size, args.repeat)
-    print(f"Spark path   {args.model} ({weights}): {sp['images_per_s']:.2f} images/s "
-          f"(median of {fmt(sp['runs'])} s, {sp['partitions']} partitions)", flush=True)
-    print(f"ratio Spark / plain Keras: {sp['images_per_s'] / plain['images_per_s']:.2f}x")
-    print(f"peak RSS (local[{args.cores}]: the driver JVM is the executor too): "
+        for precision in precisions:
+            spark_runs[precision] = sp = spark_path(
+                spark, folder, args.model, weights, args.batch_size, args.repeat, precision,
+                keep_features=True)
+            line(f"Spark path, {precision}", sp, f"; {sp['partitions']} partitions; "
+                 f"ran {sp['precision']}")
+    base = spark_runs["float32"]
+    print(f"  Spark float32 / plain Keras: "
+          f"{base['images_per_s'] / plain['images_per_s']:.2f}x")
+    for precision in precisions[1:]:
+        sp = spark_runs[precision]
+        cos = cosines(base["features"], sp["features"])
+        print(f"  Spark {precision} / Spark float32: "
+              f"{sp['images_per_s'] / base['images_per_s']:.2f}x; per-image cosine vs "
+              f"float32: min {cos.min():.6f}, mean {cos.mean():.6f} ({len(cos)} images)")
+    print(f"  peak RSS (local[{args.cores}]: the driver JVM is the executor too): "
           f"{peaks.summary()}", flush=True)
+    if args.digits_per_class:
+        accuracy, agree, tested = digits_accuracy(
+            spark, os.path.join(args.workdir, f"digits_{args.digits_per_class}"), args.model,
+            weights, args.batch_size, precisions, args.digits_per_class)
+        ref = accuracy["float32"]
+        print(f"digits, logistic regression on {args.model} features ({tested} test images): "
+              + ", ".join(f"{p} {a:.4f} ({(a - ref) * 100:+.1f} points, same answer as "
+                          f"float32 on {agree[p]:.1%})" for p, a in accuracy.items()),
+              flush=True)
     session.stop()
 
     counts = [int(c) for c in args.memory_images.split(",") if c.strip()]

@@ -27,6 +27,7 @@ from .classifiers import CLASSIFIERS
 from .display.app import AppView, metrics_line
 from .errors import user_message
 from .models import MODELS
+from .precision import check as check_precision
 from .session import get_spark
 
 #: Main parameters offered per classifier, with Spark MLlib's own defaults.
@@ -77,7 +78,8 @@ class App:
     widget = _from_view("widget")
 
     def __init__(self, path: str = "", model: Optional[str] = None,
-                 classifier: str = defaults.CLASSIFIER, spark: Any = None):
+                 classifier: str = defaults.CLASSIFIER, precision: str = defaults.PRECISION,
+                 spark: Any = None):
         names = [m.name for m in MODELS]
         chosen = model if model in names else (defaults.MODEL if defaults.MODEL in names
                                                else names[0])
@@ -85,6 +87,8 @@ class App:
                             classifier=classifier, weights=defaults.WEIGHTS_OFFLINE_SAFE,
                             main_params=MAIN_PARAMS, on_run=self.run, on_cancel=self.cancel)
         self._spark = spark
+        #: The number type featurize runs the model in (see :mod:`sparkdl_magics.precision`).
+        self.precision = check_precision(precision)
         # -- state (data, not display)
         self.results: Dict[str, Any] = {}
         self.steps: List[Dict[str, Any]] = []
@@ -113,6 +117,8 @@ class App:
         load.update(split=round(float(v.split.value), 4), seed=int(v.seed.value))
         weights = v.weights.value.strip() or defaults.WEIGHTS_OFFLINE_SAFE
         featurize = {"model": v.model.value, "weights": weights}
+        if self.precision != defaults.PRECISION:
+            featurize["precision"] = self.precision
         fit = {"classifier": v.classifier.value,
                **{name: widget.value for name, widget in v.params.items()}}
         return {"load": load, "featurize": featurize, "fit": fit, "evaluate": {}}

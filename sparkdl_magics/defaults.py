@@ -15,6 +15,10 @@ WEIGHTS = "imagenet"
 WEIGHTS_OFFLINE_SAFE = "auto"
 #: Images per model call inside a Spark task.
 BATCH_SIZE = 32
+#: Images per model call on a GPU when ``batch_size`` is left at its default.
+GPU_BATCH_SIZE = 128
+#: The number type a model runs in: float32, bfloat16, float16 or auto (see precision.py).
+PRECISION = "float32"
 #: Rows per model call for tensor (array column) inputs: rows are small.
 TENSOR_BATCH_SIZE = 256
 #: Classes returned per image by top-K prediction.

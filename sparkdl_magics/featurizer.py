@@ -8,6 +8,8 @@ worker (see :mod:`sparkdl_magics.inference`, which also keeps one model per work
 Weights are resolved and shipped once per session on the driver
 (:mod:`sparkdl_magics.weights`). Output: an MLlib dense vector of pooled features;
 a file that cannot be decoded gives null features (and a reason in ``errorCol``).
+``precision`` (float32, bfloat16, float16, auto) is the number type the model runs in on
+the workers (:mod:`sparkdl_magics.precision`); features are float32 whatever it is.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from pyspark.ml.param.shared import HasInputCol, HasOutputCol
 from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
 
 from . import defaults
+from . import precision as precisions
 from .errors import DataError, OptionError
 from .frames import image_column
 from .inference import BatchRunner, check_batch_size
@@ -45,6 +48,8 @@ class DeepImageFeaturizer(Transformer, HasInputCol, HasOutputCol,
     ``imagenet`` (Keras' cache), ``none`` (seeded, untrained), ``auto`` (ImageNet when
     available, else the untrained fallback with a warning) or a weights file.
     ``layer``: where to cut a user model (default: its penultimate/pooled output).
+    ``precision``: ``float32``, ``bfloat16``, ``float16`` or ``auto`` (decided by each
+    worker's hardware); saved with the stage, so a loaded pipeline runs the same way.
     """
 
     modelName = Param(Params._dummy(), "modelName",
@@ -66,16 +71,20 @@ class DeepImageFeaturizer(Transformer, HasInputCol, HasOutputCol,
     unsafe = Param(Params._dummy(), "unsafe",
                    "user models: allow Python code (Lambda layers) when loading",
                    typeConverter=TypeConverters.toBoolean)
+    precision = Param(Params._dummy(), "precision",
+                      "number type the model runs in: float32, bfloat16, float16 or auto",
+                      typeConverter=TypeConverters.toString)
 
     @keyword_only
     def __init__(self, *, inputCol: str = CONTENT_COL, outputCol: str = FEATURES_COL,
                  modelName: str = defaults.MODEL, weights: str = defaults.WEIGHTS, layer: str = "",
                  preprocess: str = "", batchSize: int = defaults.BATCH_SIZE, errorCol: str = "",
-                 unsafe: bool = False):
+                 unsafe: bool = False, precision: str = defaults.PRECISION):
         super().__init__()
         self._setDefault(inputCol=CONTENT_COL, outputCol=FEATURES_COL, modelName=defaults.MODEL,
                          weights=defaults.WEIGHTS, layer="", preprocess="",
-                         batchSize=defaults.BATCH_SIZE, errorCol="", unsafe=False)
+                         batchSize=defaults.BATCH_SIZE, errorCol="", unsafe=False,
+                         precision=defaults.PRECISION)
         self._resolved_cache: Dict[Tuple, Any] = {}
         self.setParams(**self._input_kwargs)
 
@@ -83,10 +92,13 @@ class DeepImageFeaturizer(Transformer, HasInputCol, HasOutputCol,
     def setParams(self, *, inputCol: str = CONTENT_COL, outputCol: str = FEATURES_COL,
                   modelName: str = defaults.MODEL, weights: str = defaults.WEIGHTS, layer: str = "",
                   preprocess: str = "", batchSize: int = defaults.BATCH_SIZE,
-                  errorCol: str = "", unsafe: bool = False) -> "DeepImageFeaturizer":
+                  errorCol: str = "", unsafe: bool = False,
+                  precision: str = defaults.PRECISION) -> "DeepImageFeaturizer":
         kwargs = self._input_kwargs
         if "batchSize" in kwargs:
             kwargs["batchSize"] = check_batch_size(kwargs["batchSize"])
+        if "precision" in kwargs:
+            kwargs["precision"] = precisions.check(kwargs["precision"])
         return self._set(**kwargs)
 
     # getters, MLlib style
@@ -105,9 +117,13 @@ class DeepImageFeaturizer(Transformer, HasInputCol, HasOutputCol,
     def getErrorCol(self) -> str:
         return self.getOrDefault(self.errorCol)
 
+    def getPrecision(self) -> str:
+        return self.getOrDefault(self.precision)
+
     # ---- driver side
     def resolve(self, spark: Any = None) -> Any:
-        """Resolve model and weights once per session (ships files to executors)."""
+        """Resolve model and weights once per session (ships files to executors); the
+        spec carries this stage's precision."""
         from .weights import _session_id, resolve_spec
         if not hasattr(self, "_resolved_cache"):  # instances made by MLlib's loader
             self._resolved_cache = {}
@@ -119,7 +135,7 @@ class DeepImageFeaturizer(Transformer, HasInputCol, HasOutputCol,
                 self.getModelName(), self.getWeights(), self.getLayer() or None,
                 self.getOrDefault(self.preprocess) or None,
                 unsafe=self.getOrDefault(self.unsafe), spark=spark)
-        return self._resolved_cache[key]
+        return precisions.with_precision(self._resolved_cache[key], self.getPrecision())
 
     def _transform(self, dataset: Any) -> Any:
         from pyspark.ml.functions import array_to_vector
@@ -150,7 +166,8 @@ class DeepImageFeaturizer(Transformer, HasInputCol, HasOutputCol,
 def build_featurizer(model: str = defaults.MODEL, weights: Optional[str] = defaults.WEIGHTS,
                      layer: Optional[str] = None, batch_size: int = defaults.BATCH_SIZE,
                      preprocess: Optional[str] = None, unsafe: bool = False,
-                     input_col: str = CONTENT_COL, error_col: str = "") -> DeepImageFeaturizer:
+                     input_col: str = CONTENT_COL, error_col: str = "",
+                     precision: str = defaults.PRECISION) -> DeepImageFeaturizer:
     """The :class:`DeepImageFeaturizer` for the API's arguments (``featurize``,
     ``featurize_stream``): ``weights=None`` means untrained, ``None`` layer/preprocess
     mean the model's own."""
@@ -158,7 +175,8 @@ def build_featurizer(model: str = defaults.MODEL, weights: Optional[str] = defau
     return DeepImageFeaturizer(inputCol=input_col, modelName=str(model),
                                weights="none" if weights is None else str(weights),
                                layer=layer or "", preprocess=preprocess or "",
-                               batchSize=batch_size, unsafe=bool(unsafe), **extra)
+                               batchSize=batch_size, unsafe=bool(unsafe), precision=precision,
+                               **extra)
 
 
 def features_udf(spec: Any, batch_size: int, threads: int = 1) -> Any:
@@ -182,7 +200,7 @@ def featurize(images: Any, model: str = defaults.MODEL, weights: Optional[str] =
               cache: Optional[str] = "memory", preprocess: Optional[str] = None,
               input_col: Optional[str] = None, unsafe: bool = False,
               augment: Any = None, seed: int = defaults.SEED, partitions: Any = "auto",
-              spark: Any = None) -> FeatureSet:
+              precision: str = defaults.PRECISION, spark: Any = None) -> FeatureSet:
     """Features for every split of *images* (an ImageSet, or a DataFrame of images).
 
     ``cache``: ``memory`` (persist MEMORY_AND_DISK, the default), ``none`` (recompute
@@ -193,19 +211,22 @@ def featurize(images: Any, model: str = defaults.MODEL, weights: Optional[str] =
     ``partitions``: ``auto`` spreads each split evenly over the task slots (a shuffle
     of the compressed bytes for a few waves of tasks, a merge for many; see
     :mod:`sparkdl_magics.partitioning`), ``0`` keeps the input's partitions, a number
-    sets them.
+    sets them. ``precision``: ``float32``, ``bfloat16``, ``float16`` or ``auto`` (see
+    :mod:`sparkdl_magics.precision`); ``stats['precision']`` says what ran.
     """
     from .partitioning import check_partitions
     from .session import ensure_usable
     started = time.perf_counter()  # the whole call: what the cell's progress bar times too
     partitions = check_partitions(partitions)
+    precision = precisions.check(precision)
     splits, classes = _splits_of(images)
     spark = spark or splits["train"].sparkSession
     ensure_usable(spark)
     col = input_col or (images.image_col if isinstance(images, ImageSet) else None) \
         or image_column(splits["train"])
     featurizer, resolved = _resolved_featurizer(
-        spark, build_featurizer(model, weights, layer, batch_size, preprocess, unsafe, col))
+        spark, build_featurizer(model, weights, layer, batch_size, preprocess, unsafe, col,
+                                precision=precision))
     cache_mode, cache_path = _cache_choice(cache)
     sizes, mean_bytes = _split_sizes(images, splits)
     job = _SplitJob(spark, featurizer.copy()._set(errorCol=ERROR_COL),  # shares the spec
@@ -218,6 +239,8 @@ def featurize(images: Any, model: str = defaults.MODEL, weights: Optional[str] =
     invalid = _merge_load_invalid(images, _invalid_table(invalid_frames))
     stats = _stats(counts, n_bad, len(invalid), resolved, seconds, job)
     stats["model_seconds"] = round(model_seconds, 2)
+    stats["precision"] = precisions.describe(precision, precisions.on_workers(spark, precision))
+    precisions.note_run(resolved.model_name, stats["precision"])
     return FeatureSet(train=out["train"], test=out.get("test"), classes=classes,
                       featurizer=featurizer, images=images if isinstance(images, ImageSet) else None,
                       model_name=resolved.model_name, weights=resolved.weights,

@@ -7,9 +7,10 @@ Everything here runs where the data is (a Spark Python worker, or any process):
   The driver builds it once (:mod:`sparkdl_magics.weights`); it travels in the UDF's
   closure (a few hundred bytes — never the weights themselves).
 - :func:`get_model` — builds the Keras model for a spec once per Python process and
-  keeps it (a small LRU keyed by the spec), so every batch and every task a reused
-  worker runs shares one model. TensorFlow's thread pools are sized to the task's cores
-  before the first model is built.
+  keeps it (a small LRU keyed by the spec, precision included), so every batch and
+  every task a reused worker runs shares one model. TensorFlow's thread pools are sized
+  to the task's cores before the first model is built; the model runs at the spec's
+  ``precision`` (:mod:`sparkdl_magics.precision`; ``auto`` is decided here, per worker).
 - :func:`predict_images` — numpy uint8 RGB batch in, float32 features out (the model's
   own ``preprocess_input`` applied).
 - :func:`run_decoded` — decode (compressed bytes or Spark image structs) and infer in
@@ -19,7 +20,8 @@ Everything here runs where the data is (a Spark Python worker, or any process):
 - :class:`BatchRunner` — the one loop every batch UDF runs (features, predictions,
   augmentation, tensors; through them the SQL function and streaming): model from the
   cache, then per Arrow batch *adapter* (items + decoder) -> :func:`run_decoded` ->
-  *formatter*. :meth:`BatchRunner.udf` makes it a Spark pandas UDF.
+  *formatter*. :meth:`BatchRunner.udf` makes it a Spark pandas UDF. Before TensorFlow
+  starts in a worker, the runner pins it to the task's GPU (:mod:`sparkdl_magics.devices`).
 
 Pure numpy/Pillow at import time; Keras/TensorFlow are imported on first use.
 """
@@ -35,7 +37,8 @@ from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence, 
 
 import numpy as np
 
-from . import imaging
+from . import devices, imaging
+from . import precision as precisions
 from .errors import OptionError
 from .tfimport import import_keras
 
@@ -110,7 +113,8 @@ class ModelSpec:
     ``preprocess``: ``"model"`` (the registry model's own ``preprocess_input``), or an
     ``imagenet_utils`` mode for user models: ``none`` (0..255), ``unit`` (0..1), ``tf``
     (-1..1), ``caffe``, ``torch``. ``include_top``: the full classifier (top-K
-    prediction) instead of pooled features.
+    prediction) instead of pooled features. ``precision``: float32, bfloat16, float16
+    or auto (decided on each worker); models at different precisions are cached apart.
     """
 
     model: str = ""
@@ -122,6 +126,7 @@ class ModelSpec:
     include_top: bool = False
     safe_mode: bool = True
     pooling: str = "avg"
+    precision: str = precisions.FLOAT32
 
     @property
     def label(self) -> str:
@@ -131,12 +136,16 @@ class ModelSpec:
 # --------------------------------------------------------------------------- the cache
 
 class LoadedModel:
-    """A built Keras model plus its preprocessing: uint8 RGB batches in, features out."""
+    """A built Keras model plus its preprocessing: uint8 RGB batches in, features out.
 
-    def __init__(self, spec: ModelSpec, model: Any, preprocess: Callable[[np.ndarray], Any]):
+    ``precision``: the number type the model really runs in (``auto`` decided)."""
+
+    def __init__(self, spec: ModelSpec, model: Any, preprocess: Callable[[np.ndarray], Any],
+                 precision: str = precisions.FLOAT32):
         self.spec = spec
         self.model = model
         self.preprocess = preprocess
+        self.precision = precision
         self._lock = threading.Lock()
         self._functions: dict = {}
 
@@ -263,8 +272,20 @@ def set_tf_threads(threads: int) -> None:
 
 
 def build(spec: ModelSpec) -> LoadedModel:
-    """Build the Keras model a spec describes (no caching; see :func:`get_model`)."""
+    """Build the Keras model a spec describes, at its precision (no caching; see
+    :func:`get_model`)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    loaded = _build_float32(spec)
+    wanted = precisions.resolve(spec.precision)
+    model, ran = precisions.apply(loaded.model, wanted)
+    if ran != wanted and spec.precision != precisions.AUTO:
+        raise OptionError(
+            f"option 'precision': {spec.label} cannot run at {wanted} (only Keras functional "
+            "or sequential models can; a SavedModel folder or subclassed model runs at float32)")
+    return LoadedModel(spec, model, loaded.preprocess, ran)
+
+
+def _build_float32(spec: ModelSpec) -> LoadedModel:
     if spec.model:
         from .models import get_model_info
         info = get_model_info(spec.model)
@@ -349,7 +370,7 @@ def batch_items(batch: Any) -> Tuple[List[Any], Any]:
 
 
 def run_decoded(model: LoadedModel, items: Sequence[Any], batch_size: int,
-                decoder: Decoder = decode_bytes, raw: bool = False
+                decoder: Decoder = decode_bytes, raw: bool = False, decode_threads: int = 1
                 ) -> Tuple[List[Optional[np.ndarray]], List[Optional[str]]]:
     """Decode *items* and run *model* on them, ``batch_size`` items at a time.
 
@@ -358,6 +379,8 @@ def run_decoded(model: LoadedModel, items: Sequence[Any], batch_size: int,
     TensorFlow both release the GIL), so decoding costs little wall time. ``raw``: the
     decoded rows go into the model as they are (:meth:`LoadedModel.run`, for tensors)
     instead of as images (:meth:`LoadedModel.predict`: preprocessing, spatial pooling).
+    ``decode_threads``: threads decoding one chunk (the CPUs the task owns: a fast
+    model, e.g. on a GPU, otherwise waits for one decoding thread).
     """
     n = len(items)
     outputs: List[Optional[np.ndarray]] = [None] * n
@@ -369,35 +392,47 @@ def run_decoded(model: LoadedModel, items: Sequence[Any], batch_size: int,
     starts = list(range(0, n, step))
     infer = model.run if raw else model.predict
 
+    def decode_one(i: int) -> Optional[np.ndarray]:
+        try:
+            return decoder(items[i], size)
+        except imaging.InvalidImage as exc:
+            errors[i] = str(exc)
+        # Broad on purpose: a decoder reads one user file (Pillow, numpy, a malformed
+        # struct raise many types); whatever fails is that file's, never the task's.
+        except Exception as exc:
+            errors[i] = f"cannot decode ({type(exc).__name__}: {str(exc)[:120]})"
+        return None
+
+    threads = max(int(decode_threads), 1)
+    decoders = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="sparkdl-decode") \
+        if threads > 1 else None
+
     def decode_chunk(start: int) -> Tuple[List[int], Optional[np.ndarray]]:
+        indices = range(start, min(start + step, n))
+        decoded = decoders.map(decode_one, indices) if decoders else map(decode_one, indices)
         arrays, rows = [], []
-        for i in range(start, min(start + step, n)):
-            try:
-                array = decoder(items[i], size)
-            except imaging.InvalidImage as exc:
-                errors[i] = str(exc)
-            # Broad on purpose: a decoder reads one user file (Pillow, numpy, a malformed
-            # struct raise many types); whatever fails is that file's, never the task's.
-            except Exception as exc:
-                errors[i] = f"cannot decode ({type(exc).__name__}: {str(exc)[:120]})"
-            else:
-                if array is not None:
-                    arrays.append(array)
-                    rows.append(i)
+        for i, array in zip(indices, decoded):
+            if array is not None:
+                arrays.append(array)
+                rows.append(i)
         return rows, (np.stack(arrays) if arrays else None)
 
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sparkdl-decode") as pool:
-        pending = pool.submit(decode_chunk, starts[0])
-        for k in range(len(starts)):
-            rows, batch = pending.result()
-            if k + 1 < len(starts):
-                pending = pool.submit(decode_chunk, starts[k + 1])
-            if batch is None:
-                continue
-            out = infer(batch)
-            for j, i in enumerate(rows):
-                outputs[i] = out[j]
-            del batch, out
+    try:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sparkdl-chunks") as pool:
+            pending = pool.submit(decode_chunk, starts[0])
+            for k in range(len(starts)):
+                rows, batch = pending.result()
+                if k + 1 < len(starts):
+                    pending = pool.submit(decode_chunk, starts[k + 1])
+                if batch is None:
+                    continue
+                out = infer(batch)
+                for j, i in enumerate(rows):
+                    outputs[i] = out[j]
+                del batch, out
+    finally:
+        if decoders is not None:
+            decoders.shutdown()
     return outputs, errors
 
 
@@ -434,12 +469,16 @@ class BatchRunner:
     derive: Optional[Callable[[LoadedModel], LoadedModel]] = None
 
     def __call__(self, batches: Iterable[Any]) -> Iterator[Any]:
+        gpus = devices.pin_task_gpus()  # before TensorFlow starts in this worker
         model = get_model(self.spec, self.threads)
         if self.derive is not None:
             model = get_derived(model, self.derive)
+        batch_size = devices.device_batch_size(self.batch_size, bool(gpus))
+        decode_threads = devices.task_cpus(fallback=self.threads)
         for batch in batches:
             items, decoder = self.adapter(batch, model)
-            outputs, errors = run_decoded(model, items, self.batch_size, decoder, self.raw)
+            outputs, errors = run_decoded(model, items, batch_size, decoder, self.raw,
+                                          decode_threads)
             yield self.formatter(items, outputs, errors)
 
     def udf(self, return_type: str) -> Any:

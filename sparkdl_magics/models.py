@@ -138,8 +138,11 @@ def cached_weights_path(info: ModelInfo, include_top: bool = False) -> Optional[
 
 
 def list_models() -> Any:
-    """The registry as a pandas DataFrame (what ``%dlmodels`` shows)."""
+    """The registry as a pandas DataFrame (what ``%dlmodels`` shows); ``precision``: the
+    number type each model last ran at in this session ('' when it has not run)."""
     import pandas as pd
+
+    from .precision import last_run
     rows = []
     for m in MODELS:
         local = cached_weights_path(m)
@@ -153,6 +156,7 @@ def list_models() -> Any:
             "family": m.family,
             "weights_local": local is not None,
             "weights_file": m.weights_notop,
+            "precision": last_run.get(m.name, ""),
         })
     return pd.DataFrame(rows)
 

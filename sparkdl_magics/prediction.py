@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from . import defaults
+from . import precision as precisions
 from .errors import DataError, OptionError
 from .frames import image_column, images_frame
 from .inference import BatchRunner, check_batch_size, check_positive_int
@@ -173,7 +174,8 @@ def predict(images: Any, model: str = defaults.MODEL, weights: Optional[str] = d
             top_k: int = defaults.TOP_K, batch_size: int = defaults.BATCH_SIZE,
             labels: Optional[Sequence[str]] = None, preprocess: Optional[str] = None,
             input_col: Optional[str] = None, unsafe: bool = False,
-            partitions: Any = "auto", spark: Any = None) -> Predictions:
+            partitions: Any = "auto", precision: str = defaults.PRECISION,
+            spark: Any = None) -> Predictions:
     """Top-K classes per image with a full pretrained model (no training).
 
     *images*: an ImageSet (its ``df``: every split) or a DataFrame with ``content``
@@ -184,6 +186,8 @@ def predict(images: Any, model: str = defaults.MODEL, weights: Optional[str] = d
     *partitions*: ``auto`` spreads an image set's images evenly over the task slots
     (its size is known; a DataFrame keeps its partitions, to stay lazy), ``0`` keeps
     them, ``N`` repartitions to N (see :mod:`sparkdl_magics.partitioning`).
+    *precision*: ``float32``, ``bfloat16``, ``float16`` or ``auto`` (see
+    :mod:`sparkdl_magics.precision`); ``stats['precision']`` says what runs.
     """
     from pyspark.sql import functions as F
 
@@ -196,11 +200,12 @@ def predict(images: Any, model: str = defaults.MODEL, weights: Optional[str] = d
     image_set = images if isinstance(images, ImageSet) else None
     top_k = check_positive_int("top_k", top_k)
     batch_size = check_batch_size(batch_size)
+    precision = precisions.check(precision)
     spark = spark or df.sparkSession
     col = input_col or (image_set.image_col if image_set else None) or image_column(df)
     if col not in df.columns:
         raise DataError(f"the images have no column {col!r} (columns: {', '.join(df.columns)})")
-    resolved = resolve_classifier(model, weights, preprocess, unsafe, spark)
+    resolved = resolve_classifier(model, weights, preprocess, unsafe, spark, precision)
     how = "keep"
     if partitions is not None or image_set is not None:  # an image set knows its size
         how, count = partition_plan(df, image_set.num_images if image_set else None,
@@ -216,15 +221,19 @@ def predict(images: Any, model: str = defaults.MODEL, weights: Optional[str] = d
               .withColumn(TOP_K_COL, tmp[TOP_K_COL])
               .withColumn(ERROR_COL, tmp["error"])
               .drop(_TMP_COL, *[c for c in (CONTENT_COL, IMAGE_COL, col) if c in df.columns]))
+    ran = precisions.describe(precision, precisions.on_workers(spark, precision))
+    precisions.note_run(resolved.model_name, ran)
     return Predictions(out, resolved.model_name, resolved.weights, top_k, resolved.untrained,
-                       stats={"batch_size": batch_size, "partitioning": how,
+                       stats={"batch_size": batch_size, "partitioning": how, "precision": ran,
                               **({"images": image_set.num_images} if image_set else {})})
 
 
 def resolve_classifier(model: str, weights: Optional[str], preprocess: Optional[str] = None,
-                       unsafe: bool = False, spark: Any = None) -> Any:
+                       unsafe: bool = False, spark: Any = None,
+                       precision: str = defaults.PRECISION) -> Any:
     """Resolve a full classifier: a registry model with its ImageNet head, or a user
-    model file run to its final output (not cut at the penultimate layer)."""
+    model file run to its final output (not cut at the penultimate layer), at
+    *precision*."""
     import dataclasses
 
     from .models import is_model_name
@@ -233,7 +242,7 @@ def resolve_classifier(model: str, weights: Optional[str], preprocess: Optional[
                             preprocess, include_top=True, unsafe=bool(unsafe), spark=spark)
     if not is_model_name(str(model)) and resolved.spec.layer is not None:
         resolved.spec = dataclasses.replace(resolved.spec, layer=None)
-    return resolved
+    return precisions.with_precision(resolved, precision)
 
 
 __all__ = ["predict", "preview_rows", "resolve_classifier", "image_udf", "imagenet_classes",

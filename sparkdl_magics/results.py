@@ -610,6 +610,7 @@ class SessionInfo(_Rendered):
     started_here: bool = False
     where: str = ""  # what it is, in words: "remote Connect server at sc://host:port", ...
     package_version: str = ""  # the sparkdl_magics version attached to it
+    gpus: Optional[str] = None  # GPUs Spark schedules (per executor / per task); None: none
 
     def as_dict(self) -> Dict[str, Any]:
         return dict(self.__dict__)
@@ -620,6 +621,8 @@ class SessionInfo(_Rendered):
             parts.append(f"executors: {self.executors}")
         if self.cores is not None:
             parts.append(f"cores: {self.cores}")
+        if self.gpus:
+            parts.append(f"GPUs: {self.gpus}")
         if self.package_version:
             parts.append(f"sparkdl_magics {self.package_version}")
         return " | ".join(parts)

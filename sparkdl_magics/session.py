@@ -601,6 +601,7 @@ def describe(spark: Any) -> SessionInfo:
     else:
         master = spark.sparkContext.master  # classic only
     from . import __version__
+    from .devices import session_gpus
     started_here = spark is _started_here
     info = SessionInfo(
         mode="connect" if connect else "classic",
@@ -610,6 +611,7 @@ def describe(spark: Any) -> SessionInfo:
         started_here=started_here,
         where=_where(spark, connect, started_here),
         package_version=__version__,
+        gpus=session_gpus(conf),
     )
     if not connect:
         sc = spark.sparkContext  # classic only

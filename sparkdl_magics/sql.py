@@ -12,7 +12,9 @@ returns, by ``output``:
 - ``features``: pooled CNN features (``array<float>``; the headless model, as
   ``%%featurize`` computes them).
 
-An image that cannot be decoded gives NULL.
+An image that cannot be decoded gives NULL. ``precision`` (float32, bfloat16, float16,
+auto) is the number type the model runs in on the workers; a fitted model runs at its
+featurizer's precision unless one is given.
 
 ``model`` may also be a fitted model from ``%%fit`` (a logistic regression on features
 from ``%%featurize``): the function then returns its class names (``label``), or class
@@ -26,6 +28,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from . import defaults
+from . import precision as precisions
 from .errors import OptionError, unknown_choice
 from .inference import check_batch_size, check_positive_int
 from .prediction import OUTPUT_TYPES, image_udf, resolve_classifier
@@ -46,6 +49,7 @@ class SqlFunction:
     weights: str
     return_type: str
     udf: Any
+    precision: str = defaults.PRECISION
 
     def __call__(self, *cols: Any) -> Any:
         return self.udf(*cols)
@@ -56,8 +60,12 @@ def register_sql_function(name: str = "classify", model: Any = defaults.MODEL,
                           top_k: int = defaults.TOP_K, batch_size: int = defaults.BATCH_SIZE,
                           labels: Optional[Sequence[str]] = None,
                           layer: Optional[str] = None, preprocess: Optional[str] = None,
-                          unsafe: bool = False, spark: Any = None) -> SqlFunction:
-    """Register *model* as the SQL function *name* in *spark* (the active session)."""
+                          unsafe: bool = False, precision: Optional[str] = None,
+                          spark: Any = None) -> SqlFunction:
+    """Register *model* as the SQL function *name* in *spark* (the active session).
+
+    *precision*: float32, bfloat16, float16 or auto; None: a fitted model's own
+    (its featurizer's), else :data:`defaults.PRECISION`."""
     name = str(name).strip()
     if not name.isidentifier():
         raise OptionError(f"option 'name': {name!r} is not a valid SQL function name")
@@ -66,25 +74,28 @@ def register_sql_function(name: str = "classify", model: Any = defaults.MODEL,
     output = str(output).lower()
     top_k = check_positive_int("top_k", top_k)
     batch_size = check_batch_size(batch_size)
+    precision = None if precision is None else precisions.check(precision)
     spark = spark or get_spark()
     if isinstance(model, FineTunedModel):  # its Keras file is the whole classifier
         model, labels, preprocess = model.model_file, list(model.classes), model.preprocess
     if isinstance(model, FittedModel):
-        return _register_fitted(name, model, output, top_k, batch_size, spark)
+        return _register_fitted(name, model, output, top_k, batch_size, spark, precision)
+    precision = precision or defaults.PRECISION
     if output == "features":
-        resolved = resolve_spec(str(model), "none" if weights is None else str(weights),
-                                layer, preprocess, unsafe=bool(unsafe), spark=spark)
+        resolved = precisions.with_precision(
+            resolve_spec(str(model), "none" if weights is None else str(weights),
+                         layer, preprocess, unsafe=bool(unsafe), spark=spark), precision)
     else:
         if layer:
             raise OptionError("option 'layer': only with output: features")
-        resolved = resolve_classifier(model, weights, preprocess, unsafe, spark)
+        resolved = resolve_classifier(model, weights, preprocess, unsafe, spark, precision)
     # SQL users get the top-K array itself ("topk"), not the (array, error) pair
     udf = image_udf(resolved.spec, batch_size, "topk" if output == "labels" else output,
                     top_k, labels, task_cores(spark))
     registered = spark.udf.register(name, udf)
     rtype = OUTPUT_TYPES["topk" if output == "labels" else output]
     return SqlFunction(name, output, resolved.model_name, resolved.weights, rtype,
-                       registered)
+                       registered, precision)
 
 
 @dataclass(frozen=True)
@@ -117,7 +128,7 @@ FITTED_OUTPUTS = ("label", "probabilities")
 
 
 def _register_fitted(name: str, fitted: FittedModel, output: str, top_k: int, batch_size: int,
-                     spark: Any) -> SqlFunction:
+                     spark: Any, precision: Optional[str] = None) -> SqlFunction:
     """A SQL function for a fitted pipeline: featurizer on the workers, then its LR head."""
     if output not in FITTED_OUTPUTS:
         raise unknown_choice("output for a fitted model", output, FITTED_OUTPUTS)
@@ -131,11 +142,13 @@ def _register_fitted(name: str, fitted: FittedModel, output: str, top_k: int, ba
             "the result as a view")
     featurizer = fitted.pipeline_model.stages[0]
     resolved = featurizer.resolve(spark)
+    if precision is not None:
+        resolved = precisions.with_precision(resolved, precision)
     udf = image_udf(resolved.spec, batch_size, output, top_k, list(fitted.classes),
                     task_cores(spark), head=linear_head(fitted.classifier_model))
     registered = spark.udf.register(name, udf)
     return SqlFunction(name, output, resolved.model_name, resolved.weights,
-                       OUTPUT_TYPES[output], registered)
+                       OUTPUT_TYPES[output], registered, resolved.spec.precision)
 
 
 __all__ = ["register_sql_function", "SqlFunction", "SQL_OUTPUTS", "LinearHead"]

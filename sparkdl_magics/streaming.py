@@ -82,12 +82,13 @@ def featurize_stream(df: Any, model: str = defaults.MODEL,
                      weights: Optional[str] = defaults.WEIGHTS,
                      layer: Optional[str] = None, batch_size: int = defaults.BATCH_SIZE,
                      preprocess: Optional[str] = None, input_col: Optional[str] = None,
-                     unsafe: bool = False) -> Any:
+                     unsafe: bool = False, precision: str = defaults.PRECISION) -> Any:
     """Pooled features of a (streaming) image DataFrame; failed images keep null
-    ``features`` and a reason in ``featurize_error``. Nothing runs until it is written."""
+    ``features`` and a reason in ``featurize_error``. Nothing runs until it is written.
+    ``precision``: the number type the model runs in (see :mod:`sparkdl_magics.precision`)."""
     col = input_col or image_column(df)
     featurizer = build_featurizer(model, weights, layer, batch_size, preprocess, unsafe,
-                                  input_col=col, error_col=ERROR_COL)
+                                  input_col=col, error_col=ERROR_COL, precision=precision)
     out = featurizer.transform(df)
     return out.drop(*[c for c in (CONTENT_COL, IMAGE_COL, col) if c in out.columns])
 

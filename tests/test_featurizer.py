@@ -342,3 +342,47 @@ def test_featurize_magic_checks_the_augment_option_when_parsing(ip):
     ip.user_ns["some_images"] = object()
     with pytest.raises(UsageError, match=r"option 'augment': unknown operation 'flp'.*did you mean 'flip'"):
         ip.run_cell("%%featurize some_images\naugment: flp, copies=2")
+
+
+# --------------------------------------------------------------------------- precision
+
+def _cosines(a, b):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return (a * b).sum(-1) / np.linalg.norm(a, axis=-1) / np.linalg.norm(b, axis=-1)
+
+
+def test_bfloat16_features_match_float32_and_the_precision_param_is_saved(
+        spark, image_folder, small_weights, tmp_path):
+    from sparkdl_magics.errors import OptionError
+    from sparkdl_magics.featurizer import DeepImageFeaturizer
+    df = binary_images(spark, image_folder / "tulips").limit(6)
+    common = dict(modelName=SMALL, weights=str(small_weights), batchSize=4)
+    fp32 = features_by_path(DeepImageFeaturizer(**common).transform(df))
+    stage = DeepImageFeaturizer(precision="BF16", **common)
+    assert stage.getPrecision() == "bfloat16"
+    bf16 = features_by_path(stage.transform(df))
+    assert set(bf16) == set(fp32) and len(bf16) == 6
+    paths = sorted(fp32)
+    got, want = np.stack([bf16[p] for p in paths]), np.stack([fp32[p] for p in paths])
+    assert not np.array_equal(got, want)  # it really ran differently...
+    assert _cosines(got, want).min() > 0.99  # ...and agrees with float32
+    stage.write().overwrite().save(str(tmp_path / "stage"))
+    assert DeepImageFeaturizer.load(str(tmp_path / "stage")).getPrecision() == "bfloat16"
+    with pytest.raises(OptionError, match=r"unknown precision 'int8' \(valid: float32, "
+                       r"bfloat16, float16, auto\)"):
+        DeepImageFeaturizer(precision="int8", **common)
+
+
+def test_featurize_magic_precision_auto_says_what_ran_and_dlmodels_shows_it(
+        ip, spark, image_folder, small_weights):
+    from sparkdl_magics.precision import HardwareFacts, choose, cpu_flags
+    here = choose(HardwareFacts(cpu_flags()))
+    ip.user_ns["flowers"] = binary_images(spark, image_folder / "daisy").limit(4)
+    ip.run_cell(f"%%featurize flowers -> auto_feats\nmodel: {SMALL}\nweights: {small_weights}\n"
+                "precision: auto\n")
+    fs = ip.user_ns["auto_feats"]
+    assert fs.stats["precision"] == f"auto -> {here}" and fs.stats["images"] == 4
+    table = ip.run_line_magic("dlmodels", SMALL)
+    assert table.loc[0, "precision"] == f"auto -> {here}"
+    with pytest.raises(UsageError, match=r"option 'precision': got 'bf61'.*valid: float32"):
+        ip.run_cell("%%featurize flowers\nprecision: bf61\n")

@@ -100,3 +100,17 @@ def test_predict_magic_stores_predictions(ip, spark, image_folder, top_weights):
     with pytest.raises(UsageError, match="top_k"):
         ip.run_cell("%%predict photos -> p\ntop_k: 0\n")
     ip.run_cell("%%predict?")
+
+
+def test_predict_at_bfloat16_ranks_like_float32_and_says_so(spark, image_folder, top_weights):
+    from sparkdl_magics import predict
+    df = binary_images(spark, image_folder / "roses").orderBy("path").limit(4)
+    fp32 = {r["path"]: r for r in predict(df, model=SMALL, weights=str(top_weights),
+                                          top_k=3).df.collect()}
+    result = predict(df, model=SMALL, weights=str(top_weights), top_k=3, precision="bfloat16")
+    assert result.stats["precision"] == "bfloat16"
+    bf16 = {r["path"]: r for r in result.df.collect()}
+    assert set(bf16) == set(fp32) and len(bf16) == 4
+    for path, row in bf16.items():
+        assert row["prediction"] == fp32[path]["prediction"]
+        assert abs(row["probability"] - fp32[path]["probability"]) < 0.05

@@ -98,3 +98,24 @@ def test_sql_function_in_classic_mode_gives_labels_top_k_and_features(spark, ima
                         ).collect()
     png = {Path(local_path(r["path"])).name: r["label"] for r in structs}
     assert len(png) >= 1 and all(isinstance(v, str) for v in png.values())
+
+
+def test_sql_function_runs_at_the_precision_asked(spark, image_folder, tmp_path):
+    from helpers import write_weights
+
+    from sparkdl_magics import register_sql_function
+    weights = str(write_weights(SMALL, tmp_path))
+    df = binary_images(spark, image_folder / "daisy").limit(5)
+    df.createOrReplaceTempView("precision_images")
+    fp32 = register_sql_function("feats32", model=SMALL, weights=weights, output="features",
+                                 spark=spark)
+    bf16 = register_sql_function("feats16", model=SMALL, weights=weights, output="features",
+                                 precision="bfloat16", spark=spark)
+    assert (fp32.precision, bf16.precision) == ("float32", "bfloat16")
+    rows = spark.sql("SELECT feats32(content) AS a, feats16(content) AS b "
+                     "FROM precision_images").collect()
+    a = np.array([r["a"] for r in rows], dtype=np.float64)
+    b = np.array([r["b"] for r in rows], dtype=np.float64)
+    assert len(rows) == 5 and not np.array_equal(a, b)
+    cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    assert cos.min() > 0.99

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from .. import defaults
-from ..options import Option, as_bool, as_int, as_str
+from ..options import Option, as_bool, as_choice, as_int, as_str
+from ..precision import PRECISIONS
 
 BATCH_SIZE = Option("batch_size", defaults.BATCH_SIZE, "images per model call in each Spark task",
                     as_int(minimum=1), nullable=False)
@@ -25,6 +26,10 @@ def _partitions(value):
 PARTITIONS = Option("partitions", "auto", "auto: spread the images evenly over the Spark "
                     "cores (a shuffle of the compressed bytes, or a merge of partitions for "
                     "large sets); 0: keep the input's partitions; N: N partitions", _partitions)
+PRECISION = Option("precision", defaults.PRECISION, "the number type the model runs in on "
+                   "the workers (auto: bfloat16 on CPUs with AVX512-BF16/AMX and on GPUs of "
+                   "compute capability 8.0+, float16 on older GPUs, else float32); features "
+                   "are float32 either way", as_choice(*PRECISIONS), nullable=False)
 UNSAFE = Option("unsafe", False, "user model files: allow Python code (Lambda layers); only "
                 "for files you trust", as_bool)
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from .. import defaults
 from ..options import MagicCall, MagicSpec, Option, as_str
+from .common import PRECISION
 from .runner import Context
 
 SPEC = MagicSpec(
@@ -22,6 +23,7 @@ SPEC = MagicSpec(
         Option("path", "", "image folder, glob or URI to start the form with", as_str),
         Option("model", defaults.MODEL, "model to start the form with (see %dlmodels)", as_str),
         Option("classifier", defaults.CLASSIFIER, "classifier to start the form with", as_str),
+        PRECISION,
     ),
 )
 
@@ -29,7 +31,8 @@ SPEC = MagicSpec(
 def run(call: MagicCall, ctx: Context) -> Any:
     from ..app import App
     opts = call.options
-    app = App(path=opts["path"] or "", model=opts["model"], classifier=opts["classifier"])
+    app = App(path=opts["path"] or "", model=opts["model"], classifier=opts["classifier"],
+              precision=opts["precision"])
     if call.positional:
         ctx.store(call.positional[0], app)
     return app

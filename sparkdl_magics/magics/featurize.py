@@ -10,7 +10,7 @@ from typing import Any
 from .. import defaults
 from ..errors import OptionError
 from ..options import MagicCall, MagicSpec, Option, as_int, as_str, kwargs_for
-from .common import BATCH_SIZE, PARTITIONS, PREPROCESS, UNSAFE, lookup_images
+from .common import BATCH_SIZE, PARTITIONS, PRECISION, PREPROCESS, UNSAFE, lookup_images
 from .runner import Context
 
 
@@ -40,6 +40,7 @@ SPEC = MagicSpec(
                "penultimate/pooled output]", as_str),
         PREPROCESS,
         BATCH_SIZE,
+        PRECISION,
         PARTITIONS,
         Option("cache", "memory", "memory (memory-and-disk), none, or a folder to write the "
                "features to as Parquet", as_str),
@@ -59,7 +60,8 @@ def run(call: MagicCall, ctx: Context) -> Any:
     name = call.positional[0]
     images = lookup_images(ctx, name)
     kwargs = kwargs_for(call, ("model", "weights", "layer", "preprocess", "batch_size",
-                               "cache", "unsafe", "augment", "seed", "partitions"))
+                               "cache", "unsafe", "augment", "seed", "partitions",
+                               "precision"))
     with ctx.progress_scope("featurize"):
         features = featurize(images, **kwargs)
     ctx.store(call.output or f"{name}_features", features)

@@ -10,7 +10,7 @@ from typing import Any
 from .. import defaults
 from ..options import MagicCall, MagicSpec, Option, as_int, as_list_of, as_str, kwargs_for
 from ..results import FineTunedModel
-from .common import BATCH_SIZE, PARTITIONS, PREPROCESS, UNSAFE, lookup_images
+from .common import BATCH_SIZE, PARTITIONS, PRECISION, PREPROCESS, UNSAFE, lookup_images
 from .runner import Context
 
 SPEC = MagicSpec(
@@ -28,6 +28,7 @@ SPEC = MagicSpec(
         Option("top_k", defaults.TOP_K, "how many classes to return per image", as_int(minimum=1),
                nullable=False),
         BATCH_SIZE,
+        PRECISION,
         PARTITIONS,
         Option("labels", None, "user model files: class names, in output order [default: "
                "ImageNet names for 1000 outputs, else the index]", as_list_of(as_str)),
@@ -46,7 +47,7 @@ def run(call: MagicCall, ctx: Context) -> Any:
     name = call.positional[0]
     images = lookup_images(ctx, name)
     kwargs = kwargs_for(call, ("model", "weights", "top_k", "batch_size", "labels",
-                               "preprocess", "unsafe", "partitions"))
+                               "preprocess", "unsafe", "partitions", "precision"))
     named = ctx.shell.user_ns.get(str(kwargs.get("model")))
     if isinstance(named, FineTunedModel):  # model: <a %%finetune result>
         kwargs["model"] = named

@@ -1,0 +1,214 @@
+"""precision: what ``auto`` picks for given hardware, and that a reduced precision really
+runs the convolutions in that type (the traced graph's ops), with float32 features out.
+
+Real Keras models throughout: a small functional CNN with BatchNorm built here, a saved
+``.keras`` file, a subclassed model, and MobileNetV3Small from ``keras.applications``.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from helpers import SMALL
+
+CONV_OPS = ("Conv2D", "DepthwiseConv2dNative", "MatMul", "BatchMatMulV2")
+
+
+def _cnn(keras, seed=3):
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.Conv2D(8, 3, padding="same", name="folded_conv")(inputs)
+    x = keras.layers.BatchNormalization(name="folded_bn")(x)  # folded into the conv
+    x = keras.layers.Activation("relu")(x)
+    x = keras.layers.Conv2D(16, 3, strides=2, activation="relu")(x)
+    x = keras.layers.BatchNormalization(name="kept_bn")(x)  # after an activation: kept
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(5, activation="softmax")(x)
+    model = keras.Model(inputs, outputs)
+    rng = np.random.default_rng(seed)
+    for name in ("folded_bn", "kept_bn"):  # statistics that change the features
+        norm = model.get_layer(name)
+        norm.set_weights([rng.uniform(0.5, 1.5, w.shape) if i in (0, 3) else
+                          rng.normal(0, 0.2, w.shape) for i, w in enumerate(norm.get_weights())])
+    return model
+
+
+def _compute_types(loaded, example):
+    """{op type: {dtype}} of the matmul/conv ops in the graph the runner traces."""
+    import tensorflow as tf
+
+    from sparkdl_magics.inference import batch_function
+    function = batch_function(loaded.model, example)
+    graph = function.get_concrete_function().graph
+    types = {}
+    for op in graph.get_operations():
+        if op.type in CONV_OPS:
+            types.setdefault(op.type, set()).add(tf.as_dtype(op.get_attr("T")).name)
+    return types
+
+
+def _cosines(a, b):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+
+
+# --------------------------------------------------------------------------- auto, pure
+
+@pytest.mark.parametrize("cpu, gpus, want", [
+    ({"avx2", "avx512f", "avx512_bf16"}, (), "bfloat16"),   # Zen 4 / Cooper Lake
+    ({"avx2", "amx_bf16", "amx_tile"}, (), "bfloat16"),     # Sapphire Rapids (AMX)
+    ({"avx2", "avx512f"}, (), "float32"),                   # no native bf16: emulated is slower
+    (set(), (), "float32"),                                 # unknown CPU (no /proc/cpuinfo)
+    ({"avx2"}, ((8, 0),), "bfloat16"),                      # A100
+    ({"avx2"}, ((9, 0), (8, 6)), "bfloat16"),               # H100 + A10
+    ({"avx512_bf16"}, ((7, 5),), "float16"),                # T4: the GPU decides, not the CPU
+    ({"avx2"}, ((8, 0), (7, 0)), "float16"),                # mixed: what every GPU runs
+])
+def test_auto_picks_the_fastest_native_type_for_the_hardware(cpu, gpus, want):
+    from sparkdl_magics.precision import HardwareFacts, choose, resolve
+    facts = HardwareFacts(frozenset(cpu), gpus)
+    assert choose(facts) == want
+    assert resolve("auto", facts) == want
+    assert resolve("float16", facts) == "float16"  # an explicit choice is kept
+
+
+def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
+    from sparkdl_magics.precision import cpu_flags
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\n"
+                       "flags\t\t: fpu sse avx2 avx512f avx512_bf16\n\nprocessor\t: 1\n")
+    assert cpu_flags(str(cpuinfo)) == {"fpu", "sse", "avx2", "avx512f", "avx512_bf16"}
+    assert cpu_flags(str(tmp_path / "missing")) == frozenset()
+
+
+def test_precision_names_are_checked_in_one_line():
+    from sparkdl_magics.errors import OptionError
+    from sparkdl_magics.precision import check
+    assert check("BF16") == "bfloat16" and check(" float16 ") == "float16"
+    assert check("Auto") == "auto" and check("fp32") == "float32"
+    with pytest.raises(OptionError, match=r"did you mean 'bfloat16'.*valid: float32, "
+                       r"bfloat16, float16, auto") as err:
+        check("bfloat61")
+    assert "\n" not in str(err.value)
+
+
+# --------------------------------------------------------------------------- applying it
+
+@pytest.mark.parametrize("precision", ["bfloat16", "float16"])
+def test_reduced_precision_runs_convolutions_in_that_type_with_float32_out(precision):
+    import keras
+
+    from sparkdl_magics.inference import LoadedModel
+    from sparkdl_magics.precision import apply
+    model = _cnn(keras)
+    x = np.random.default_rng(0).uniform(0, 1, (6, 32, 32, 3)).astype(np.float32)
+    reduced, ran = apply(model, precision)
+    assert ran == precision and reduced is not model
+    policy = {layer.name: layer.dtype_policy.name for layer in reduced.layers}
+    kinds = {layer.name: type(layer).__name__ for layer in reduced.layers}
+    assert policy["folded_conv"] == precision and kinds["folded_bn"] == "Identity"
+    assert kinds["kept_bn"] == "BatchNormalization" and policy["kept_bn"] == "float32"
+    assert policy[reduced.layers[-1].name] == "float32"  # the output layer (probabilities)
+    assert _compute_types(LoadedModel(None, reduced, lambda v: v), x) == \
+        {"Conv2D": {precision}, "MatMul": {"float32"}}
+    assert _compute_types(LoadedModel(None, model, lambda v: v), x) == \
+        {"Conv2D": {"float32"}, "MatMul": {"float32"}}
+    want = model.predict(x, verbose=0)
+    got = LoadedModel(None, reduced, lambda v: v).run(x)
+    assert got.dtype == np.float32
+    assert _cosines(got, want).min() > 0.999
+    assert apply(model, "float32") == (model, "float32")
+
+
+def test_a_registry_model_runs_at_the_spec_precision_and_is_cached_per_precision(weights_dir):
+    from helpers import write_weights
+
+    from sparkdl_magics import inference
+    from sparkdl_magics.models import get_model_info
+    from sparkdl_magics.weights import resolve_spec
+    inference.clear_cache()
+    spec = resolve_spec(SMALL, str(write_weights(SMALL, weights_dir))).spec
+    bf16 = dataclasses.replace(spec, precision="bfloat16")
+    assert spec.precision == "float32" and bf16 != spec and hash(bf16) != hash(spec)
+    size = get_model_info(SMALL).size
+    images = np.random.default_rng(1).integers(0, 255, (4, size, size, 3), dtype=np.uint8)
+    before = inference.build_count
+    fp32_model = inference.get_model(spec)
+    bf16_model = inference.get_model(bf16)
+    assert inference.get_model(spec) is fp32_model and inference.get_model(bf16) is bf16_model
+    assert inference.build_count == before + 2
+    assert (fp32_model.precision, bf16_model.precision) == ("float32", "bfloat16")
+    types = _compute_types(bf16_model, bf16_model.preprocess(images.astype(np.float32)))
+    assert types["Conv2D"] == {"bfloat16"} and types["DepthwiseConv2dNative"] == {"bfloat16"}
+    want, got = fp32_model.predict(images), bf16_model.predict(images)
+    assert got.dtype == np.float32 and got.shape == want.shape
+    assert _cosines(got, want).min() > 0.99
+    inference.clear_cache()
+
+
+def test_auto_on_this_machine_is_what_its_cpu_flags_say(weights_dir):
+    from sparkdl_magics import inference
+    from sparkdl_magics.precision import HardwareFacts, choose, cpu_flags
+    from sparkdl_magics.weights import resolve_spec
+    from helpers import write_weights
+    spec = dataclasses.replace(resolve_spec(SMALL, str(write_weights(SMALL, weights_dir))).spec,
+                               precision="auto")
+    loaded = inference.build(spec)
+    assert loaded.precision == choose(HardwareFacts(cpu_flags()))
+
+
+def test_user_model_files_run_at_reduced_precision_and_subclassed_ones_say_they_cannot(tmp_path):
+    import keras
+
+    from sparkdl_magics import inference
+    from sparkdl_magics.errors import OptionError
+    from sparkdl_magics.inference import ModelSpec, ShippedFile
+    path = tmp_path / "cnn.keras"
+    _cnn(keras, seed=5).save(str(path))
+    spec = ModelSpec(model_file=ShippedFile("cnn.keras", str(path)), input_size=(32, 32),
+                     preprocess="unit")
+    images = np.random.default_rng(2).integers(0, 255, (5, 32, 32, 3), dtype=np.uint8)
+    fp32 = inference.build(spec)
+    bf16 = inference.build(dataclasses.replace(spec, precision="bfloat16"))
+    assert bf16.precision == "bfloat16"
+    assert _compute_types(bf16, images.astype(np.float32))["Conv2D"] == {"bfloat16"}
+    assert _cosines(bf16.predict(images), fp32.predict(images)).min() > 0.999
+
+    @keras.saving.register_keras_serializable(package="sparkdl_test")
+    class Net(keras.Model):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.conv = keras.layers.Conv2D(4, 3)
+            self.pool = keras.layers.GlobalAveragePooling2D()
+
+        def call(self, x):
+            return self.pool(self.conv(x))
+
+    net = Net()
+    net(np.zeros((1, 32, 32, 3), np.float32))
+    sub = tmp_path / "sub.keras"
+    net.save(str(sub))
+    sub_spec = ModelSpec(model_file=ShippedFile("sub.keras", str(sub)), input_size=(32, 32),
+                         preprocess="unit", precision="bfloat16")
+    with pytest.raises(OptionError, match=r"option 'precision': sub.keras cannot run at "
+                       "bfloat16") as err:
+        inference.build(sub_spec)
+    assert "\n" not in str(err.value)
+    # auto takes what the model can do: float32 here, said so
+    assert inference.build(dataclasses.replace(sub_spec, precision="auto")).precision == "float32"
+
+
+def test_a_savedmodel_folder_at_reduced_precision_is_refused_on_the_driver():
+    from sparkdl_magics.errors import OptionError
+    from sparkdl_magics.inference import ModelSpec, ShippedFile
+    from sparkdl_magics.precision import with_precision
+    from sparkdl_magics.weights import Resolved
+    resolved = Resolved(ModelSpec(model_file=ShippedFile("saved.zip", "/nowhere/saved.zip",
+                                                         archive=True)), "saved", "none", 8)
+    assert with_precision(resolved, "auto").spec.precision == "auto"
+    assert resolved.spec.precision == "float32"  # a copy: the resolved choice is shared
+    with pytest.raises(OptionError, match=r"SavedModel folder runs at float32 only \(got "
+                       r"bfloat16; valid here: float32, auto\)"):
+        with_precision(resolved, "bf16")
