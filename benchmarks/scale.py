@@ -119,7 +119,7 @@ def listed_files(spark, folder: str) -> tuple:
 
 
 def run_one(n: int, folder: str, model: str, master: str, driver_memory: str,
-            batch_size: int, histogram: int = 0) -> dict:
+            batch_size: int, histogram: int = 0, stages=STAGES) -> dict:
     """The four stages on a fresh session; per stage seconds, peak RSS, live heap."""
     from sparkdl_magics import featurize, fit, load_images, session
     conf = {"spark.ui.enabled": "false"}
@@ -139,7 +139,7 @@ def run_one(n: int, folder: str, model: str, master: str, driver_memory: str,
         "fit": lambda features: fit(features, "logistic_regression", maxIter=20),
     }
     value = None
-    for stage in STAGES:
+    for stage in stages:  # each needs the ones before it
         with PeakRSS() as peak:
             t = time.perf_counter()
             value = steps[stage](value)
@@ -173,8 +173,10 @@ def table(results: list) -> str:
     for r in results:
         p = peaks(r)
         st = r["stages"]
-        live = "/".join(f"{st[s].get('heap_live', 0) / MB:.0f}" for s in STAGES)
-        lines.append(f"{r['n']:>7} | " + " ".join(f"{st[s]['seconds']:>8.1f}s" for s in STAGES)
+        live = "/".join(f"{st[s].get('heap_live', 0) / MB:.0f}" for s in STAGES if s in st)
+        lines.append(f"{r['n']:>7} | "
+                     + " ".join(f"{st[s]['seconds']:>8.1f}s" if s in st else f"{'-':>9}"
+                                for s in STAGES)
                      + " | " + " ".join(f"{p[k] / MB:>10.0f} MB" for k in KINDS)
                      + f" | {live}")
     return "\n".join(lines)
@@ -186,7 +188,8 @@ def stage_table(results: list) -> str:
     for r in results:
         cells = [f"{s} {r['stages'][s]['driver_python'] / MB:.0f}/"
                  f"{r['stages'][s]['driver_jvm'] / MB:.0f}"
-                 f" ({r['stages'][s].get('heap_committed', 0) / MB:.0f})" for s in STAGES]
+                 f" ({r['stages'][s].get('heap_committed', 0) / MB:.0f})" for s in STAGES
+                 if s in r["stages"]]
         lines.append(f"{r['n']:>7}: " + ", ".join(cells))
     return "\n".join(lines)
 
@@ -228,6 +231,8 @@ def main(argv=None) -> int:
     ap.add_argument("--histogram", type=int, default=0, metavar="K",
                     help="after each stage, print the K classes holding most of the driver "
                     "JVM's live heap")
+    ap.add_argument("--until", choices=STAGES, default=STAGES[-1],
+                    help="the last stage to run (load: just the driver's listing and plan)")
     ap.add_argument("--table", nargs="+", metavar="JSON",
                     help="print the table of results saved with --json (no run)")
     ap.add_argument("--one", type=int, help=argparse.SUPPRESS)  # the child process
@@ -243,7 +248,8 @@ def main(argv=None) -> int:
     model = model_choice(workdir, args.input)
     if args.one:
         result = run_one(args.one, str(image_folder(workdir, args.one)), model, args.master,
-                         args.driver_memory, args.batch_size, args.histogram)
+                         args.driver_memory, args.batch_size, args.histogram,
+                         STAGES[:STAGES.index(args.until) + 1])
         print("RESULT " + json.dumps(result), flush=True)
         return 0
 
@@ -255,7 +261,7 @@ def main(argv=None) -> int:
         cmd = [sys.executable, __file__, "--one", str(n), "--master", args.master,
                "--input", str(args.input), "--batch-size", str(args.batch_size),
                "--workdir", str(workdir), "--driver-memory", args.driver_memory,
-               "--histogram", str(args.histogram)]
+               "--histogram", str(args.histogram), "--until", args.until]
         t = time.perf_counter()
         proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
         line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
