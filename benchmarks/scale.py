@@ -119,14 +119,16 @@ def listed_files(spark, folder: str) -> tuple:
 
 
 def run_one(n: int, folder: str, model: str, master: str, driver_memory: str,
-            batch_size: int, histogram: int = 0, stages=STAGES) -> dict:
+            batch_size: int, histogram: int = 0, stages=STAGES, extra_conf=()) -> dict:
     """The four stages on a fresh session; per stage seconds, peak RSS, live heap."""
     from sparkdl_magics import featurize, fit, load_images, session
     conf = {"spark.ui.enabled": "false"}
     if driver_memory:
         conf["spark.driver.memory"] = driver_memory
+    conf.update(item.split("=", 1) for item in extra_conf)
     spark = session.start_local(master, conf=conf)
     out = {"n": n, "master": master, "stages": {}, "batch_size": batch_size,
+           "conf": list(extra_conf),
            "model": f"MobileNetV3Small (untrained) {os.path.basename(model)}",
            "driver_memory": spark.conf.get("spark.driver.memory")}
     named = not model.endswith(".keras")
@@ -231,6 +233,8 @@ def main(argv=None) -> int:
     ap.add_argument("--histogram", type=int, default=0, metavar="K",
                     help="after each stage, print the K classes holding most of the driver "
                     "JVM's live heap")
+    ap.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE",
+                    help="more Spark settings for the session (repeatable)")
     ap.add_argument("--until", choices=STAGES, default=STAGES[-1],
                     help="the last stage to run (load: just the driver's listing and plan)")
     ap.add_argument("--table", nargs="+", metavar="JSON",
@@ -249,7 +253,7 @@ def main(argv=None) -> int:
     if args.one:
         result = run_one(args.one, str(image_folder(workdir, args.one)), model, args.master,
                          args.driver_memory, args.batch_size, args.histogram,
-                         STAGES[:STAGES.index(args.until) + 1])
+                         STAGES[:STAGES.index(args.until) + 1], args.conf)
         print("RESULT " + json.dumps(result), flush=True)
         return 0
 
@@ -261,7 +265,8 @@ def main(argv=None) -> int:
         cmd = [sys.executable, __file__, "--one", str(n), "--master", args.master,
                "--input", str(args.input), "--batch-size", str(args.batch_size),
                "--workdir", str(workdir), "--driver-memory", args.driver_memory,
-               "--histogram", str(args.histogram), "--until", args.until]
+               "--histogram", str(args.histogram), "--until", args.until,
+               *[f"--conf={c}" for c in args.conf]]
         t = time.perf_counter()
         proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
         line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
@@ -283,7 +288,7 @@ def report(results: list) -> int:
     print(f"\nmaster {r0['master']}, spark.driver.memory {r0['driver_memory']}, model "
           f"{r0.get('model', 'MobileNetV3Small (untrained) 64x64')}, batch "
           f"{r0.get('batch_size', 64)}, {os.cpu_count()} CPUs; images 64x48 JPEG in 4 "
-          "classes, split 0.8")
+          "classes, split 0.8" + "".join(f"; {c}" for c in r0.get("conf", [])))
     print(table(results))
     print(stage_table(results))
     for r in results:
