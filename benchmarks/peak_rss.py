@@ -51,20 +51,32 @@ class PeakRSS:
         me = psutil.Process()
         self._max("driver_python", me.memory_info().rss)
         workers = 0
-        for child in me.children(recursive=True):
-            try:
-                cmd = " ".join(child.cmdline())
-                rss = child.memory_info().rss
-            except psutil.Error:
-                continue
-            if "java" in cmd.split(" ")[0]:
-                self._max("executor_jvm" if "CoarseGrainedExecutorBackend" in cmd
-                          else "driver_jvm", rss)
-            elif "pyspark.worker" in cmd or "pyspark.daemon" in cmd:
+        for role, child, rss in spark_processes(me):
+            if role == "worker":
                 workers += rss
                 self._max("worker_max", rss)
                 self.workers_seen.add(child.pid)
+            else:
+                self._max(role, rss)
         self._max("workers_sum", workers)
 
     def _max(self, role: str, value: int) -> None:
         self.peak[role] = max(self.peak[role], value)
+
+
+def spark_processes(me: "psutil.Process | None" = None):
+    """``(role, process, rss)`` for each Spark process under *me* (default: this one):
+    role ``driver_jvm``, ``executor_jvm`` or ``worker`` (``pyspark.daemon`` and the
+    workers it forks, which keep its command line)."""
+    me = me or psutil.Process()
+    for child in me.children(recursive=True):
+        try:
+            cmd = " ".join(child.cmdline())
+            rss = child.memory_info().rss
+        except psutil.Error:
+            continue
+        if "java" in cmd.split(" ")[0]:
+            role = "executor_jvm" if "CoarseGrainedExecutorBackend" in cmd else "driver_jvm"
+            yield role, child, rss
+        elif "pyspark.worker" in cmd or "pyspark.daemon" in cmd:
+            yield "worker", child, rss
