@@ -380,8 +380,9 @@ def _start_local_connect(master: str, conf: Optional[Mapping[str, str]]) -> Any:
     check_java()
     _prepare_local_environment(master)
     port = _free_port()
-    server_conf = {**_local_conf(), **dict(conf or {}),
-                   "spark.connect.grpc.binding.port": str(port)}
+    # progress every 0.5 s (Spark's default is 2 s: a shorter stage is never reported)
+    server_conf = {**_local_conf(), "spark.connect.progress.reportInterval": "500ms",
+                   **dict(conf or {}), "spark.connect.grpc.binding.port": str(port)}
     os.environ["SPARK_LOCAL_REMOTE"] = "1"  # lets session.stop() stop the server too
     with quiet_jvm_stderr():
         ConnectSession._start_connect_server(master, server_conf)

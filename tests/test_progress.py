@@ -20,16 +20,19 @@ from sparkdl_magics.display.progress import TextProgressView, WidgetProgressView
 
 
 def _multistage(spark, task_seconds=0.0):
-    """A shuffle: a map stage over 4 partitions (each map task taking at least
-    *task_seconds*), then the reduce side."""
+    """A shuffle: a map stage over 4 partitions, then the reduce side (each task of
+    both taking at least *task_seconds*)."""
     df = spark.range(0, 2000, numPartitions=4)
-    if task_seconds:
-        def slow(batches):
-            import time as _time
-            _time.sleep(task_seconds)
-            yield from batches
-        df = df.mapInPandas(slow, df.schema)
-    return df.groupBy((df.id % 5).alias("k")).count().collect()
+    if not task_seconds:
+        return df.groupBy((df.id % 5).alias("k")).count().collect()
+
+    def slow(batches):
+        import time as _time
+        _time.sleep(task_seconds)
+        yield from batches
+    mapped = df.mapInPandas(slow, df.schema)
+    counts = mapped.groupBy((mapped.id % 5).alias("k")).count()
+    return counts.mapInPandas(slow, counts.schema).collect()  # the reduce side takes time too
 
 
 def _sleepy_udf(seconds):
@@ -189,7 +192,7 @@ def test_connect_widget_ends_with_every_task_of_every_stage(spark_connect):
         # The server reports progress from an asynchronous Spark listener: a query of a
         # fraction of a second can end before that listener saw its job (seen once in CI,
         # no stage ever reported), so the map tasks here last a second each.
-        rows = _multistage(spark_connect, task_seconds=1.0)
+        rows = _multistage(spark_connect, task_seconds=1.5)
     assert sorted(r["k"] for r in rows) == [0, 1, 2, 3, 4]
     snap = scope.snapshot()
     _assert_complete(snap, "connect")
@@ -502,8 +505,10 @@ def _cells_end_complete(ip, folder, spark):
             snap = progress.last
             assert snap is not None and snap.label == label, (label, snap)
             assert snap.status == "done", (label, snap.as_dict())
-            assert snap.tasks_total > 0 and snap.tasks_done == snap.tasks_total, \
-                (label, snap.as_dict())
+            assert snap.tasks_done == snap.tasks_total, (label, snap.as_dict())
+            # a Connect server reports progress every so often: an operation shorter than
+            # that (a quick %%dlload job) may never be reported; a local session's may
+            assert snap.tasks_total > 0 or snap.source == "connect", (label, snap.as_dict())
             line = snap.describe()
             assert line.startswith(f"{label}: done") and line.count(f"{label}:") == 1, line
             ids = [s.stage_id for s in snap.stages]
