@@ -82,25 +82,21 @@ def _previews(images: ImageSet) -> str:
 
 
 def _invalid(images: Any) -> str:
-    invalid = images.invalid
-    if not len(invalid):
-        return ""
-    items = "".join(f"<li>{_e(r.path)}: {_e(r.reason)}</li>"
-                    for r in invalid.head(MAX_INVALID_SHOWN).itertuples())
-    more = len(invalid) - MAX_INVALID_SHOWN
-    tail = f"<li>… {more} more (see .invalid)</li>" if more > 0 else ""
-    return (f"<details><summary>{len(invalid)} invalid file(s), not loaded</summary>"
-            f"<ul>{items}{tail}</ul></details>")
+    return _files_with_reasons(images.invalid, "invalid", "invalid file(s), not loaded")
 
 
 def _skipped(images: Any) -> str:
     """The files that are no images (system files, others), each with its reason."""
-    skipped = images.skipped
-    if skipped is None or not len(skipped):
+    return _files_with_reasons(images.skipped, "skipped", "file(s) skipped, not images")
+
+
+def _files_with_reasons(files: Any, attribute: str, what: str) -> str:
+    """A folded list of (path, reason) rows: the first few, and how many more."""
+    if files is None or not len(files):
         return ""
     items = "".join(f"<li>{_e(r.path)}: {_e(r.reason)}</li>"
-                    for r in skipped.head(MAX_INVALID_SHOWN).itertuples())
-    more = len(skipped) - MAX_INVALID_SHOWN
-    tail = f"<li>… {more} more (see .skipped)</li>" if more > 0 else ""
-    return (f"<details><summary>{len(skipped)} file(s) skipped, not images</summary>"
+                    for r in files.head(MAX_INVALID_SHOWN).itertuples())
+    more = len(files) - MAX_INVALID_SHOWN
+    tail = f"<li>… {more} more (see .{attribute})</li>" if more > 0 else ""
+    return (f"<details><summary>{len(files)} {what}</summary>"
             f"<ul>{items}{tail}</ul></details>")
