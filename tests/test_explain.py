@@ -136,12 +136,12 @@ def test_cam_peak_falls_on_the_object_with_a_trained_backbone(spark, backbone, s
     _seen["model"] = str(tmp_path / "fitted")
     model.save(_seen["model"])
 
-    # a classifier without class weights is refused in one line, before any Spark job
+    # CAM for a classifier without class weights is refused in one line, before any job
     from sparkdl_magics import fit
     from sparkdl_magics.errors import OptionError
     forest = fit(model.features, "random_forest", numTrees=3)
     with pytest.raises(OptionError, match="needs a linear classifier") as info:
-        explain(forest)
+        explain(forest, method="cam")
     assert "\n" not in str(info.value)
 
 
@@ -237,10 +237,9 @@ def test_unsupported_classifiers_and_methods_are_one_line_errors():
     assert choose_method("logistic_regression", "auto", lambda: True) == "cam"
     assert choose_method("logistic_regression", "auto", lambda: False) == "gradcam"
     assert choose_method("linear_svc", "gradcam", lambda: True) == "gradcam"
-    cases = [("random_forest", "auto", "needs a linear classifier (logistic_regression, "
+    cases = [("random_forest", "cam", "needs a linear classifier (logistic_regression, "
               "linear_svc)"),
              ("mlp", "cam", "a mlp model has no class weights"),
-             ("logistic_regression", "occlusion", "occlusion is not available"),
              ("logistic_regression", "lime", "method"),
              ]
     for classifier, method, words in cases:
