@@ -141,8 +141,9 @@ def _check_target(cls: Any, classes: Sequence[str]) -> str:
 
 def choose_method(classifier: str, method: Any, pooled: Any) -> str:
     """``cam``, ``gradcam`` or ``occlusion`` for *classifier*, or a one-line error
-    naming who supports what. *pooled*: a callable (it may load the model) saying whether the features
-    are the global average of the last maps (CAM is exact only then)."""
+    naming who supports what. *pooled*: a callable (it may load the model) saying
+    whether the features are the global average of the last maps (CAM is exact only
+    then)."""
     method = str(method).strip().lower()
     if method not in METHODS:
         raise unknown_choice("method", method, METHODS)

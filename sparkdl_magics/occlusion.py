@@ -27,7 +27,6 @@ featurizing that many images: 12 x 50 = 600 at the defaults, at most 48 x 257 = 
 """
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 

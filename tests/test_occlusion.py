@@ -206,3 +206,24 @@ def test_grids_are_checked_in_one_line():
         covered[y0:y1, x0:x1] = True
     assert len(boxes) == 49 and covered.all()
     assert boxes[24] == (23, 23, 41, 41)  # the centre cell's patch
+
+
+# --------------------------------------------------------------------------- Spark Connect
+
+@pytest.mark.slow
+def test_occlusion_runs_over_spark_connect(spark_connect, backbone, shapes):
+    """No SparkContext on the path: the classifier stage and the runner work over
+    Connect, and the maps equal a second run's."""
+    from sparkdl_magics import explain, featurize, fit, load_images
+    root, boxes = shapes
+    images = load_images(str(root), split=0.5, seed=3, spark=spark_connect)
+    features = featurize(images, model=str(backbone), preprocess="tf", batch_size=16)
+    forest = fit(features, "random_forest", numTrees=5, maxDepth=4)
+    paths = [sorted(boxes)[0], sorted(boxes)[-1]]
+    first = explain(forest, paths, n=2, grid=3)
+    again = explain(forest, paths, n=2, method="occlusion", grid=3)
+    assert first.method == "occlusion" and first.rows["error"].isna().all()
+    assert all(m.max() == 1.0 for m in first.maps)  # some patch hid the evidence
+    for a, b in zip(first.maps, again.maps):
+        assert a.shape == (3, 3)
+        np.testing.assert_array_equal(a, b)
