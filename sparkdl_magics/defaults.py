@@ -41,6 +41,8 @@ MULTI_LABEL_THRESHOLD = 0.5
 EXPLAIN_IMAGES = 12
 #: Heatmap opacity over the image in an explanation's overlays.
 EXPLAIN_ALPHA = 0.5
+#: Occlusion heatmaps: patch positions per side (7 x 7 patches, 50 backbone passes an image).
+OCCLUSION_GRID = 7
 #: Fine-tuning (``%%finetune``): the backbone, epochs, images per step per worker, the
 #: head's learning rate (the unfrozen backbone layers train at a tenth of it by default),
 #: the head's dropout, and the epochs without a better validation loss before stopping.

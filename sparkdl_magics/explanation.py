@@ -13,8 +13,10 @@ cached backbone turned into a heatmap model (:mod:`sparkdl_magics.cam`). Only th
 Methods: ``cam`` (exact for a linear classifier on globally averaged maps: the
 classifier's weights applied to the maps), ``gradcam`` (the classifier appended to
 the backbone as a linear layer; any feature layer), ``auto`` (CAM where exact, else
-Grad-CAM). Tree ensembles, MLPs, naive Bayes and factorization machines have no
-class weights over the features: they are refused with a one-line error.
+Grad-CAM; occlusion for any other classifier), ``occlusion`` (any classifier: the
+drop of the class's probability when a patch is hidden, :mod:`sparkdl_magics.occlusion`).
+Tree ensembles, MLPs, naive Bayes and factorization machines have no class weights
+over the features: ``auto`` explains them by occlusion.
 
 The maps are only as good as the classifier's weights: MLlib standardizes features by
 default, which lets near-constant channels (often ones firing on the background) take
@@ -33,6 +35,7 @@ import numpy as np
 from . import defaults
 from .cam import HeatmapHead, find_maps_layer, linear_head, normalise
 from .errors import DataError, OptionError, unknown_choice
+from .occlusion import check_grid, occlusion_heatmaps
 from .results import (CLASS_INDEX_COL, LABEL_COL, LABEL_NAME_COL, PATH_COL, PROBABILITIES_COL,
                       Explanation, FittedModel, ImageSet)
 from .session import is_dataframe
@@ -46,13 +49,15 @@ TARGETS = ("predicted", "true")
 
 def explain(model: Any, images: Any = None, n: int = defaults.EXPLAIN_IMAGES,
             cls: str = "predicted", method: str = "auto", alpha: float = defaults.EXPLAIN_ALPHA,
-            batch_size: int = defaults.BATCH_SIZE, spark: Any = None) -> Explanation:
+            batch_size: int = defaults.BATCH_SIZE, spark: Any = None,
+            grid: Optional[int] = None) -> Explanation:
     """Heatmaps of *n* images for a :class:`FittedModel` from ``%%fit``.
 
     *images*: an ImageSet (its test split, else all), a DataFrame of images (e.g. a
     split), a list of image paths, or None (the test split the model was trained on).
     *cls*: ``predicted``, ``true`` or a class name: whose evidence the map shows.
-    *alpha*: the heatmap's opacity in the overlays.
+    *alpha*: the heatmap's opacity in the overlays. *grid*: occlusion's patch
+    positions per side (:mod:`sparkdl_magics.occlusion`; default 7).
     """
     from .inference import check_batch_size, check_positive_int
     fitted = _check_model(model)
@@ -65,13 +70,19 @@ def explain(model: Any, images: Any = None, n: int = defaults.EXPLAIN_IMAGES,
     spark = spark or df.sparkSession
     resolved = featurizer.resolve(spark)
     method = choose_method(fitted.classifier, method, lambda: _pooled(resolved.spec))
-    head = linear_head(method, class_weights(fitted.classifier_model, len(fitted.classes)))
+    grid = check_grid(grid, method)
+    head = None if method == "occlusion" else \
+        linear_head(method, class_weights(fitted.classifier_model, len(fitted.classes)))
     chosen = _choose_images(fitted, df, n, spark)
     if not chosen:
         raise DataError("option 'images': no images to explain (the frame is empty)")
     targets = _targets(chosen, cls, fitted.classes)
-    heats = _heatmaps(df, featurizer.getInputCol(), resolved.spec, head, targets,
-                      batch_size, spark)
+    if head is None:
+        heats = occlusion_heatmaps(fitted, df, featurizer.getInputCol(), resolved.spec,
+                                   targets, grid, batch_size, spark)
+    else:
+        heats = _heatmaps(df, featurizer.getInputCol(), resolved.spec, head, targets,
+                          batch_size, spark)
     return _explanation(fitted, chosen, targets, heats, method, cls, alpha)
 
 
@@ -129,20 +140,19 @@ def _check_target(cls: Any, classes: Sequence[str]) -> str:
 
 
 def choose_method(classifier: str, method: Any, pooled: Any) -> str:
-    """``cam`` or ``gradcam`` for *classifier*, or a one-line error naming who supports
-    what. *pooled*: a callable (it may load the model) saying whether the features
-    are the global average of the last maps (CAM is exact only then)."""
+    """``cam``, ``gradcam`` or ``occlusion`` for *classifier*, or a one-line error
+    naming who supports what. *pooled*: a callable (it may load the model) saying
+    whether the features are the global average of the last maps (CAM is exact only
+    then)."""
     method = str(method).strip().lower()
     if method not in METHODS:
         raise unknown_choice("method", method, METHODS)
-    if method == "occlusion":
-        raise OptionError("option 'method': occlusion is not available yet; cam and gradcam "
-                          f"explain {' and '.join(LINEAR)} models")
+    if method == "occlusion" or (method == "auto" and classifier not in LINEAR):
+        return "occlusion"
     if classifier not in LINEAR:
         raise OptionError(f"option 'method': {method} needs a linear classifier "
                           f"({', '.join(LINEAR)}); a {classifier} model has no class weights "
-                          "over the features (occlusion, for any classifier, is not "
-                          "available yet)")
+                          "over the features: use method occlusion (or auto)")
     if method == "gradcam":
         return method
     exact = bool(pooled())

@@ -475,8 +475,9 @@ class Explanation(_Rendered):
     ``correct``, ``width`` / ``height`` (the image's own size), ``thumbnail`` and
     ``overlay`` (PNG bytes: the image, and the heatmap over it at ``alpha``), ``error``
     (why an image could not be explained). ``maps[i]`` is row i's heatmap as the model
-    computed it (float32 in [0, 1], the backbone's map resolution, e.g. 7 x 7);
-    :meth:`heatmap` gives it at the image's size. ``method``: ``cam`` or ``gradcam``.
+    computed it (float32 in [0, 1], the backbone's map resolution, e.g. 7 x 7, or
+    occlusion's grid); :meth:`heatmap` gives it at the image's size. ``method``:
+    ``cam``, ``gradcam`` or ``occlusion``.
     """
 
     rows: Any

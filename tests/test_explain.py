@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from imagegen import SHAPES, shape_on_noise, write_shape_folder
+from helpers import shapes_cnn, train_shapes_backbone
+from imagegen import write_shape_folder
 
 pytest.importorskip("keras")
 
@@ -24,62 +25,15 @@ MARGIN = 4
 _seen: dict = {}
 
 
-def _cnn(seed: int):
-    import keras
-    keras.utils.set_random_seed(seed)
-    inputs = keras.Input((SIZE, SIZE, 3))
-    x = keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="conv1")(inputs)
-    x = keras.layers.MaxPooling2D(name="down1")(x)
-    x = keras.layers.Conv2D(32, 3, padding="same", activation="relu", name="conv2")(x)
-    x = keras.layers.MaxPooling2D(name="down2")(x)
-    x = keras.layers.Conv2D(32, 3, padding="same", activation="relu", name="conv3")(x)
-    x = keras.layers.Conv2D(32, 3, padding="same", activation="relu", name="last_conv")(x)
-    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-    outputs = keras.layers.Dense(len(SHAPES), activation="sigmoid", name="head")(x)
-    return keras.Model(inputs, outputs)
-
-
-def _train_backbone(folder: Path) -> Path:
-    """Train until the CNN tells its own training images apart (a seed whose start
-    leaves a class dead is replaced by the next one).
-
-    One sigmoid per shape, and a quarter of the images are noise alone (every target
-    0): each shape then needs evidence of its own on the object. With softmax over
-    the shapes alone a CNN may learn one of them as "neither of the others", whose
-    evidence is everywhere (a flat map)."""
-    import keras
-    x, y = [], []
-    for i in range(600):
-        shape = SHAPES[i % 4] if i % 4 < len(SHAPES) else None
-        pixels, _ = shape_on_noise(shape, seed=900_000 + i)
-        x.append(pixels)
-        y.append([float(shape == s) for s in SHAPES])
-    x = np.stack(x).astype("float32") / 127.5 - 1.0  # as preprocess: tf
-    y = np.array(y, dtype="float32")
-    for seed in (6, 7, 8, 9):
-        model = _cnn(seed)
-        model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="binary_crossentropy")
-        start = time.time()
-        model.fit(x, y, epochs=16, batch_size=32, verbose=0)
-        accuracy = float(((model.predict(x, verbose=0) > 0.5) == (y > 0.5)).all(axis=1).mean())
-        print(f"\nbackbone (seed {seed}): trained in {time.time() - start:.1f} s, "
-              f"training images right: {accuracy:.0%}")
-        if accuracy >= 0.98:
-            break
-    path = folder / "shapes_cnn.keras"
-    model.save(str(path))
-    return path
-
-
 @pytest.fixture(scope="module")
 def backbone(tmp_path_factory):
     """A 4-conv CNN trained on its own set of shape images, saved as a .keras file,
     plus its untrained twin (same architecture, random weights) for reference."""
     import keras
     folder = tmp_path_factory.mktemp("backbone")
-    trained = _train_backbone(folder)
+    trained = train_shapes_backbone(folder)
     untrained = folder / "shapes_cnn_untrained.keras"
-    _cnn(seed=1).save(str(untrained))
+    shapes_cnn(seed=1).save(str(untrained))
     keras.backend.clear_session()
     return {"trained": trained, "untrained": untrained}
 
@@ -182,12 +136,12 @@ def test_cam_peak_falls_on_the_object_with_a_trained_backbone(spark, backbone, s
     _seen["model"] = str(tmp_path / "fitted")
     model.save(_seen["model"])
 
-    # a classifier without class weights is refused in one line, before any Spark job
+    # CAM for a classifier without class weights is refused in one line, before any job
     from sparkdl_magics import fit
     from sparkdl_magics.errors import OptionError
     forest = fit(model.features, "random_forest", numTrees=3)
     with pytest.raises(OptionError, match="needs a linear classifier") as info:
-        explain(forest)
+        explain(forest, method="cam")
     assert "\n" not in str(info.value)
 
 
@@ -283,10 +237,9 @@ def test_unsupported_classifiers_and_methods_are_one_line_errors():
     assert choose_method("logistic_regression", "auto", lambda: True) == "cam"
     assert choose_method("logistic_regression", "auto", lambda: False) == "gradcam"
     assert choose_method("linear_svc", "gradcam", lambda: True) == "gradcam"
-    cases = [("random_forest", "auto", "needs a linear classifier (logistic_regression, "
+    cases = [("random_forest", "cam", "needs a linear classifier (logistic_regression, "
               "linear_svc)"),
              ("mlp", "cam", "a mlp model has no class weights"),
-             ("logistic_regression", "occlusion", "occlusion is not available"),
              ("logistic_regression", "lime", "method"),
              ]
     for classifier, method, words in cases:

@@ -14,9 +14,9 @@ from .runner import Context
 
 SPEC = MagicSpec(
     name="explain",
-    summary="Class heatmaps (CAM / Grad-CAM) of a fitted model's predictions: for a few "
-            "images, mistakes first, the image, where the model found the evidence for a "
-            "class, and its predicted and true labels.",
+    summary="Class heatmaps (CAM / Grad-CAM / occlusion) of a fitted model's predictions: "
+            "for a few images, mistakes first, the image, where the model found the "
+            "evidence for a class, and its predicted and true labels.",
     positional=("model",),
     min_positional=1,
     output=True,
@@ -27,8 +27,12 @@ SPEC = MagicSpec(
                "are known)", as_int(minimum=1), nullable=False),
         Option("class", "predicted", "whose evidence to draw: predicted, true or a class "
                "name", as_str, nullable=False),
-        Option("method", "auto", "auto (cam where exact, else gradcam), cam, gradcam, "
-               "occlusion", as_choice(*METHODS), nullable=False),
+        Option("method", "auto", "auto (linear classifiers: cam where exact, else gradcam; "
+               "others: occlusion), cam, gradcam, occlusion", as_choice(*METHODS),
+               nullable=False),
+        Option("grid", None, "occlusion: patch positions per side, 2 to 16 (none: "
+               f"{defaults.OCCLUSION_GRID}; each image costs grid x grid + 1 backbone "
+               "passes)", as_int()),
         Option("alpha", defaults.EXPLAIN_ALPHA, "the heatmap's opacity over the image",
                as_float(minimum=0.0, maximum=1.0), nullable=False),
         BATCH_SIZE,
@@ -48,7 +52,7 @@ def run(call: MagicCall, ctx: Context) -> Any:
     with ctx.progress_scope("explain"):
         result = explain(model, images, n=call.options["n"], cls=call.options["class"],
                          method=call.options["method"], alpha=call.options["alpha"],
-                         batch_size=call.options["batch_size"])
+                         batch_size=call.options["batch_size"], grid=call.options["grid"])
     ctx.store(call.output or f"{name}_explained", result)
     return result
 
