@@ -274,7 +274,7 @@ def main(argv=None) -> int:
             print(proc.stdout[-3000:])
             raise SystemExit(f"N={n}: the run failed (exit {proc.returncode})")
         results.append(json.loads(line[len("RESULT "):]))
-        print(f"N={n} done in {time.perf_counter() - t:.0f} s: {results[-1]['loaded']}",
+        print(f"N={n} done in {time.perf_counter() - t:.0f} s: {results[-1].get('loaded', results[-1].get('listed'))}",
               flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))

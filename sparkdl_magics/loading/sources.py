@@ -81,6 +81,7 @@ class Source:
         self.spark = spark
         self.frame: Optional[Any] = None
         self.image_col = CONTENT_COL
+        self._files: Optional[Any] = None
         self._indexed: Optional[List[str]] = None
         self._unlisted: Optional[Unlisted] = None
         self._sorted: Optional[Sorted] = None
@@ -114,11 +115,19 @@ class Source:
         (``._x``, ``.DS_Store``, ``Thumbs.db``, hidden folders) and other files."""
         return [] if self.frame is not None else self.sorted_unlisted().skipped
 
+    def files(self) -> Any:
+        """The ``binaryFile`` frame of the paths, made once: every query of the load
+        reads this one frame, so Spark lists the folder once (its file index holds the
+        listing; a new frame would list again and keep its own copy, ~2 KB a file)."""
+        if self._files is None:
+            self._files = _read_files(self.spark, self.paths, self.glob)
+        return self._files
+
     def rows(self) -> Any:
         """path + the image column (bytes or struct); lazily, nothing is read yet."""
         if self.frame is not None:
             return self.frame
-        rows = _read_files(self.spark, self.paths, self.glob).select(PATH_COL, CONTENT_COL)
+        rows = self.files().select(PATH_COL, CONTENT_COL)
         hidden = self.sorted_unlisted().load
         return rows.unionByName(rows_of(self.spark, hidden)) if hidden else rows
 
@@ -126,7 +135,7 @@ class Source:
         """path only (for a binaryFile read, Spark then skips the file contents)."""
         if self.frame is not None:
             return self.frame.select(PATH_COL)
-        rows = _read_files(self.spark, self.paths, self.glob).select(PATH_COL)
+        rows = self.files().select(PATH_COL)
         hidden = self.sorted_unlisted().load
         return rows.unionByName(rows_of(self.spark, hidden, False)) if hidden else rows
 
@@ -135,7 +144,7 @@ class Source:
         if self.frame is not None:
             return []
         if self._indexed is None:
-            self._indexed = _read_files(self.spark, self.paths, self.glob).inputFiles()
+            self._indexed = self.files().inputFiles()
         return self._indexed
 
     def empty_files(self, scanned: Optional[int] = None) -> List[str]:
