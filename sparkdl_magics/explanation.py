@@ -14,7 +14,9 @@ Methods: ``cam`` (exact for a linear classifier on globally averaged maps: the
 classifier's weights applied to the maps), ``gradcam`` (the classifier appended to
 the backbone as a linear layer; any feature layer), ``auto`` (CAM where exact, else
 Grad-CAM). Tree ensembles, MLPs, naive Bayes and factorization machines have no
-class weights over the features: they are refused with a one-line error.
+class weights over the features: they are refused with a one-line error. A
+fine-tuned model (``%%finetune``) is explained by Grad-CAM through its whole network
+(:mod:`sparkdl_magics.finetuning.heatmaps`); everything else here is shared.
 
 The maps are only as good as the classifier's weights: MLlib standardizes features by
 default, which lets near-constant channels (often ones firing on the background) take
@@ -31,10 +33,10 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 from . import defaults
-from .cam import HeatmapHead, find_maps_layer, linear_head, normalise
+from .cam import find_maps_layer, linear_head, normalise
 from .errors import DataError, OptionError, unknown_choice
 from .results import (CLASS_INDEX_COL, LABEL_COL, LABEL_NAME_COL, PATH_COL, PROBABILITIES_COL,
-                      Explanation, FittedModel, ImageSet)
+                      Explanation, FineTunedModel, FittedModel, ImageSet)
 from .session import is_dataframe
 
 METHODS = ("auto", "cam", "gradcam", "occlusion")
@@ -42,12 +44,15 @@ METHODS = ("auto", "cam", "gradcam", "occlusion")
 #: Grad-CAM need.
 LINEAR = ("logistic_regression", "linear_svc")
 TARGETS = ("predicted", "true")
+#: :func:`choose_method`'s *classifier* for a fine-tuned network (its own head).
+NETWORK = "fine-tuned network"
 
 
 def explain(model: Any, images: Any = None, n: int = defaults.EXPLAIN_IMAGES,
             cls: str = "predicted", method: str = "auto", alpha: float = defaults.EXPLAIN_ALPHA,
             batch_size: int = defaults.BATCH_SIZE, spark: Any = None) -> Explanation:
-    """Heatmaps of *n* images for a :class:`FittedModel` from ``%%fit``.
+    """Heatmaps of *n* images for a :class:`FittedModel` from ``%%fit`` or a
+    :class:`FineTunedModel` from ``%%finetune``.
 
     *images*: an ImageSet (its test split, else all), a DataFrame of images (e.g. a
     split), a list of image paths, or None (the test split the model was trained on).
@@ -64,15 +69,24 @@ def explain(model: Any, images: Any = None, n: int = defaults.EXPLAIN_IMAGES,
     df = _images_frame(fitted, images, spark)
     spark = spark or df.sparkSession
     resolved = featurizer.resolve(spark)
-    method = choose_method(fitted.classifier, method, lambda: _pooled(resolved.spec))
-    head = linear_head(method, class_weights(fitted.classifier_model, len(fitted.classes)))
+    head = _head(fitted, method, resolved.spec)
     chosen = _choose_images(fitted, df, n, spark)
     if not chosen:
         raise DataError("option 'images': no images to explain (the frame is empty)")
     targets = _targets(chosen, cls, fitted.classes)
     heats = _heatmaps(df, featurizer.getInputCol(), resolved.spec, head, targets,
                       batch_size, spark)
-    return _explanation(fitted, chosen, targets, heats, method, cls, alpha)
+    return _explanation(fitted, chosen, targets, heats, head.method, cls, alpha)
+
+
+def _head(model: FittedModel, method: Any, spec: Any) -> Any:
+    """What the worker turns the featurizer stage's cached model into: Grad-CAM through
+    a fine-tuned network, or the linear classifier's weights over the features."""
+    if isinstance(model, FineTunedModel):
+        from .finetuning.heatmaps import NetworkHead
+        return NetworkHead(len(model.classes), choose_method(NETWORK, method, None))
+    method = choose_method(model.classifier, method, lambda: _pooled(spec))
+    return linear_head(method, class_weights(model.classifier_model, len(model.classes)))
 
 
 def explain_mistakes(evaluation: Any, model: Any, method: str = "auto",
@@ -84,7 +98,7 @@ def explain_mistakes(evaluation: Any, model: Any, method: str = "auto",
     errors = evaluation.errors
     if errors is None or not len(errors):
         return evaluation
-    source = model.features.images if model.features is not None else None
+    source = _source_images(model)
     paths = [p for p in errors["path"] if p]
     if source is None or not paths:
         evaluation.notes.append("explain: the model does not know its images (loaded from "
@@ -102,7 +116,7 @@ def explain_mistakes(evaluation: Any, model: Any, method: str = "auto",
 def _check_model(model: Any) -> FittedModel:
     if not isinstance(model, FittedModel):
         raise OptionError(f"option 'model': cannot explain a {type(model).__name__}; expected "
-                          "a fitted model from %%fit")
+                          "a fitted model from %%fit or %%finetune")
     if not model.has_featurizer:
         raise OptionError("option 'model': this model has no featurizer stage (it was fit "
                           "on precomputed features), so it cannot be traced back to pixels")
@@ -131,13 +145,20 @@ def _check_target(cls: Any, classes: Sequence[str]) -> str:
 def choose_method(classifier: str, method: Any, pooled: Any) -> str:
     """``cam`` or ``gradcam`` for *classifier*, or a one-line error naming who supports
     what. *pooled*: a callable (it may load the model) saying whether the features
-    are the global average of the last maps (CAM is exact only then)."""
+    are the global average of the last maps (CAM is exact only then). *classifier*
+    :data:`NETWORK`: a fine-tuned network, explained by Grad-CAM only."""
     method = str(method).strip().lower()
     if method not in METHODS:
         raise unknown_choice("method", method, METHODS)
     if method == "occlusion":
         raise OptionError("option 'method': occlusion is not available yet; cam and gradcam "
-                          f"explain {' and '.join(LINEAR)} models")
+                          f"explain {' and '.join(LINEAR)} models, gradcam fine-tuned ones")
+    if classifier == NETWORK:
+        if method == "cam":
+            raise OptionError("option 'method': cam needs a linear classifier on pooled "
+                              "features; a fine-tuned network's head is not linear in its "
+                              "maps, so use method: gradcam (or auto)")
+        return "gradcam"
     if classifier not in LINEAR:
         raise OptionError(f"option 'method': {method} needs a linear classifier "
                           f"({', '.join(LINEAR)}); a {classifier} model has no class weights "
@@ -186,9 +207,16 @@ def class_weights(classifier: Any, num_classes: int) -> np.ndarray:
 
 # --------------------------------------------------------------------------- the images
 
+def _source_images(model: FittedModel) -> Optional[ImageSet]:
+    """The image set the model was trained on, when it knows it (not after loading)."""
+    if isinstance(model, FineTunedModel):
+        return model.images
+    return model.features.images if model.features is not None else None
+
+
 def _images_frame(model: FittedModel, images: Any, spark: Any) -> Any:
     """The DataFrame of images to choose from, with labels when known."""
-    source = model.features.images if model.features is not None else None
+    source = _source_images(model)
     if images is None:
         if source is None:
             raise OptionError("option 'images': this model does not know its images (it was "
@@ -276,9 +304,10 @@ def _targets(chosen: List[Dict[str, Any]], cls: str, classes: Sequence[str]) -> 
 
 # --------------------------------------------------------------------------- heatmaps
 
-def _heatmaps(df: Any, image_col: str, spec: Any, head: HeatmapHead, targets: Dict[str, int],
+def _heatmaps(df: Any, image_col: str, spec: Any, head: Any, targets: Dict[str, int],
               batch_size: int, spark: Any) -> Dict[str, Dict[str, Any]]:
-    """The chosen images' raw maps, sizes and thumbnails, computed on the executors."""
+    """The chosen images' raw maps, sizes and thumbnails, computed on the executors
+    (*head*: the ``derive`` that turns the cached model of *spec* into a heatmap model)."""
     from pyspark.sql import functions as F
 
     from .cam import UDF_RETURN, heatmap_batch, heatmap_frame
@@ -363,5 +392,4 @@ def overlay_png(thumbnail: Optional[bytes], heat: Optional[np.ndarray], alpha: f
 
 
 __all__ = ["explain", "explain_mistakes", "choose_method", "class_weights", "overlay_png",
-           "jet", "METHODS",
-           "LINEAR"]
+           "jet", "METHODS", "LINEAR", "NETWORK"]

@@ -1,4 +1,4 @@
-"""%%explain: class heatmaps of a fitted model's predictions (where it looked).
+"""%%explain: class heatmaps of a fitted or fine-tuned model's predictions (where it looked).
 
 Parse → ``sparkdl_magics.explanation.explain`` → store → show.
 """
@@ -14,9 +14,9 @@ from .runner import Context
 
 SPEC = MagicSpec(
     name="explain",
-    summary="Class heatmaps (CAM / Grad-CAM) of a fitted model's predictions: for a few "
-            "images, mistakes first, the image, where the model found the evidence for a "
-            "class, and its predicted and true labels.",
+    summary="Class heatmaps (CAM / Grad-CAM) of a fitted or fine-tuned model's predictions: "
+            "for a few images, mistakes first, the image, where the model found the "
+            "evidence for a class, and its predicted and true labels.",
     positional=("model",),
     min_positional=1,
     output=True,
@@ -27,8 +27,8 @@ SPEC = MagicSpec(
                "are known)", as_int(minimum=1), nullable=False),
         Option("class", "predicted", "whose evidence to draw: predicted, true or a class "
                "name", as_str, nullable=False),
-        Option("method", "auto", "auto (cam where exact, else gradcam), cam, gradcam, "
-               "occlusion", as_choice(*METHODS), nullable=False),
+        Option("method", "auto", "auto (cam where exact, else gradcam; gradcam for a "
+               "fine-tuned model), cam, gradcam, occlusion", as_choice(*METHODS), nullable=False),
         Option("alpha", defaults.EXPLAIN_ALPHA, "the heatmap's opacity over the image",
                as_float(minimum=0.0, maximum=1.0), nullable=False),
         BATCH_SIZE,
@@ -43,7 +43,7 @@ def run(call: MagicCall, ctx: Context) -> Any:
     from ..explanation import explain
     from ..results import FittedModel
     name = call.positional[0]
-    model = ctx.lookup(name, FittedModel, "a fitted model from %%fit")
+    model = ctx.lookup(name, FittedModel, "a fitted model from %%fit or %%finetune")
     images = _images(ctx, call.options["images"])
     with ctx.progress_scope("explain"):
         result = explain(model, images, n=call.options["n"], cls=call.options["class"],
