@@ -4,7 +4,9 @@ The backbone is a small CNN this module trains (seconds, plain Keras) on shapes 
 at random places on noise, saved as a user model file and given to featurize: an
 untrained backbone does not localise, and no ImageNet weights can be downloaded here.
 The Spark tests then featurize *other* images of the same kind with it, fit a logistic
-regression on the frozen features, and check where the heatmaps point.
+regression on the frozen features, and check where the heatmaps point; and fine-tune
+the same file on Spark (every layer and a new head) and check where Grad-CAM through
+the fine-tuned network points.
 """
 from __future__ import annotations
 
@@ -225,7 +227,7 @@ def _keras_gradcam(model_file: str, image: np.ndarray, k: int) -> np.ndarray:
                                           backbone.output])
     head = net.layers[net.layers.index(backbone) + 1:]
     with tf.GradientTape() as tape:
-        maps, h = probe(image[None])
+        maps, h = probe([image[None]])
         for layer in head[:-1]:
             h = layer(h, training=False)
         logit = (tf.matmul(h, head[-1].kernel) + head[-1].bias)[0, k]
@@ -413,7 +415,7 @@ def test_an_images_heatmap_does_not_depend_on_its_batch():
 
 def test_unsupported_classifiers_and_methods_are_one_line_errors():
     from sparkdl_magics.errors import OptionError
-    from sparkdl_magics.explanation import choose_method
+    from sparkdl_magics.explanation import NETWORK, choose_method
     assert choose_method("logistic_regression", "auto", lambda: True) == "cam"
     assert choose_method("logistic_regression", "auto", lambda: False) == "gradcam"
     assert choose_method("linear_svc", "gradcam", lambda: True) == "gradcam"
@@ -430,6 +432,12 @@ def test_unsupported_classifiers_and_methods_are_one_line_errors():
         assert "\n" not in str(info.value)
     with pytest.raises(OptionError, match="cam is exact only") as info:
         choose_method("logistic_regression", "cam", lambda: False)
+    # a fine-tuned network: Grad-CAM through it, CAM refused in one line
+    assert choose_method(NETWORK, "auto", None) == choose_method(NETWORK, "gradcam", None) \
+        == "gradcam"
+    with pytest.raises(OptionError, match="cam needs a linear classifier") as info:
+        choose_method(NETWORK, "cam", None)
+    assert "\n" not in str(info.value)
 
 
 def test_bad_explain_cells_are_one_line_errors(ip):
