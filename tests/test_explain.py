@@ -379,6 +379,9 @@ def _two_maps(spark, backbone, shapes):
 
 
 def test_heatmaps_are_identical_across_runs_and_sessions(spark_any, request, backbone, shapes):
+    """The same bits, not just close: every session here gives a task one core (the
+    same TensorFlow thread count), and each image goes through the network alone,
+    whatever the partitioning (see test_an_images_heatmap_does_not_depend_on_its_batch)."""
     mode = request.node.callspec.params["spark_any"]
     maps = _two_maps(spark_any, backbone, shapes)
     for other, seen in _seen.items():
