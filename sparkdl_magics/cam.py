@@ -10,10 +10,13 @@ the maps by the gradient of the class score, the classifier appended as a final
 linear layer. On a pooled backbone both give the same map up to scale.
 
 - :func:`find_maps_layer`: the last 4-D layer of a feature network (at or before its
-  cut layer) and whether the features are its global average.
+  cut layer, inside a nested backbone too) and whether the features are its global
+  average; :func:`maps_model`: the network with those maps as a second output.
 - :class:`HeatmapHead`: the small hashable description the driver builds (method,
   classifier weights). :class:`~sparkdl_magics.inference.BatchRunner` turns the
   worker's cached feature model into a :class:`HeatmapModel` with it, once per worker.
+  A fine-tuned network brings its own head
+  (:class:`~sparkdl_magics.finetuning.heatmaps.NetworkHead`: its last Dense layer).
 - :func:`heatmap_batch` / :func:`heatmap_frame`: the runner's adapter and formatter.
 
 Runs wherever the batch runner runs; Keras/TensorFlow are imported on first use.
@@ -79,9 +82,12 @@ def _nested_maps(layer: Any) -> Optional[Tuple[str, bool]]:
     layers and a flat output; None otherwise."""
     if not (hasattr(layer, "layers") and hasattr(layer, "outputs")):
         return None
+    from .errors import OptionError
     try:
         path, pooled = find_maps_layer(layer)
-    except Exception:  # noqa: BLE001 - no maps inside (or not a graph we can read)
+    except OptionError:  # no 4-D layer inside
+        return None
+    except (AttributeError, IndexError, ValueError):  # a subclassed model: no graph to read
         return None
     return (path, pooled) if path is not None else None
 
