@@ -283,10 +283,10 @@ def test_gradcam_of_a_fine_tuned_model_points_at_the_object(spark, backbone, sha
     ip.run_cell("%%explain ft -> heat\nn: 3")
     heat = ip.user_ns["heat"]
     assert heat.method == "gradcam" and list(heat.rows["path"]) == list(result.rows["path"][:3])
-    ip.run_cell("%%evaluate ft -> ev\ntop_errors: 2\nexplain: true")
+    ip.run_cell("%%evaluate ft -> ev\ntop_errors: 1\nexplain: true")
     errors = ip.user_ns["ev"].errors
     by_path = dict(zip(result.rows["path"], result.rows["overlay"]))
-    assert len(errors) == 2 and list(errors["overlay"]) == [by_path[p] for p in errors["path"]]
+    assert len(errors) == 1 and list(errors["overlay"]) == [by_path[p] for p in errors["path"]]
     with pytest.raises(OptionError, match="cam needs a linear classifier") as info:
         explain(model, n=1, method="cam")
     assert "\n" not in str(info.value)
