@@ -10,10 +10,13 @@ the maps by the gradient of the class score, the classifier appended as a final
 linear layer. On a pooled backbone both give the same map up to scale.
 
 - :func:`find_maps_layer`: the last 4-D layer of a feature network (at or before its
-  cut layer) and whether the features are its global average.
+  cut layer, inside a nested backbone too) and whether the features are its global
+  average; :func:`maps_model`: the network with those maps as a second output.
 - :class:`HeatmapHead`: the small hashable description the driver builds (method,
   classifier weights). :class:`~sparkdl_magics.inference.BatchRunner` turns the
   worker's cached feature model into a :class:`HeatmapModel` with it, once per worker.
+  A fine-tuned network brings its own head
+  (:class:`~sparkdl_magics.finetuning.heatmaps.NetworkHead`: its last Dense layer).
 - :func:`heatmap_batch` / :func:`heatmap_frame`: the runner's adapter and formatter.
 
 Runs wherever the batch runner runs; Keras/TensorFlow are imported on first use.
@@ -45,20 +48,75 @@ def find_maps_layer(net: Any) -> Tuple[Optional[str], bool]:
     *net* is the feature network as the featurizer runs it (cut at its cut layer). The
     name is None when *net*'s own output is 4-D: the featurizer averages such an
     output over space itself, so it is both the maps and (averaged) the features.
+    A backbone nested as one layer (``x = base(inputs)``, as fine-tuning builds its
+    network and as many user models are written) is looked into: its maps are named
+    ``"<backbone layer>/<maps layer>"``, a path :func:`maps_model` follows.
     """
     if len(net.outputs[0].shape) == 4:
         return None, True
     layers = [lay for lay in net.layers if type(lay).__name__ != "InputLayer"]
-    maps = [lay for lay in layers if _rank(lay) == 4]
-    if not maps:
+    found: Optional[Tuple[Any, Optional[str], bool]] = None  # (layer, inner path, pooled)
+    for lay in layers:
+        if _rank(lay) == 4:
+            found = (lay, None, False)
+        else:
+            inner = _nested_maps(lay)
+            if inner is not None:
+                found = (lay,) + inner
+    if found is None:
         from .errors import OptionError
         raise OptionError(f"option 'method': the model {getattr(net, 'name', '')!r} has no "
                           "4-D (convolutional) layer to draw a heatmap from")
+    layer, inner, inner_pooled = found
     last = layers[-1]
+    if inner is not None:  # the features are the nested backbone's own pooled output
+        return f"{layer.name}/{inner}", inner_pooled and last is layer
     pooled = (type(last).__name__ == "GlobalAveragePooling2D"
               and not getattr(last, "keepdims", False)
-              and _producer(last.input) is maps[-1])
-    return maps[-1].name, pooled
+              and _producer(last.input) is layer)
+    return layer.name, pooled
+
+
+def _nested_maps(layer: Any) -> Optional[Tuple[str, bool]]:
+    """(maps path, pooled) inside *layer* when it is a functional model with 4-D
+    layers and a flat output; None otherwise."""
+    if not (hasattr(layer, "layers") and hasattr(layer, "outputs")):
+        return None
+    from .errors import OptionError
+    try:
+        path, pooled = find_maps_layer(layer)
+    except OptionError:  # no 4-D layer inside
+        return None
+    except (AttributeError, IndexError, ValueError):  # a subclassed model: no graph to read
+        return None
+    return (path, pooled) if path is not None else None
+
+
+def maps_model(net: Any, path: Optional[str]) -> Any:
+    """*net* with two outputs, (the maps at *path*, its own output), sharing its layers.
+
+    *path* as :func:`find_maps_layer` names it. Maps inside a nested backbone are not
+    tensors of the outer graph, so the outer graph is replayed (``clone_model`` reusing
+    every layer) with the backbone's call swapped for one that also returns its maps.
+    """
+    keras = import_keras()
+    if path is None:
+        return keras.Model(net.inputs, [net.output, net.output])
+    name, _, inner = path.partition("/")
+    layer = net.get_layer(name)
+    if not inner:
+        return keras.Model(net.inputs, [layer.output, net.output])
+    probe = maps_model(layer, inner)
+    seen: dict = {}
+
+    def call(lay: Any, *args: Any, **kwargs: Any) -> Any:
+        if lay is not layer:
+            return lay(*args, **kwargs)
+        maps, out = probe(*args, **kwargs)
+        seen["maps"] = maps
+        return out
+    replayed = keras.models.clone_model(net, clone_function=lambda lay: lay, call_function=call)
+    return keras.Model(replayed.inputs, [seen["maps"], replayed.output])
 
 
 def _rank(layer: Any) -> int:
@@ -91,7 +149,9 @@ class HeatmapHead:
         return np.frombuffer(self.weights, dtype=np.float32).reshape(self.num_classes, -1)
 
     def __call__(self, base: LoadedModel) -> "HeatmapModel":
-        return HeatmapModel(base, self)
+        net = keras_network(base)
+        layer, _ = find_maps_layer(net)
+        return HeatmapModel(base, self.method, maps_model(net, layer), self.matrix())
 
 
 def linear_head(method: str, weights: np.ndarray) -> HeatmapHead:
@@ -99,31 +159,41 @@ def linear_head(method: str, weights: np.ndarray) -> HeatmapHead:
     return HeatmapHead(method, weights.tobytes(), int(weights.shape[0]))
 
 
+def keras_network(base: LoadedModel) -> Any:
+    """The cached model's Keras network (heatmaps need its layers), or a one-line error."""
+    keras = import_keras()
+    if not isinstance(base.model, keras.Model):
+        from .errors import OptionError
+        raise OptionError("option 'method': heatmaps need a Keras model (.keras / .h5 "
+                          "or a registry model), not a SavedModel folder")
+    return base.model
+
+
 class HeatmapModel(LoadedModel):
-    """The backbone with two outputs (last maps, features) and the class weights.
+    """A network with two outputs (last maps, features) and the class weights over the
+    features: class score ``k`` is ``weights[k] . features`` (plus a constant).
 
     :meth:`run` takes rows of ``[preprocessed image, class selector]`` (flat; the
     selector picks the class whose map is drawn: a one-hot row) and returns the
-    un-normalised maps, (n, h', w').
+    un-normalised maps, (n, h', w'). Each image goes through the network alone: oneDNN
+    chooses its convolution kernels by the batch's shape, so one image's maps differed
+    in the last bits between a batch of one and a batch of several (ResNet50: about
+    1e-6 of the peak), and which images share a batch depends on the partitioning
+    (local, local-cluster and Connect differ). Alone, an image's map depends only on
+    the image, the model, TensorFlow's thread count (``spark.task.cpus``) and the CPU's
+    instruction set. It costs little: ResNet50 at 224 px, 16 images one by one took
+    1.1-1.2x a batch of 16 (one thread).
     """
 
-    def __init__(self, base: LoadedModel, head: HeatmapHead):
-        keras = import_keras()
-        net = base.model
-        if not isinstance(net, keras.Model):
-            from .errors import OptionError
-            raise OptionError("option 'method': heatmaps need a Keras model (.keras / .h5 "
-                              "or a registry model), not a SavedModel folder")
-        layer, _ = find_maps_layer(net)
-        maps = net.output if layer is None else net.get_layer(layer).output
-        super().__init__(base.spec, keras.Model(net.inputs, [maps, net.output]),
-                         base.preprocess)
-        self.head = head
+    def __init__(self, base: LoadedModel, method: str, probe: Any, weights: np.ndarray):
+        super().__init__(base.spec, probe, base.preprocess)
+        self.method = method
+        self.weights = np.ascontiguousarray(weights, dtype=np.float32)
         self._heat = None
 
     @property
     def num_classes(self) -> int:
-        return self.head.num_classes
+        return int(self.weights.shape[0])
 
     def run(self, x: np.ndarray) -> np.ndarray:
         w, h = self.input_size
@@ -132,33 +202,38 @@ class HeatmapModel(LoadedModel):
         select = np.ascontiguousarray(x[:, pixels:], dtype=np.float32)
         with self._lock:
             if self._heat is None:
-                self._heat = _heat_function(self.model, self.head)
-            return np.asarray(self._heat(images, select), dtype=np.float32)
+                self._heat = _heat_function(self.model, self.method, self.weights)
+            maps = [np.asarray(self._heat(images[i:i + 1], select[i:i + 1]), dtype=np.float32)
+                    for i in range(len(images))]
+        return np.concatenate(maps) if maps else np.zeros((0, 0, 0), dtype=np.float32)
 
 
-def _heat_function(net: Any, head: HeatmapHead) -> Any:
+def _heat_function(net: Any, method: str, class_weights: np.ndarray) -> Any:
     """One traced TensorFlow function: (images, selectors) -> class maps (n, h', w')."""
     import tensorflow as tf
-    weights = tf.constant(head.matrix())  # (classes, features)
+    weights = tf.constant(class_weights)  # (classes, features)
     images_spec = tf.TensorSpec((None,) + tuple(net.inputs[0].shape[1:]), tf.float32)
-    select_spec = tf.TensorSpec((None, head.num_classes), tf.float32)
+    select_spec = tf.TensorSpec((None, class_weights.shape[0]), tf.float32)
 
     def scores(features: Any, select: Any) -> Any:
+        features = tf.cast(features, tf.float32)
         if len(features.shape) == 4:  # the featurizer averages a 4-D output over space
             features = tf.reduce_mean(features, axis=[1, 2])
         return tf.reduce_sum(tf.matmul(features, weights, transpose_b=True) * select, axis=1)
 
-    if head.method == "cam":
+    if method == "cam":
         def heat(images: Any, select: Any) -> Any:
             maps, _ = net(images, training=False)
-            return tf.einsum("nhwc,nc->nhw", maps, tf.matmul(select, weights))
+            return tf.einsum("nhwc,nc->nhw", tf.cast(maps, tf.float32),
+                             tf.matmul(select, weights))
     else:
         def heat(images: Any, select: Any) -> Any:
             with tf.GradientTape() as tape:
                 maps, features = net(images, training=False)
                 score = scores(features, select)
             grads = tape.gradient(score, maps)
-            return tf.einsum("nhwc,nc->nhw", maps, tf.reduce_mean(grads, axis=[1, 2]))
+            return tf.einsum("nhwc,nc->nhw", tf.cast(maps, tf.float32),
+                             tf.cast(tf.reduce_mean(grads, axis=[1, 2]), tf.float32))
     return tf.function(heat, input_signature=[images_spec, select_spec], jit_compile=False)
 
 
@@ -224,5 +299,6 @@ def _size_and_thumbnail(item: Any) -> Tuple[Optional[int], Optional[int], Option
         return None, None, None
 
 
-__all__ = ["find_maps_layer", "HeatmapHead", "HeatmapModel", "linear_head", "normalise",
+__all__ = ["find_maps_layer", "maps_model", "keras_network", "HeatmapHead", "HeatmapModel",
+           "linear_head", "normalise",
            "heatmap_batch", "heatmap_frame", "METHODS", "UDF_RETURN"]

@@ -16,7 +16,9 @@ the backbone as a linear layer; any feature layer), ``auto`` (CAM where exact, e
 Grad-CAM; occlusion for any other classifier), ``occlusion`` (any classifier: the
 drop of the class's probability when a patch is hidden, :mod:`sparkdl_magics.occlusion`).
 Tree ensembles, MLPs, naive Bayes and factorization machines have no class weights
-over the features: ``auto`` explains them by occlusion.
+over the features: ``auto`` explains them by occlusion. A fine-tuned model
+(``%%finetune``) is explained by Grad-CAM through its whole network
+(:mod:`sparkdl_magics.finetuning.heatmaps`); everything else here is shared.
 
 The maps are only as good as the classifier's weights: MLlib standardizes features by
 default, which lets near-constant channels (often ones firing on the background) take
@@ -33,11 +35,11 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 from . import defaults
-from .cam import HeatmapHead, find_maps_layer, linear_head, normalise
+from .cam import find_maps_layer, linear_head, normalise
 from .errors import DataError, OptionError, unknown_choice
 from .occlusion import check_grid, occlusion_heatmaps
 from .results import (CLASS_INDEX_COL, LABEL_COL, LABEL_NAME_COL, PATH_COL, PROBABILITIES_COL,
-                      Explanation, FittedModel, ImageSet)
+                      Explanation, FineTunedModel, FittedModel, ImageSet)
 from .session import is_dataframe
 
 METHODS = ("auto", "cam", "gradcam", "occlusion")
@@ -45,13 +47,16 @@ METHODS = ("auto", "cam", "gradcam", "occlusion")
 #: Grad-CAM need.
 LINEAR = ("logistic_regression", "linear_svc")
 TARGETS = ("predicted", "true")
+#: :func:`choose_method`'s *classifier* for a fine-tuned network (its own head).
+NETWORK = "fine-tuned network"
 
 
 def explain(model: Any, images: Any = None, n: int = defaults.EXPLAIN_IMAGES,
             cls: str = "predicted", method: str = "auto", alpha: float = defaults.EXPLAIN_ALPHA,
             batch_size: int = defaults.BATCH_SIZE, spark: Any = None,
             grid: Optional[int] = None) -> Explanation:
-    """Heatmaps of *n* images for a :class:`FittedModel` from ``%%fit``.
+    """Heatmaps of *n* images for a :class:`FittedModel` from ``%%fit`` or a
+    :class:`FineTunedModel` from ``%%finetune``.
 
     *images*: an ImageSet (its test split, else all), a DataFrame of images (e.g. a
     split), a list of image paths, or None (the test split the model was trained on).
@@ -69,21 +74,35 @@ def explain(model: Any, images: Any = None, n: int = defaults.EXPLAIN_IMAGES,
     df = _images_frame(fitted, images, spark)
     spark = spark or df.sparkSession
     resolved = featurizer.resolve(spark)
-    method = choose_method(fitted.classifier, method, lambda: _pooled(resolved.spec))
+    method = _method(fitted, method, resolved.spec)
     grid = check_grid(grid, method)
-    head = None if method == "occlusion" else \
-        linear_head(method, class_weights(fitted.classifier_model, len(fitted.classes)))
     chosen = _choose_images(fitted, df, n, spark)
     if not chosen:
         raise DataError("option 'images': no images to explain (the frame is empty)")
     targets = _targets(chosen, cls, fitted.classes)
-    if head is None:
+    if method == "occlusion":
         heats = occlusion_heatmaps(fitted, df, featurizer.getInputCol(), resolved.spec,
                                    targets, grid, batch_size, spark)
     else:
-        heats = _heatmaps(df, featurizer.getInputCol(), resolved.spec, head, targets,
-                          batch_size, spark)
+        heats = _heatmaps(df, featurizer.getInputCol(), resolved.spec,
+                          _head(fitted, method), targets, batch_size, spark)
     return _explanation(fitted, chosen, targets, heats, method, cls, alpha)
+
+
+def _method(model: FittedModel, method: Any, spec: Any) -> str:
+    """The method for *model*: a fine-tuned network is explained by Grad-CAM only."""
+    if isinstance(model, FineTunedModel):
+        return choose_method(NETWORK, method, None)
+    return choose_method(model.classifier, method, lambda: _pooled(spec))
+
+
+def _head(model: FittedModel, method: str) -> Any:
+    """What the worker turns the featurizer stage's cached model into: Grad-CAM through
+    a fine-tuned network, or the linear classifier's weights over the features."""
+    if isinstance(model, FineTunedModel):
+        from .finetuning.heatmaps import NetworkHead
+        return NetworkHead(len(model.classes), method)
+    return linear_head(method, class_weights(model.classifier_model, len(model.classes)))
 
 
 def explain_mistakes(evaluation: Any, model: Any, method: str = "auto",
@@ -95,7 +114,7 @@ def explain_mistakes(evaluation: Any, model: Any, method: str = "auto",
     errors = evaluation.errors
     if errors is None or not len(errors):
         return evaluation
-    source = model.features.images if model.features is not None else None
+    source = _source_images(model)
     paths = [p for p in errors["path"] if p]
     if source is None or not paths:
         evaluation.notes.append("explain: the model does not know its images (loaded from "
@@ -113,7 +132,7 @@ def explain_mistakes(evaluation: Any, model: Any, method: str = "auto",
 def _check_model(model: Any) -> FittedModel:
     if not isinstance(model, FittedModel):
         raise OptionError(f"option 'model': cannot explain a {type(model).__name__}; expected "
-                          "a fitted model from %%fit")
+                          "a fitted model from %%fit or %%finetune")
     if not model.has_featurizer:
         raise OptionError("option 'model': this model has no featurizer stage (it was fit "
                           "on precomputed features), so it cannot be traced back to pixels")
@@ -143,10 +162,17 @@ def choose_method(classifier: str, method: Any, pooled: Any) -> str:
     """``cam``, ``gradcam`` or ``occlusion`` for *classifier*, or a one-line error
     naming who supports what. *pooled*: a callable (it may load the model) saying
     whether the features are the global average of the last maps (CAM is exact only
-    then)."""
+    then). *classifier* :data:`NETWORK`: a fine-tuned network, explained by Grad-CAM
+    only."""
     method = str(method).strip().lower()
     if method not in METHODS:
         raise unknown_choice("method", method, METHODS)
+    if classifier == NETWORK:
+        if method in ("cam", "occlusion"):
+            raise OptionError(f"option 'method': {method} explains a classifier fitted on "
+                              "frozen features; a fine-tuned network's head is not linear "
+                              "in its maps, so use method: gradcam (or auto)")
+        return "gradcam"
     if method == "occlusion" or (method == "auto" and classifier not in LINEAR):
         return "occlusion"
     if classifier not in LINEAR:
@@ -196,9 +222,16 @@ def class_weights(classifier: Any, num_classes: int) -> np.ndarray:
 
 # --------------------------------------------------------------------------- the images
 
+def _source_images(model: FittedModel) -> Optional[ImageSet]:
+    """The image set the model was trained on, when it knows it (not after loading)."""
+    if isinstance(model, FineTunedModel):
+        return model.images
+    return model.features.images if model.features is not None else None
+
+
 def _images_frame(model: FittedModel, images: Any, spark: Any) -> Any:
     """The DataFrame of images to choose from, with labels when known."""
-    source = model.features.images if model.features is not None else None
+    source = _source_images(model)
     if images is None:
         if source is None:
             raise OptionError("option 'images': this model does not know its images (it was "
@@ -286,9 +319,10 @@ def _targets(chosen: List[Dict[str, Any]], cls: str, classes: Sequence[str]) -> 
 
 # --------------------------------------------------------------------------- heatmaps
 
-def _heatmaps(df: Any, image_col: str, spec: Any, head: HeatmapHead, targets: Dict[str, int],
+def _heatmaps(df: Any, image_col: str, spec: Any, head: Any, targets: Dict[str, int],
               batch_size: int, spark: Any) -> Dict[str, Dict[str, Any]]:
-    """The chosen images' raw maps, sizes and thumbnails, computed on the executors."""
+    """The chosen images' raw maps, sizes and thumbnails, computed on the executors
+    (*head*: the ``derive`` that turns the cached model of *spec* into a heatmap model)."""
     from pyspark.sql import functions as F
 
     from .cam import UDF_RETURN, heatmap_batch, heatmap_frame
@@ -373,5 +407,4 @@ def overlay_png(thumbnail: Optional[bytes], heat: Optional[np.ndarray], alpha: f
 
 
 __all__ = ["explain", "explain_mistakes", "choose_method", "class_weights", "overlay_png",
-           "jet", "METHODS",
-           "LINEAR"]
+           "jet", "METHODS", "LINEAR", "NETWORK"]

@@ -1,4 +1,4 @@
-"""%%explain: class heatmaps of a fitted model's predictions (where it looked).
+"""%%explain: class heatmaps of a fitted or fine-tuned model's predictions (where it looked).
 
 Parse → ``sparkdl_magics.explanation.explain`` → store → show.
 """
@@ -14,7 +14,8 @@ from .runner import Context
 
 SPEC = MagicSpec(
     name="explain",
-    summary="Class heatmaps (CAM / Grad-CAM / occlusion) of a fitted model's predictions: "
+    summary="Class heatmaps (CAM / Grad-CAM / occlusion) of a fitted or fine-tuned model's "
+            "predictions: "
             "for a few images, mistakes first, the image, where the model found the "
             "evidence for a class, and its predicted and true labels.",
     positional=("model",),
@@ -28,8 +29,8 @@ SPEC = MagicSpec(
         Option("class", "predicted", "whose evidence to draw: predicted, true or a class "
                "name", as_str, nullable=False),
         Option("method", "auto", "auto (linear classifiers: cam where exact, else gradcam; "
-               "others: occlusion), cam, gradcam, occlusion", as_choice(*METHODS),
-               nullable=False),
+               "others: occlusion; a fine-tuned model: gradcam), cam, gradcam, occlusion",
+               as_choice(*METHODS), nullable=False),
         Option("grid", None, "occlusion: patch positions per side, 2 to 16 (none: "
                f"{defaults.OCCLUSION_GRID}; each image costs grid x grid + 1 backbone "
                "passes)", as_int()),
@@ -47,7 +48,7 @@ def run(call: MagicCall, ctx: Context) -> Any:
     from ..explanation import explain
     from ..results import FittedModel
     name = call.positional[0]
-    model = ctx.lookup(name, FittedModel, "a fitted model from %%fit")
+    model = ctx.lookup(name, FittedModel, "a fitted model from %%fit or %%finetune")
     images = _images(ctx, call.options["images"])
     with ctx.progress_scope("explain"):
         result = explain(model, images, n=call.options["n"], cls=call.options["class"],
