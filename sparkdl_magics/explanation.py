@@ -168,10 +168,14 @@ def choose_method(classifier: str, method: Any, pooled: Any) -> str:
     if method not in METHODS:
         raise unknown_choice("method", method, METHODS)
     if classifier == NETWORK:
-        if method in ("cam", "occlusion"):
-            raise OptionError(f"option 'method': {method} explains a classifier fitted on "
-                              "frozen features; a fine-tuned network's head is not linear "
-                              "in its maps, so use method: gradcam (or auto)")
+        if method == "cam":
+            raise OptionError("option 'method': cam needs a linear classifier on pooled "
+                              "features; a fine-tuned network's head is not linear in its "
+                              "maps, so use method: gradcam (or auto)")
+        if method == "occlusion":
+            raise OptionError("option 'method': occlusion scores hidden patches with a "
+                              "classifier fitted on frozen features; a fine-tuned network "
+                              "is explained with method: gradcam (or auto)")
         return "gradcam"
     if method == "occlusion" or (method == "auto" and classifier not in LINEAR):
         return "occlusion"

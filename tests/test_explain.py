@@ -397,6 +397,10 @@ def test_unsupported_classifiers_and_methods_are_one_line_errors():
     with pytest.raises(OptionError, match="cam needs a linear classifier") as info:
         choose_method(NETWORK, "cam", None)
     assert "\n" not in str(info.value)
+    with pytest.raises(OptionError, match="fine-tuned network is explained with method: "
+                       "gradcam") as info:
+        choose_method(NETWORK, "occlusion", None)
+    assert "\n" not in str(info.value)
 
 
 def test_bad_explain_cells_are_one_line_errors(ip):
