@@ -242,3 +242,36 @@ def train_shapes_backbone(folder: Path) -> Path:
     path = folder / "shapes_cnn.keras"
     model.save(str(path))
     return path
+
+
+# --------------------------------------------------------------------------- heatmap checks
+
+#: The peak may fall this many pixels outside the object's box (a map cell is 4-9 px).
+BOX_MARGIN = 4
+
+
+def resolved_path(uri: str) -> str:
+    """A ``file:`` URI or path as an absolute local path (the shape boxes' keys)."""
+    return str(Path(local_path(uri)).resolve())
+
+
+def peak_in_box(heat: np.ndarray, box, margin: int = BOX_MARGIN) -> bool:
+    """Whether the heatmap's peak falls in the box (x0, y0, x1, y1), give or take *margin*."""
+    y, x = np.unravel_index(int(np.argmax(heat)), heat.shape)
+    x0, y0, x1, y1 = box
+    return x0 - margin <= x < x1 + margin and y0 - margin <= y < y1 + margin
+
+
+def box_fraction(boxes, size: int, margin: int = BOX_MARGIN) -> float:
+    """Where a random point would land in the box (+ margin): the chance baseline."""
+    return float(np.mean([(b[2] - b[0] + 2 * margin) * (b[3] - b[1] + 2 * margin)
+                          for b in boxes.values()]) / size ** 2)
+
+
+def pointing(explanation, boxes):
+    """(share of correct answers whose heatmap peak is in the box, their count, accuracy)."""
+    rows = explanation.rows
+    hits = [peak_in_box(explanation.heatmap(i), boxes[resolved_path(p)])
+            for i, p in enumerate(rows["path"]) if rows["correct"].iloc[i]]
+    accuracy = float(rows["correct"].astype(bool).mean())
+    return (float(np.mean(hits)) if hits else 0.0), len(hits), accuracy

@@ -15,14 +15,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import shapes_cnn, train_shapes_backbone
+from helpers import (BOX_MARGIN, box_fraction, pointing, resolved_path, shapes_cnn,
+                     train_shapes_backbone)
 from imagegen import write_shape_folder
 
 pytest.importorskip("keras")
 
 SIZE = 64
-#: The peak may fall this many pixels outside the object's box (one map cell is 4 px).
-MARGIN = 4
 #: Shown to every session test: heatmaps of the same two images, by mode.
 _seen: dict = {}
 
@@ -55,31 +54,6 @@ def _fit(spark, root, model_file, images=None):
     return fit(features, maxIter=50, regParam=0.01, standardization=False)
 
 
-def _peak_in_box(heat: np.ndarray, box, margin: int = MARGIN) -> bool:
-    y, x = np.unravel_index(int(np.argmax(heat)), heat.shape)
-    x0, y0, x1, y1 = box
-    return x0 - margin <= x < x1 + margin and y0 - margin <= y < y1 + margin
-
-
-def _local_path(uri: str) -> str:
-    return str(Path(uri[len("file:"):] if uri.startswith("file:") else uri).resolve())
-
-
-def _box_fraction(boxes) -> float:
-    """Where a random point would land in the box (+ margin): the chance baseline."""
-    return float(np.mean([(b[2] - b[0] + 2 * MARGIN) * (b[3] - b[1] + 2 * MARGIN)
-                          for b in boxes.values()]) / SIZE ** 2)
-
-
-def _pointing(explanation, boxes):
-    """(share of correct answers whose heatmap peak is in the box, their count, accuracy)."""
-    rows = explanation.rows
-    hits = [_peak_in_box(explanation.heatmap(i), boxes[_local_path(p)])
-            for i, p in enumerate(rows["path"]) if rows["correct"].iloc[i]]
-    accuracy = float(rows["correct"].astype(bool).mean())
-    return (float(np.mean(hits)) if hits else 0.0), len(hits), accuracy
-
-
 # --------------------------------------------------------------------------- localisation
 
 @pytest.mark.slow
@@ -96,19 +70,19 @@ def test_cam_peak_falls_on_the_object_with_a_trained_backbone(spark, backbone, s
     # mistakes first, then the rest
     correct = list(result.rows["correct"])
     assert correct == sorted(correct)
-    hit, counted, accuracy = _pointing(result, boxes)
-    box_fraction = _box_fraction(boxes)
+    hit, counted, accuracy = pointing(result, boxes)
+    chance = box_fraction(boxes, SIZE)
 
     weak = _fit(spark, root, backbone["untrained"], model.features.images)
     untrained = explain(weak, n=n_test)
-    base_hit, base_counted, base_accuracy = _pointing(untrained, boxes)
-    print(f"\nCAM peak inside the object's box (+{MARGIN} px): trained backbone "
+    base_hit, base_counted, base_accuracy = pointing(untrained, boxes)
+    print(f"\nCAM peak inside the object's box (+{BOX_MARGIN} px): trained backbone "
           f"{hit:.0%} of {counted} correct answers (accuracy {accuracy:.0%}); "
-          f"random point {box_fraction:.0%}; untrained backbone {base_hit:.0%} of "
+          f"random point {chance:.0%}; untrained backbone {base_hit:.0%} of "
           f"{base_counted} (accuracy {base_accuracy:.0%}); explain took {took:.1f} s")
     assert counted >= n_test // 2
     assert hit >= 0.8
-    assert hit > box_fraction + 0.3
+    assert hit > chance + 0.3
     # the untrained backbone makes mistakes: they come first, most confident first
     wrong = untrained.rows[untrained.rows["correct"] == False]  # noqa: E712
     assert len(wrong) and list(wrong.index) == list(range(len(wrong)))
@@ -216,16 +190,16 @@ def test_gradcam_of_a_fine_tuned_model_points_at_the_object(spark, backbone, sha
     assert result.method == "gradcam" and len(result) == n_test
     correct = list(result.rows["correct"])
     assert correct == sorted(correct) and not correct[0]  # the mistakes first
-    hit, counted, accuracy = _pointing(result, boxes)
+    hit, counted, accuracy = pointing(result, boxes)
     print(f"\nfine-tuned localisation: {hit:.2f} of {counted} correct (random point "
-          f"{_box_fraction(boxes):.2f}); accuracy {accuracy:.2f} of {n_test}, fine-tuned in "
+          f"{box_fraction(boxes, SIZE):.2f}); accuracy {accuracy:.2f} of {n_test}, fine-tuned in "
           f"{trained:.0f} s, explained in {took:.1f} s")
     assert counted >= n_test // 2
-    assert hit >= 0.8 and hit > _box_fraction(boxes) + 0.3
+    assert hit >= 0.8 and hit > box_fraction(boxes, SIZE) + 0.3
 
     # the maps are Grad-CAM through the fine-tuned file, computed independently
     for i in range(3):
-        path = _local_path(result.rows["path"].iloc[i])
+        path = resolved_path(result.rows["path"].iloc[i])
         x = np.asarray(keras.utils.load_img(path), "float32") / 127.5 - 1.0
         k = model.classes.index(result.rows["explained"].iloc[i])
         np.testing.assert_allclose(result.maps[i], _keras_gradcam(model.model_file, x, k),
@@ -304,7 +278,7 @@ def test_cam_equals_the_gradient_heatmap_up_to_scale(spark, backbone, shapes):
                                      net.get_layer("pool").output])
     w = tf.constant(model.classifier_model.coefficientMatrix.toArray(), tf.float32)
     for i, path in enumerate(cam.rows["path"]):
-        x = np.asarray(keras.utils.load_img(_local_path(path)), "float32")[None] / 127.5 - 1.0
+        x = np.asarray(keras.utils.load_img(resolved_path(path)), "float32")[None] / 127.5 - 1.0
         k = model.classes.index(cam.rows["explained"].iloc[i])
         with tf.GradientTape() as tape:
             maps, features = probe(x)

@@ -9,18 +9,15 @@ are real MLlib models fit on its frozen features in a real Spark session.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import local_path, train_shapes_backbone
+from helpers import BOX_MARGIN, box_fraction, local_path, pointing, train_shapes_backbone
 from imagegen import write_shape_folder
 
 pytest.importorskip("keras")
 
 SIZE = 64
-#: The peak may fall this many pixels outside the object's box (a 7 x 7 cell is ~9 px).
-MARGIN = 4
 #: Fitted models shared by this module's tests (one local session throughout).
 _models: dict = {}
 
@@ -52,24 +49,6 @@ def _model(spark, backbone, shapes, classifier, **params):
     return _models[classifier]
 
 
-def _resolved(path: str) -> str:
-    return str(Path(local_path(path)).resolve())
-
-
-def _peak_in_box(heat: np.ndarray, box) -> bool:
-    y, x = np.unravel_index(int(np.argmax(heat)), heat.shape)
-    x0, y0, x1, y1 = box
-    return x0 - MARGIN <= x < x1 + MARGIN and y0 - MARGIN <= y < y1 + MARGIN
-
-
-def _pointing(explanation, boxes):
-    """(share of correct answers whose heatmap peak is in the box, their count, accuracy)."""
-    rows = explanation.rows
-    hits = [_peak_in_box(explanation.heatmap(i), boxes[_resolved(p)])
-            for i, p in enumerate(rows["path"]) if rows["correct"].iloc[i]]
-    return float(np.mean(hits)), len(hits), float(rows["correct"].astype(bool).mean())
-
-
 # --------------------------------------------------------------------------- localisation
 
 @pytest.mark.slow
@@ -84,19 +63,18 @@ def test_occlusion_peak_falls_on_the_object_for_a_random_forest(spark, backbone,
     assert result.method == "occlusion" and len(result) == n_test
     rows = result.rows
     assert rows["error"].isna().all()
-    hit, hits, accuracy = _pointing(result, boxes)
-    box_fraction = np.mean([(b[2] - b[0] + 2 * MARGIN) * (b[3] - b[1] + 2 * MARGIN)
-                            for b in boxes.values()]) / SIZE ** 2
+    hit, hits, accuracy = pointing(result, boxes)
+    chance = box_fraction(boxes, SIZE)
     print(f"\nocclusion (random forest, 7 x 7 patches) peak inside the object's box "
-          f"(+{MARGIN} px): {hit:.0%} of {hits} correct answers (accuracy "
-          f"{accuracy:.0%}); random point {box_fraction:.0%}; explain of {n_test} images "
+          f"(+{BOX_MARGIN} px): {hit:.0%} of {hits} correct answers (accuracy "
+          f"{accuracy:.0%}); random point {chance:.0%}; explain of {n_test} images "
           f"took {took:.1f} s")
     assert hits >= n_test // 2
     assert hit >= 0.75
-    assert hit > box_fraction + 0.3
+    assert hit > chance + 0.3
     # an MLP too: another classifier without class weights over the features
     mlp = _model(spark, backbone, shapes, "mlp", maxIter=200, seed=5)
-    mlp_hit, mlp_hits, mlp_accuracy = _pointing(explain(mlp, n=n_test), boxes)
+    mlp_hit, mlp_hits, mlp_accuracy = pointing(explain(mlp, n=n_test), boxes)
     print(f"occlusion (MLP): {mlp_hit:.0%} of {mlp_hits} correct answers (accuracy "
           f"{mlp_accuracy:.0%})")
     assert mlp_hits >= n_test // 2 and mlp_hit >= 0.75
