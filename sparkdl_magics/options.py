@@ -137,7 +137,8 @@ class Option:
         try:
             return self.convert(value)
         except ValueError as exc:
-            raise OptionError(f"option '{self.name}': {exc} (got {value!r})") from None
+            shown = "" if str(exc).startswith("got ") else f" (got {value!r})"
+            raise OptionError(f"option '{self.name}': {exc}{shown}") from None
 
     def describe_default(self) -> str:
         return "(none)" if self.default is None else repr(self.default)

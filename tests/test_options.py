@@ -134,3 +134,11 @@ def test_help_lists_every_option_with_default():
         assert opt.name in text
     assert "[default: 0.8]" in text and "Choices: folders, csv, none" in text
     assert "%%demo [input] [-> name]" in text
+
+
+def test_a_bad_choice_names_the_value_once():
+    from sparkdl_magics.options import Option, as_choice
+    option = Option("method", "auto", "how", as_choice("auto", "cam"), nullable=False)
+    with pytest.raises(OptionError) as info:
+        option._convert_one("lime")
+    assert str(info.value).count("'lime'") == 1 and "valid: auto, cam" in str(info.value)
