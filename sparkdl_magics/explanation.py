@@ -38,8 +38,8 @@ from . import defaults
 from .cam import find_maps_layer, linear_head, normalise
 from .errors import DataError, OptionError, unknown_choice
 from .occlusion import check_grid, occlusion_heatmaps
-from .results import (CLASS_INDEX_COL, LABEL_COL, LABEL_NAME_COL, PATH_COL, PROBABILITIES_COL,
-                      Explanation, FineTunedModel, FittedModel, ImageSet)
+from .results import (CLASS_INDEX_COL, CONTENT_COL, LABEL_COL, LABEL_NAME_COL, PATH_COL,
+                      PROBABILITIES_COL, Explanation, FineTunedModel, FittedModel, ImageSet)
 from .session import is_dataframe
 
 METHODS = ("auto", "cam", "gradcam", "occlusion")
@@ -255,15 +255,22 @@ def _images_frame(model: FittedModel, images: Any, spark: Any) -> Any:
 
 
 def _paths_frame(paths: List[str], source: Optional[ImageSet], spark: Any) -> Any:
+    """The named images: local files read by the workers (any name: Spark's file
+    sources would hide ``_x.jpg``), other URIs by Spark's ``binaryFile``."""
+    from .loading.inventory import local_path, rows_of
     from .session import get_spark
-    local = [p[len("file:"):] if p.startswith("file:") else p for p in paths]
-    missing = [p for p in local if "://" not in p and not os.path.isfile(p)]
+    local = {p: local_path(p) for p in paths}
+    missing = [f for f in local.values() if f is not None and not os.path.isfile(f)]
     if missing:
         raise OptionError(f"option 'images': no image file at {missing[0]!r}"
                           + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
     spark = spark or (source.df.sparkSession if source is not None else get_spark())
-    uris = ["file:" + os.path.abspath(p) if "://" not in p else p for p in local]
-    df = spark.read.format("binaryFile").load(uris).select(PATH_COL, "content")
+    files = ["file:" + os.path.abspath(f) for f in local.values() if f is not None]
+    remote = [p for p, f in local.items() if f is None]
+    df = rows_of(spark, files) if files else None
+    if remote:
+        read = spark.read.format("binaryFile").load(remote).select(PATH_COL, CONTENT_COL)
+        df = read if df is None else df.unionByName(read)
     if source is not None:
         labels = [c for c in (LABEL_COL, LABEL_NAME_COL) if c in source.df.columns]
         if labels:

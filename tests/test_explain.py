@@ -10,6 +10,7 @@ the fine-tuned network points.
 """
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
@@ -305,6 +306,13 @@ def _two_maps(spark, backbone, shapes):
     again = explain(model, paths, n=2)
     for a, b in zip(first.maps, again.maps):
         np.testing.assert_array_equal(a, b)
+    # a path Spark's file sources would hide (leading '_') is explained all the same
+    hidden = Path(root).parent / "_hidden_copy.jpg"
+    shutil.copyfile(paths[0], hidden)
+    copy = explain(model, [str(hidden)], n=1)
+    assert copy.rows["error"].isna().all() and len(copy) == 1
+    by_name = {Path(p).name: m for p, m in zip(first.rows["path"], first.maps)}
+    np.testing.assert_array_equal(copy.maps[0], by_name[Path(paths[0]).name])
     # by name: the module's image folder is made again when its tests of another mode run
     return {"/".join(Path(p).parts[-2:]): m for p, m in zip(first.rows["path"], first.maps)}
 
