@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -246,12 +246,16 @@ def normalise(heat: np.ndarray) -> np.ndarray:
 
 # --------------------------------------------------------------------------- runner parts
 
+def batch_items(batch: Any) -> List[Dict[str, Any]]:
+    """A pandas batch of the runner's struct column as one dict per row."""
+    cols = list(batch.columns)
+    return [dict(zip(cols, values)) for values in zip(*(batch[c] for c in cols))]
+
+
 def heatmap_batch(batch: Any, model: HeatmapModel) -> Tuple[List[Any], Any]:
     """The runner's adapter: rows of (image, target class index) as dicts."""
-    cols = list(batch.columns)
-    items = [dict(zip(cols, values)) for values in zip(*(batch[c] for c in cols))]
-    return items, functools.partial(_decode_row, preprocess=model.preprocess,
-                                    num_classes=model.num_classes)
+    return batch_items(batch), functools.partial(_decode_row, preprocess=model.preprocess,
+                                                 num_classes=model.num_classes)
 
 
 def _image_of(item: Any) -> Any:
@@ -261,9 +265,14 @@ def _image_of(item: Any) -> Any:
     return image, decode_struct
 
 
-def _decode_row(item: Any, size: Tuple[int, int], preprocess: Any, num_classes: int) -> np.ndarray:
+def decode_image(item: Dict[str, Any], size: Tuple[int, int]) -> np.ndarray:
+    """A row's ``image`` (file bytes or an image struct) as uint8 RGB at *size*."""
     image, decode = _image_of(item)
-    x = preprocess(decode(image, size)[None].astype(np.float32))[0]
+    return decode(image, size)
+
+
+def _decode_row(item: Any, size: Tuple[int, int], preprocess: Any, num_classes: int) -> np.ndarray:
+    x = preprocess(decode_image(item, size)[None].astype(np.float32))[0]
     select = np.zeros(num_classes, dtype=np.float32)
     select[int(item["target"])] = 1.0
     return np.concatenate([np.asarray(x, dtype=np.float32).ravel(), select])
@@ -277,7 +286,7 @@ def heatmap_frame(items: Sequence[Any], heats: List[Optional[np.ndarray]],
     for item, heat, error in zip(items, heats, errors):
         width = height = thumb = None
         if heat is not None:
-            width, height, thumb = _size_and_thumbnail(item)
+            width, height, thumb = size_and_thumbnail(item)
         rows.append({"heat": None if heat is None else heat.ravel().astype(np.float32),
                      "map_h": None if heat is None else int(heat.shape[0]),
                      "map_w": None if heat is None else int(heat.shape[1]),
@@ -286,7 +295,7 @@ def heatmap_frame(items: Sequence[Any], heats: List[Optional[np.ndarray]],
                                        "thumbnail", "error"])
 
 
-def _size_and_thumbnail(item: Any) -> Tuple[Optional[int], Optional[int], Optional[bytes]]:
+def size_and_thumbnail(item: Any) -> Tuple[Optional[int], Optional[int], Optional[bytes]]:
     from .imaging import InvalidImage, probe, thumbnail_png
     from .loading.previews import _thumb_from_struct
     image, decode = _image_of(item)
@@ -301,4 +310,5 @@ def _size_and_thumbnail(item: Any) -> Tuple[Optional[int], Optional[int], Option
 
 __all__ = ["find_maps_layer", "maps_model", "keras_network", "HeatmapHead", "HeatmapModel",
            "linear_head", "normalise",
-           "heatmap_batch", "heatmap_frame", "METHODS", "UDF_RETURN"]
+           "heatmap_batch", "heatmap_frame", "batch_items", "decode_image",
+           "size_and_thumbnail", "METHODS", "UDF_RETURN"]

@@ -137,15 +137,8 @@ class OcclusionModel(LoadedModel):
 def occlusion_batch(batch: Any, model: OcclusionModel) -> Tuple[List[Any], Any]:
     """The runner's adapter: rows of ``image`` (bytes or an image struct) as dicts;
     the decoder gives the image at the backbone's input size (uint8 RGB)."""
-    cols = list(batch.columns)
-    items = [dict(zip(cols, values)) for values in zip(*(batch[c] for c in cols))]
-    return items, _decode_item
-
-
-def _decode_item(item: Dict[str, Any], size: Tuple[int, int]) -> np.ndarray:
-    from .cam import _image_of
-    image, decode = _image_of(item)
-    return decode(image, size)
+    from .cam import batch_items, decode_image
+    return batch_items(batch), decode_image
 
 
 def occlusion_frame(items: Sequence[Any], features: List[Optional[np.ndarray]],
@@ -154,12 +147,12 @@ def occlusion_frame(items: Sequence[Any], features: List[Optional[np.ndarray]],
     thumbnail per row (:data:`UDF_RETURN`)."""
     import pandas as pd
 
-    from .cam import _size_and_thumbnail
+    from .cam import size_and_thumbnail
     rows = []
     for item, feats, error in zip(items, features, errors):
         width = height = thumb = None
         if feats is not None:
-            width, height, thumb = _size_and_thumbnail(item)
+            width, height, thumb = size_and_thumbnail(item)
         rows.append({"features": None if feats is None else list(feats),
                      "width": width, "height": height, "thumbnail": thumb, "error": error})
     return pd.DataFrame(rows, columns=["features", "width", "height", "thumbnail", "error"])
