@@ -78,6 +78,10 @@ def _check_range(number: float, minimum: Optional[float], maximum: Optional[floa
         raise ValueError(f"must be at most {maximum}")
 
 
+class ValueShown(ValueError):
+    """A converter's error whose message already shows the value it was given."""
+
+
 def as_choice(*choices: str) -> Callable[[Any], str]:
     """Case-insensitive choice; the canonical spelling is returned."""
     by_lower = {c.lower(): c for c in choices}
@@ -85,7 +89,7 @@ def as_choice(*choices: str) -> Callable[[Any], str]:
     def convert(value: Any) -> str:
         text = str(value).strip()
         if text.lower() not in by_lower:
-            raise ValueError(
+            raise ValueShown(
                 f"got {text!r}{did_you_mean(text, choices)} (valid: {', '.join(choices)})")
         return by_lower[text.lower()]
     convert.__name__ = "choice"
@@ -137,7 +141,7 @@ class Option:
         try:
             return self.convert(value)
         except ValueError as exc:
-            shown = "" if str(exc).startswith("got ") else f" (got {value!r})"
+            shown = "" if isinstance(exc, ValueShown) else f" (got {value!r})"
             raise OptionError(f"option '{self.name}': {exc}{shown}") from None
 
     def describe_default(self) -> str:
