@@ -208,7 +208,8 @@ def test_occlusion_runs_over_spark_connect(spark_connect, backbone, shapes):
     root, boxes = shapes
     images = load_images(str(root), split=0.5, seed=3, spark=spark_connect)
     features = featurize(images, model=str(backbone), preprocess="tf", batch_size=16)
-    forest = fit(features, "random_forest", numTrees=5, maxDepth=4)
+    # enough trees that hiding the object moves some vote (5 shallow ones sometimes did not)
+    forest = fit(features, "random_forest", numTrees=20, maxDepth=5, seed=5)
     paths = [sorted(boxes)[0], sorted(boxes)[-1]]
     first = explain(forest, paths, n=2, grid=3)
     again = explain(forest, paths, n=2, method="occlusion", grid=3)
