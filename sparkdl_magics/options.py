@@ -109,6 +109,13 @@ def as_list_of(item: Callable[[Any], Any]) -> Callable[[Any], list]:
     return convert
 
 
+def as_mapping(value: Any) -> dict:
+    """A ``{key: value}`` mapping (YAML flow style: ``{endpoint: http://host:9000}``)."""
+    if not isinstance(value, dict):
+        raise ValueError("expected a mapping such as {key: value}")
+    return {str(k): v for k, v in value.items()}
+
+
 def as_any(value: Any) -> Any:
     return value
 

@@ -32,6 +32,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 from imagegen import write_corrupt_files, write_labelled_folder  # noqa: E402
+from s3_server import S3Server, configure_environment  # noqa: E402
+
+# Before any Spark JVM starts, so every worker inherits it: the AWS variables point at the
+# run's own S3 server (moto, on 127.0.0.1; started by the ``s3`` fixture on first use).
+S3_PORT = configure_environment()
 
 MODES = ("local", "cluster", "connect", "remote")
 MASTERS = {"local": "local[2]", "cluster": "local-cluster[2,1,1024]", "connect": "local[2]"}
@@ -172,6 +177,15 @@ def image_folder_with_corrupt(tmp_path_factory) -> Path:
     write_labelled_folder(root, FLOWER_CLASSES[:2], per_class=8, seed=2)
     write_corrupt_files(root / FLOWER_CLASSES[0])
     return root
+
+
+@pytest.fixture(scope="session")
+def s3():
+    """The run's S3 API server (moto's server mode on 127.0.0.1), stopped at the end."""
+    server = S3Server(S3_PORT).start()
+    atexit.register(server.stop)  # a run that dies still stops it
+    yield server
+    server.stop()
 
 
 @pytest.fixture

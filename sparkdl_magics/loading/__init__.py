@@ -39,11 +39,11 @@ from ..results import PATH_COL, ImageSet
 from ..session import is_dataframe
 from .assign import NO_LABEL, assemble, label_counts, splits, thresholds, with_label_vector
 from .checks import check_bytes, checked_rows, size_stats, survey
-from .choices import check_options, check_table_options
+from .choices import check_options, check_reader, check_table_options
 from .labels import Listing, label_source, listing
 from .plan import SPLIT_NAMES, Plan, parse_split, sample_size, split_sizes
 from .previews import thumbnails
-from .sources import Source
+from .sources import make_source
 
 
 def load_images(path: Any = None, *, labels: Any = "folders",
@@ -54,6 +54,7 @@ def load_images(path: Any = None, *, labels: Any = "folders",
                 sample: Optional[float] = None, per_class: Optional[int] = None,
                 split: Any = defaults.SPLIT, seed: int = defaults.SEED, check: str = "header",
                 extensions: Optional[Sequence[str]] = None,
+                storage_options: Optional[Dict[str, Any]] = None, reader: str = "auto",
                 spark: Any = None) -> ImageSet:
     """Load labelled images into Spark DataFrames, split train/test, list invalid files.
 
@@ -107,12 +108,19 @@ def load_images(path: Any = None, *, labels: Any = "folders",
     extensions
         File extensions to list (any case); None: every format the loader decodes
         (:data:`sparkdl_magics.imaging.IMAGE_EXTENSIONS`).
+    storage_options
+        What the environment does not say about an object store, for the executors'
+        Python reader (:mod:`sparkdl_magics.storage`): ``endpoint``, ``anonymous``
+        (public buckets), ``region``, ``profile``, keys.
+    reader
+        Who lists and reads the files: ``auto`` (Python on the executors for local
+        folders and stores Spark cannot read, else Spark), ``spark`` or ``python``.
     """
     check_options(sample, per_class, check, multi_label)
     check_table_options(labels, multi_label, label_separator, empty_label)
     fractions = parse_split(split)
     spark = _session(path, spark)
-    source = Source(spark, path, extensions)
+    source = make_source(spark, path, extensions, storage_options, check_reader(reader))
     seed = int(seed)
     mode, table = label_source(spark, labels, classes, id_column=id_column,
                                label_column=label_column,
@@ -129,7 +137,8 @@ def load_images(path: Any = None, *, labels: Any = "folders",
                              sample, per_class, fractions)
             keys, previews = thresholds(checked, plan.sizes, seed)        # 4. assign
     frame = assemble(listed.rows, source.image_col, class_names, invalid, keys, seed,
-                     spark, listed.labelled, listed.multi)
+                     spark, listed.labelled, listed.multi,
+                     with_content=lambda f: source.with_content(f, plan.total))
     counts = None
     if listed.multi:
         class_names, counts = label_counts(frame, listed.rows, invalid, class_names,
@@ -149,13 +158,13 @@ def load_images(path: Any = None, *, labels: Any = "folders",
     return images
 
 
-def skip_counts(source: Source) -> Dict[str, Any]:
+def skip_counts(source: Any) -> Dict[str, Any]:
     """The stats of the files skipped: system files, other files; and whether names
     Spark hides could be listed at all (not on storage the workers cannot walk)."""
     skipped = source.skipped()
     system = sum(1 for _, reason in skipped if reason.startswith("system file"))
     out: Dict[str, Any] = {"skipped_system": system, "skipped_other": len(skipped) - system}
-    if source.frame is None and not source.unlisted().walked:
+    if source.hidden_unchecked:
         out["hidden_unchecked"] = True
     return out
 
@@ -170,7 +179,7 @@ def _session(path: Any, spark: Any) -> Any:
     return spark
 
 
-def _image_set(frame: Any, source: Source, listed: Listing, classes: List[str], plan: Plan,
+def _image_set(frame: Any, source: Any, listed: Listing, classes: List[str], plan: Plan,
                groups: Dict[str, Dict[str, Any]], invalid: List[Tuple[str, str]],
                previews: Dict[str, List[str]], seed: int, counts: Any = None,
                strata: Optional[List[str]] = None) -> ImageSet:

@@ -1,6 +1,8 @@
 """The assign step: the planned sizes become key thresholds, then column expressions.
 
-Every image gets a seeded key, ``xxhash64(seed, path)``. Within a class the images are
+Every image gets a seeded key, ``xxhash64(seed, split key)``: the path below the loaded
+folder or prefix for files Python lists (a folder and its copy in a bucket split alike),
+else the path. Within a class the images are
 ordered by key and the keys at the planned ranks are collected (one job); the result
 frames compare each row's key with those thresholds, so they stay narrow, re-computable
 and independent of partitioning: the same seed gives the same split everywhere.
@@ -11,7 +13,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..results import (LABEL_COL, LABEL_NAME_COL, LABEL_VECTOR_COL, LABELS_COL, PATH_COL,
                        SPLIT_COL)
-from .checks import GROUP
+from .checks import GROUP, SPLIT_KEY_COL
 from .plan import SPLIT_NAMES
 from .previews import PER_CLASS as PREVIEWS_PER_CLASS
 
@@ -24,8 +26,9 @@ Thresholds = Dict[str, List[Optional[int]]]
 
 
 def _key(seed: int) -> Any:
+    """The seeded key of each image: a hash of its split key (:data:`.checks.SPLIT_KEY_COL`)."""
     from pyspark.sql import functions as F
-    return F.xxhash64(F.lit(seed), F.col(PATH_COL))
+    return F.xxhash64(F.lit(seed), F.col(SPLIT_KEY_COL))
 
 
 def _cumulative(sizes: Sequence[int]) -> List[int]:
@@ -64,7 +67,7 @@ def _keys_at(checked: Any, groups: List[str], ranks: List[int], seed: int
     """``{class: {rank: (key, path)}}`` for the valid images at *ranks*. One job."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
-    window = Window.partitionBy(GROUP).orderBy(_KEY)
+    window = Window.partitionBy(GROUP).orderBy(_KEY, PATH_COL)  # ties: one order
     rows = (checked.filter(F.col("reason").isNull())
             .filter(F.col(GROUP).isin(groups))
             .withColumn(_KEY, _key(seed))
@@ -78,7 +81,8 @@ def _keys_at(checked: Any, groups: List[str], ranks: List[int], seed: int
 
 
 def assemble(rows: Any, image_col: str, classes: List[str], invalid: List[Tuple[str, str]],
-             keys: Thresholds, seed: int, spark: Any, labelled: bool, multi: bool = False) -> Any:
+             keys: Thresholds, seed: int, spark: Any, labelled: bool, multi: bool = False,
+             with_content: Any = None) -> Any:
     """The result frame: valid, sampled rows with label index and split, by expressions.
 
     *multi* (``multi_label: keep``): the rows carry their label set (``labels``) and
@@ -92,6 +96,8 @@ def assemble(rows: Any, image_col: str, classes: List[str], invalid: List[Tuple[
     limits = _limits(keys)
     # the last cumulative threshold is the sample cut; earlier ones are the split cuts
     frame = frame.filter(key <= limits[-1])
+    if with_content is not None:
+        frame = with_content(frame)
     if multi:
         return frame.select(PATH_COL, image_col, F.lit(None).cast("double").alias(LABEL_COL),
                             F.array_join(LABELS_COL, "|").alias(LABEL_NAME_COL), LABELS_COL,

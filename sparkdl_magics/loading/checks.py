@@ -8,7 +8,6 @@ workers: module-level so Spark ships them by reference, importing only Pillow/nu
 from __future__ import annotations
 
 import contextlib
-import math
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from ..errors import DataError
@@ -21,8 +20,11 @@ TAIL_BYTES = 64
 FILES_PER_CHECK_TASK = 1000
 
 GROUP = "_group"  # the class name, or "" when unlabelled (map keys cannot be null)
+#: What an image's seeded split key hashes: its path, or for files Python lists, the
+#: path below the loaded folder (so a folder and its copy in a bucket split alike).
+SPLIT_KEY_COL = "_split_key"
 
-_CHECK_SCHEMA = "width int, height int, mode string, format string, reason string"
+CHECK_SCHEMA = "width int, height int, mode string, format string, reason string"
 
 Groups = Dict[str, Dict[str, Any]]
 Invalid = List[Tuple[str, str]]
@@ -73,21 +75,17 @@ def check_decode(data: Optional[bytes]) -> Tuple:
 def checked_rows(rows: Any, source: Any, check: str) -> Iterator[Any]:
     """The checked rows, cached while the survey and the key thresholds read them.
 
-    Many small files make many small tasks; the header check needs far fewer (the
-    result frames keep Spark's own partitioning).
+    The source partitions the pass (:meth:`.sources.Source.for_checking`); the result
+    frames keep their own partitioning.
     """
-    n_files = len(source.indexed_files())
-    to_check = rows
-    if n_files > FILES_PER_CHECK_TASK:
-        to_check = rows.coalesce(max(2, math.ceil(n_files / FILES_PER_CHECK_TASK)))
-    checked = _checked(to_check, source.image_col, check).persist()
+    checked = _checked(source.for_checking(rows), source, check).persist()
     try:
         yield checked
     finally:
         checked.unpersist()
 
 
-def _checked(rows: Any, image_col: str, check: str) -> Any:
+def _checked(rows: Any, source: Any, check: str) -> Any:
     """Light rows: path, class, the header check and the file's size (no bytes kept).
 
     ``bytes`` (null with ``check='none'``, which reads no content) lets the featurizer
@@ -95,16 +93,21 @@ def _checked(rows: Any, image_col: str, check: str) -> Any:
     """
     from pyspark.sql import functions as F
     group = F.coalesce(F.col(LABEL_NAME_COL), F.lit("")).alias(GROUP)
+    result, size = source.check_result(check)
+    return (rows.select(PATH_COL, SPLIT_KEY_COL, group, result.alias("c"),
+                        size.alias("bytes"))
+            .select(PATH_COL, SPLIT_KEY_COL, GROUP, "c.*", "bytes"))
+
+
+def content_check(image_col: str, check: str) -> Tuple[Any, Any]:
+    """(check struct, size) columns computed from the rows' image column."""
     if image_col == IMAGE_COL:
-        result, size = _struct_check()
-    elif check == "none":
-        result, size = _no_check()
-    elif check == "decode":
-        result, size = _decode_check()
-    else:
-        result, size = _header_check()
-    return (rows.select(PATH_COL, group, result.alias("c"), size.alias("bytes"))
-            .select(PATH_COL, GROUP, "c.*", "bytes"))
+        return _struct_check()
+    if check == "none":
+        return _no_check()
+    if check == "decode":
+        return _decode_check()
+    return _header_check()
 
 
 def _struct_check() -> Tuple[Any, Any]:
@@ -133,7 +136,7 @@ def _no_check() -> Tuple[Any, Any]:
 def _decode_check() -> Tuple[Any, Any]:
     from pyspark.sql import functions as F
     content = F.col(CONTENT_COL)
-    udf = F.udf(check_decode, _CHECK_SCHEMA, useArrow=False)
+    udf = F.udf(check_decode, CHECK_SCHEMA, useArrow=False)
     return udf(content), F.length(content)
 
 
@@ -142,7 +145,7 @@ def _header_check() -> Tuple[Any, Any]:
     from pyspark.sql import functions as F
     content = F.col(CONTENT_COL)
     size = F.length(content)
-    udf = F.udf(check_bytes, _CHECK_SCHEMA, useArrow=False)
+    udf = F.udf(check_bytes, CHECK_SCHEMA, useArrow=False)
     head = F.substring(content, 1, HEAD_BYTES)
     tail = F.when(size > HEAD_BYTES,
                   F.substring(content, -TAIL_BYTES, TAIL_BYTES)).otherwise(content)

@@ -17,6 +17,8 @@ CHECKS = ("header", "decode", "none")
 #: ``multi_label``: what happens to an image with several of the chosen labels.
 #: ``keep``: each image once with its label set (a multi-label task).
 MULTI_LABEL_POLICIES = ("drop", "first", "all", "keep")
+#: ``reader``: who lists and reads the files (:func:`sparkdl_magics.storage.choose`).
+READERS = ("auto", "spark", "python")
 #: ``sample``: a fraction of each class in (0, SAMPLE_MAX].
 SAMPLE_MAX = 1
 #: ``per_class``: at least this many images per class.
@@ -56,3 +58,11 @@ def check_table_options(labels: Any, multi_label: str, label_separator: Any,
     if empty_label is not None and multi_label != "keep":
         raise OptionError(f"option 'empty_label' needs multi_label: keep (an empty label set);"
                           f" got multi_label: {multi_label} (valid: keep)")
+
+
+def check_reader(reader: Any) -> str:
+    """The ``reader`` option, lower case, one of :data:`READERS`."""
+    value = str(reader).strip().lower()
+    if value not in READERS:
+        raise unknown_choice("reader", reader, READERS)
+    return value

@@ -1,22 +1,34 @@
-"""Where the images come from: files Spark lists, or a DataFrame the user already has.
+"""Where the images come from: files Python lists on the executors, files Spark lists,
+or a DataFrame the user already has. :func:`make_source` picks one
+(:func:`sparkdl_magics.storage.choose` decides who reads a path).
 
-Spark lists and reads the files (``binaryFile``, recursive lookup, a glob on image
-extensions), so any URI Spark reads works and nothing walks directories on the driver.
-What Spark's scan leaves out silently is found here so that nothing vanishes: zero-byte
-files (from the file index: reported invalid), and names Spark hides (``_x.jpg``,
-``._x.jpg``, ``.DS_Store``, files in ``.ipynb_checkpoints/``; found by the workers, see
-:mod:`.inventory`): hidden images are loaded, system and other files listed as skipped.
+- :class:`StoredSource`: local folders and object stores Python reads (:mod:`.stored`):
+  a distributed listing, so the driver holds no per-file state; every file is an image or
+  skipped with a reason; bytes are read by the tasks that use them.
+- :class:`Source`: storage only Spark reads (``dbfs:``, ``hdfs:``, an ``s3a:`` with the
+  connector): Spark lists and reads the files (``binaryFile``, recursive lookup, a glob
+  on image extensions). What Spark's scan leaves out silently is found so that nothing
+  vanishes: zero-byte files (from the file index: reported invalid), and names Spark
+  hides (``_x.jpg``, ``._x.jpg``, ``.DS_Store``; found by the workers where they can walk
+  the folders, see :mod:`.inventory`).
+- a DataFrame given as ``path`` (:class:`Source` with ``frame``).
+
+The loader uses one interface: ``rows()`` (path + image column, lazily), ``listing()``
+(paths only), ``file_count()``, ``check_result()``, ``with_content()``, ``skipped()``,
+``empty_files()``, ``explain_empty()``.
 """
 from __future__ import annotations
 
+import math
 import os
 import re
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 from urllib.parse import unquote
 
 from ..errors import DataError, OptionError, missing_path_errors
 from ..results import CONTENT_COL, IMAGE_COL, PATH_COL
 from ..session import is_dataframe
+from .checks import SPLIT_KEY_COL
 from .inventory import Sorted, Unlisted, rows_of, sort_for_loading
 
 
@@ -95,6 +107,34 @@ class Source:
             self.extensions = _extension_names(extensions)
             self.glob = _extension_glob(extensions)
 
+    def file_count(self) -> int:
+        """How many files the listing holds (sizes the header-check pass)."""
+        return len(self.indexed_files())
+
+    @property
+    def hidden_unchecked(self) -> bool:
+        """Whether names Spark hides could not be looked for (storage the workers
+        cannot walk)."""
+        return self.frame is None and not self.unlisted().walked
+
+    def for_checking(self, rows: Any) -> Any:
+        """*rows* partitioned for the header-check pass: many small files make many
+        small scan tasks; the check needs far fewer."""
+        from .checks import FILES_PER_CHECK_TASK
+        n_files = self.file_count()
+        if n_files > FILES_PER_CHECK_TASK:
+            return rows.coalesce(max(2, math.ceil(n_files / FILES_PER_CHECK_TASK)))
+        return rows
+
+    def check_result(self, check: str) -> Tuple[Any, Any]:
+        """(check struct, size) columns of the header check, from the image column."""
+        from .checks import content_check
+        return content_check(self.image_col, check)
+
+    def with_content(self, frame: Any, images: int) -> Any:
+        """*frame* with its image column: here it is there from the start."""
+        return frame
+
     def unlisted(self) -> Unlisted:
         """The files under the paths that Spark's scan does not deliver (found once, by
         the workers: :mod:`.inventory`)."""
@@ -124,12 +164,16 @@ class Source:
         return self._files
 
     def rows(self) -> Any:
-        """path + the image column (bytes or struct); lazily, nothing is read yet."""
+        """path + the image column (bytes or struct) + the split key (the path);
+        lazily, nothing is read yet."""
+        from pyspark.sql import functions as F
         if self.frame is not None:
-            return self.frame
-        rows = self.files().select(PATH_COL, CONTENT_COL)
-        hidden = self.sorted_unlisted().load
-        return rows.unionByName(rows_of(self.spark, hidden)) if hidden else rows
+            rows = self.frame
+        else:
+            rows = self.files().select(PATH_COL, CONTENT_COL)
+            hidden = self.sorted_unlisted().load
+            rows = rows.unionByName(rows_of(self.spark, hidden)) if hidden else rows
+        return rows.withColumn(SPLIT_KEY_COL, F.col(PATH_COL))
 
     def listing(self) -> Any:
         """path only (for a binaryFile read, Spark then skips the file contents)."""
@@ -180,3 +224,153 @@ class Source:
         names = ", ".join(o.rsplit("/", 1)[-1] for o in others)
         return DataError(f"{what}: no image files (extensions: {self.glob}); found other "
                          f"files such as {names}")
+
+
+class StoredSource:
+    """Files Python lists and reads on the executors (:mod:`.stored`): the same
+    interface as :class:`Source`, with no per-file state on the driver."""
+
+    frame = None
+    image_col = CONTENT_COL
+    hidden_unchecked = False
+
+    def __init__(self, spark: Any, paths: List[str], extensions: Optional[Sequence[str]],
+                 store: Any):
+        self.spark = spark
+        self.store = store
+        self.paths = [_absolute(p) if store.kind == "local" else p for p in paths]
+        self.description = ", ".join(paths)
+        self.extensions = _extension_names(extensions)
+        self.glob = _extension_glob(extensions)
+        self._listed: Optional[Any] = None
+        self._counts: Optional[Dict[str, Any]] = None
+        self._skipped: Optional[List[Tuple[str, str]]] = None
+
+    def listed(self) -> Any:
+        """Every file under the paths (``path``, ``size``, ``skip``), listed once by
+        the executors and persisted there."""
+        if self._listed is None:
+            from .stored import listing_frame
+            self._listed = listing_frame(self.spark, self.store, self.paths,
+                                         self.extensions).persist()
+        return self._listed
+
+    def counts(self) -> Dict[str, Any]:
+        """Files, images, empty images and skipped files of the listing (one job)."""
+        if self._counts is None:
+            from pyspark.sql import functions as F
+
+            from .stored import SIZE_COL, SKIP_COL
+            image = F.col(SKIP_COL).isNull()
+            row = self.listed().agg(
+                F.count(F.lit(1)).alias("files"),
+                F.sum(F.when(image & (F.col(SIZE_COL) > 0), 1).otherwise(0)).alias("images"),
+                F.sum(F.when(image & (F.col(SIZE_COL) == 0), 1).otherwise(0)).alias("empty"),
+            ).first()
+            self._counts = {k: int(row[k] or 0) for k in ("files", "images", "empty")}
+        return self._counts
+
+    def _images(self) -> Any:
+        from pyspark.sql import functions as F
+
+        from .stored import SIZE_COL, SKIP_COL
+        return self.listed().filter(F.col(SKIP_COL).isNull() & (F.col(SIZE_COL) > 0))
+
+    def rows(self) -> Any:
+        """path + size of the images (the bytes come with :meth:`with_content`); the
+        split key is the path below the loaded folder or prefix."""
+        from pyspark.sql import functions as F
+
+        from .stored import BELOW_COL, SIZE_COL
+        return self._images().select(PATH_COL, SIZE_COL,
+                                     F.col(BELOW_COL).alias(SPLIT_KEY_COL))
+
+    def listing(self) -> Any:
+        return self._images().select(PATH_COL)
+
+    def file_count(self) -> int:
+        return self.counts()["images"]
+
+    def for_checking(self, rows: Any) -> Any:
+        """*rows* spread over the task slots (the listing has a partition per folder)."""
+        from ..session import task_slots
+        from .stored import check_partitions
+        return rows.repartition(check_partitions(self.file_count(), task_slots(self.spark)))
+
+    def check_result(self, check: str) -> Tuple[Any, Any]:
+        """The header check reads each file's ends on the executors (ranged reads)."""
+        from pyspark.sql import functions as F
+
+        from .checks import HEAD_BYTES, TAIL_BYTES, content_check
+        from .stored import SIZE_COL, check_column
+        if check == "none":
+            return content_check(CONTENT_COL, check)
+        return check_column(self.store, check, HEAD_BYTES, TAIL_BYTES), F.col(SIZE_COL)
+
+    def with_content(self, frame: Any, images: int) -> Any:
+        """*frame* spread over small partitions (at most ~128 images each, as the
+        featurizer's batches expect), then each file's bytes read in its partition."""
+        from ..partitioning import IMAGES_PER_PARTITION
+        from .stored import content_column
+        parts = max(1, math.ceil(images / IMAGES_PER_PARTITION))
+        return frame.repartition(parts).select("*", content_column(self.store))
+
+    def skipped(self) -> List[Tuple[str, str]]:
+        """``(path, reason)`` of the files that are not loaded (system, other files)."""
+        if self._skipped is None:
+            from pyspark.sql import functions as F
+
+            from .stored import SKIP_COL
+            rows = self.listed().filter(F.col(SKIP_COL).isNotNull()) \
+                .select(PATH_COL, SKIP_COL).collect()
+            self._skipped = sorted((r[0], r[1]) for r in rows)
+        return self._skipped
+
+    def empty_files(self, scanned: Optional[int] = None) -> List[str]:
+        """Images of zero bytes (invalid)."""
+        if not self.counts()["empty"]:
+            return []
+        from pyspark.sql import functions as F
+
+        from .stored import SIZE_COL, SKIP_COL
+        rows = self.listed().filter(F.col(SKIP_COL).isNull() & (F.col(SIZE_COL) == 0)) \
+            .select(PATH_COL).collect()
+        return sorted(r[0] for r in rows)
+
+    def explain_empty(self) -> DataError:
+        """Why there is nothing to load: no files, only system files, or no images."""
+        what = f"option 'path' ({self.description})"
+        skipped = self.skipped()
+        if not skipped:
+            return DataError(f"{what}: no files there (empty folder?)")
+        system = [s for s in skipped if s[1].startswith("system file")]
+        if len(system) == len(skipped):
+            names = ", ".join(p.rsplit("/", 1)[-1] for p, _ in system[:3])
+            return DataError(f"{what}: no image files, only {len(system)} skipped "
+                             f"file(s) such as {names} ({system[0][1]})")
+        others = [p for p, r in skipped if not r.startswith("system file")]
+        names = ", ".join(o.rsplit("/", 1)[-1] for o in others[:3])
+        return DataError(f"{what}: no image files (extensions: {self.glob}); found other "
+                         f"files such as {names}")
+
+
+def _absolute(path: str) -> str:
+    """A local path as an absolute one (the executors' working folder is not ours)."""
+    from .inventory import local_path
+    local = local_path(path)
+    return os.path.abspath(local) if local is not None else path
+
+
+def make_source(spark: Any, path: Any, extensions: Optional[Sequence[str]],
+                storage_options: Optional[Dict[str, Any]] = None, reader: str = "auto") -> Any:
+    """The source of a load: a DataFrame's rows, files Python reads, or files Spark reads."""
+    if is_dataframe(path):
+        if storage_options:
+            raise OptionError("option 'storage_options' is for paths, not a DataFrame")
+        return Source(spark, path, extensions)
+    from ..storage import choose
+    paths = _paths(path)
+    store = choose(spark, paths, storage_options, reader)
+    if store is None:
+        return Source(spark, paths, extensions)
+    return StoredSource(spark, paths, extensions, store)

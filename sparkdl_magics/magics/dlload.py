@@ -8,9 +8,9 @@ from __future__ import annotations
 from typing import Any
 
 from .. import defaults
-from ..loading.choices import CHECKS, MULTI_LABEL_POLICIES, PER_CLASS_MIN, SAMPLE_MAX
+from ..loading.choices import CHECKS, MULTI_LABEL_POLICIES, PER_CLASS_MIN, READERS, SAMPLE_MAX
 from ..options import (MagicCall, MagicSpec, Option, as_choice, as_float, as_int, as_list_of,
-                       as_str)
+                       as_mapping, as_str)
 from .runner import Context
 
 
@@ -42,7 +42,8 @@ SPEC = MagicSpec(
           "sparkdl_magics.load_images(...).",
     options=(
         Option("path", None, "folder with one sub-folder per class, a glob, a list of "
-               "paths, or any URI Spark reads (s3a://, abfss://, gs://, dbfs:/)", _paths),
+               "paths, a bucket prefix (s3://, gs://, abfss://, az://) or any URI Spark "
+               "reads (dbfs:/, hdfs://)", _paths),
         Option("labels", "folders", "where labels come from: folders (parent folder "
                "name), none (unlabelled), or a CSV/Parquet label table path", as_str),
         Option("id_column", "ImageID", "label table: the image id column; ids may be file "
@@ -73,6 +74,12 @@ SPEC = MagicSpec(
                "decode (decode every image, slow), none", as_choice(*CHECKS)),
         Option("extensions", None, "image file extensions to list (default: jpg, jpeg, png, "
                "gif, bmp, webp, tif, tiff)", as_list_of(as_str)),
+        Option("storage_options", None, "object stores: what the environment does not "
+               "say, e.g. {endpoint: http://127.0.0.1:9000, anonymous: true, region: "
+               "eu-west-1, profile: dev}", as_mapping),
+        Option("reader", "auto", "who lists and reads the files: auto (Python on the "
+               "executors for local folders and stores Spark cannot read), spark, python",
+               as_choice(*READERS)),
     ),
 )
 

@@ -1,0 +1,249 @@
+"""Images where users keep them: a real S3 API server on 127.0.0.1 (moto's server mode),
+read by Python on the executors (:mod:`sparkdl_magics.storage`, :mod:`..loading.stored`)
+because the pip-installed Spark here has no S3 connector.
+
+The same images in a folder and in a bucket load, split, featurize and score alike;
+odd objects are loaded, invalid or skipped with a reason; a bucket's label table, model
+file and weights file are read; errors are one line, fast.
+"""
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from helpers import SMALL, features_by_path, write_weights
+
+pytest.importorskip("moto")
+
+
+@pytest.fixture(scope="module")
+def flowers_bucket(s3, image_folder):
+    """image_folder's files as s3://flowers/photos/<class>/<file>."""
+    url = s3.bucket("flowers")
+    s3.upload("flowers", image_folder, "photos")
+    return f"{url}/photos"
+
+
+def below(path: str) -> str:
+    """class/file of a loaded path (s3://b/p/class/file or file:/.../class/file)."""
+    return "/".join(path.rsplit("/", 2)[-2:])
+
+
+# --------------------------------------------------------------------------- choosing
+
+def test_store_for_reads_object_store_schemes_and_checks_storage_options():
+    from sparkdl_magics.errors import OptionError
+    from sparkdl_magics.storage import LOCAL, store_for
+    assert store_for("/data/flowers") is LOCAL and store_for("file:/data") is LOCAL
+    for url, kind in (("s3://b/p", "s3"), ("s3a://b/p", "s3"), ("gs://b/p", "gcs"),
+                      ("abfss://c@acct.dfs.core.windows.net/p", "azure"), ("az://c/p", "azure")):
+        assert store_for(url).kind == kind, url
+    assert store_for("s3a://b/p/x.jpg").fs_path("s3a://b/p/x.jpg") == "b/p/x.jpg"
+    store = store_for("s3://b", {"endpoint_url": "http://h:1", "anon": True})
+    assert dict(store.options) == {"endpoint_override": "http://h:1", "anonymous": True}
+    assert store_for("dbfs:/mnt/x") is None  # only Spark reads it
+    with pytest.raises(OptionError, match=r"unknown key 'endpont'.*did you mean 'endpoint'"):
+        store_for("s3://b", {"endpont": "http://h:1"})
+    with pytest.raises(OptionError, match="local paths take no storage options"):
+        store_for("/data", {"anonymous": True})
+
+
+# --------------------------------------------------------------------------- the workflow
+
+def test_bucket_and_folder_give_the_same_split_features_and_accuracy(spark_any, image_folder,
+                                                                       flowers_bucket, tmp_path):
+    """Load → featurize → fit → evaluate from the bucket (on a Connect server, its
+    workers read it) equals the same from the folder on disk."""
+    from sparkdl_magics import evaluate, featurize, fit, load_images
+    weights = write_weights(SMALL, tmp_path)
+    results = {}
+    for where in (str(image_folder), flowers_bucket):
+        images = load_images(where, split=0.75, seed=3, per_class=10)
+        fs = featurize(images, model=SMALL, weights=str(weights), batch_size=8)
+        clf = fit(fs, maxIter=15)
+        results[where] = (images, features_by_path(fs.df), evaluate(clf).metrics)
+        assert images.stats["images"] == 30 and images.invalid.empty
+    (disk, disk_feats, disk_metrics), (bucket, bucket_feats, bucket_metrics) = results.values()
+    assert bucket.classes == disk.classes and bucket.source == flowers_bucket
+    assert bucket.counts.equals(disk.counts)
+    for split in ("train", "test"):
+        assert sorted(below(r[0]) for r in getattr(bucket, split).select("path").collect()) == \
+            sorted(below(r[0]) for r in getattr(disk, split).select("path").collect())
+    assert all(p.startswith(flowers_bucket + "/") for p in bucket_feats)
+    by_name = {below(p): v for p, v in disk_feats.items()}
+    assert len(bucket_feats) == len(by_name) == 30
+    for path, vector in bucket_feats.items():
+        np.testing.assert_array_equal(vector, by_name[below(path)])
+    assert bucket_metrics["accuracy"] == disk_metrics["accuracy"]
+    assert bucket_metrics["f1"] == disk_metrics["f1"]
+
+
+def test_dlload_cell_reads_a_bucket_prefix(spark, ip, flowers_bucket):
+    ip.run_cell(f"%%dlload flowers\npath: {flowers_bucket}\nper_class: 4\nsplit: 0.5\n")
+    images = ip.user_ns["flowers"]
+    assert images.classes == ["daisy", "roses", "tulips"] and images.stats["images"] == 12
+    assert sum(len(v) for v in images.previews.values()) == 12  # thumbnails from the bucket
+
+
+# --------------------------------------------------------------------------- accounting
+
+def test_odd_objects_are_loaded_invalid_or_skipped_with_a_reason(spark, s3, image_folder):
+    from sparkdl_magics import load_images
+    s3.bucket("odd")
+    good = sorted((image_folder / "daisy").glob("*.jpg"))[0].read_bytes()
+    objects = {"set/cats/a photo.jpg": good, "set/cats/été ünïcode.jpg": good,
+               "set/cats/_underscore.jpg": good, "set/dogs/1.jpg": good,
+               "set/dogs/2.JPG": good, "set/dogs/empty.jpg": b"",
+               "set/dogs/notes.txt": b"hello", "set/dogs/.DS_Store": b"x",
+               "set/dogs/._1.jpg": b"x", "set/cats/": b"", "set/.hidden/3.jpg": good,
+               "set-other/cats/4.jpg": good}
+    for key, body in objects.items():
+        s3.put("odd", key, body)
+    images = load_images("s3://odd/set", split=1.0)
+    loaded = sorted(r[0] for r in images.df.select("path").collect())
+    assert loaded == ["s3://odd/set/cats/_underscore.jpg", "s3://odd/set/cats/a photo.jpg",
+                      "s3://odd/set/cats/été ünïcode.jpg", "s3://odd/set/dogs/1.jpg",
+                      "s3://odd/set/dogs/2.JPG"]
+    assert images.invalid.to_dict("records") == [
+        {"path": "s3://odd/set/dogs/empty.jpg", "reason": "empty file (0 bytes)"}]
+    skipped = dict(zip(images.skipped["path"], images.skipped["reason"]))
+    assert skipped["s3://odd/set/dogs/notes.txt"].startswith("not an image file")
+    assert "DS_Store" in skipped["s3://odd/set/dogs/.DS_Store"]
+    assert "AppleDouble" in skipped["s3://odd/set/dogs/._1.jpg"]
+    assert "hidden folder .hidden" in skipped["s3://odd/set/.hidden/3.jpg"]
+    assert len(skipped) == 4  # 'set-other/' is not under the prefix 'set'
+    assert images.stats["skipped_system"] == 3 and images.stats["skipped_other"] == 1
+    # the folder marker 'set/cats/' is a folder (pyarrow lists it as one), not a file
+    assert not any(p.endswith("/") for p in loaded + list(skipped))
+    assert images.counts.loc["cats", "total"] == 3 and images.counts.loc["dogs", "total"] == 2
+
+
+def test_sampling_classes_and_splits_behave_as_for_a_folder(spark, image_folder, flowers_bucket):
+    from sparkdl_magics import load_images
+    for options in ({"classes": ["tulips", "daisy"], "per_class": 5, "split": [0.6, 0.2, 0.2]},
+                    {"sample": 0.5, "split": 0.5}):
+        disk = load_images(str(image_folder), seed=9, **options)
+        bucket = load_images(flowers_bucket, seed=9, **options)
+        assert bucket.classes == disk.classes and bucket.counts.equals(disk.counts)
+        for split in ("train", "validation", "test"):
+            got, want = getattr(bucket, split), getattr(disk, split)
+            if want is None:
+                assert got is None
+                continue
+            assert sorted(below(r[0]) for r in got.select("path").collect()) == \
+                sorted(below(r[0]) for r in want.select("path").collect())
+
+
+def test_open_images_style_flat_prefix_with_a_label_csv_in_the_bucket(spark, s3, image_folder):
+    from sparkdl_magics import load_images
+    s3.bucket("openimages")
+    rows, files = ["ImageID,Source,LabelName,Confidence"], sorted(image_folder.rglob("*.jpg"))
+    for i, path in enumerate(files):
+        image_id = f"{i:016x}"
+        s3.put("openimages", f"train/{image_id}.jpg", path.read_bytes())
+        rows.append(f"{image_id},verification,/m/{path.parent.name},1")
+        rows.append(f"{image_id},verification,/m/other,0")  # a negative label: ignored
+    s3.put("openimages", "labels/train-labels.csv", "\n".join(rows).encode())
+    images = load_images("s3://openimages/train", labels="s3://openimages/labels/train-labels.csv",
+                         split=1.0)
+    assert images.classes == sorted({f"/m/{p.parent.name}" for p in files})
+    assert images.stats["images"] == len(files)
+    assert images.stats["id_match"] == {"stem": len(files)}
+
+
+# --------------------------------------------------------------------------- errors
+
+class SilentServer:
+    """A TCP server on 127.0.0.1 that accepts connections and never answers."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.held = []
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.held.append(conn)
+
+    def close(self):
+        self.sock.close()
+        for conn in self.held:
+            conn.close()
+
+
+def test_store_errors_are_one_line_and_fast(spark, s3, flowers_bucket):
+    from sparkdl_magics import load_images
+    from sparkdl_magics.errors import DataError
+    s3.bucket("emptyish")
+    s3.put("emptyish", "docs/readme.txt", b"not an image")
+    cases = [("s3://no-such-bucket-here/x", {}, r"s3://no-such-bucket-here/x: no such bucket"),
+             ("s3://flowers/nothing-here", {}, r"option 'path': s3://flowers/nothing-here does "
+                                                r"not exist"),
+             ("s3://emptyish/docs", {}, r"no image files .*found other files such as "
+                                        r"readme\.txt")]
+    for url, options, message in cases:
+        with pytest.raises(DataError, match=message) as info:
+            load_images(url, storage_options=options or None)
+        assert "\n" not in str(info.value) and "Traceback" not in str(info.value)
+    silent = SilentServer()
+    try:
+        for endpoint in (f"http://127.0.0.1:{silent.port}", "http://127.0.0.1:9"):
+            started = time.monotonic()
+            with pytest.raises(DataError, match=r"the storage endpoint .*does not answer"):
+                load_images(flowers_bucket, storage_options={"endpoint": endpoint})
+            assert time.monotonic() - started < 15, endpoint
+    finally:
+        silent.close()
+
+
+def test_access_denied_is_one_line(spark, tmp_path):
+    """A server that checks signatures (moto with IAM enforced): anonymous requests to a
+    private bucket are denied."""
+    from s3_server import S3Server
+
+    from sparkdl_magics import load_images
+    from sparkdl_magics.errors import DataError
+    server = S3Server()
+    server.start(env={"INITIAL_NO_AUTH_ACTION_COUNT": "2"})
+    try:
+        client = server.client()
+        client.create_bucket(Bucket="private")
+        client.put_object(Bucket="private", Key="a/b/1.jpg", Body=b"x")
+        with pytest.raises(DataError, match=r"s3://private/a: access denied"):
+            load_images("s3://private/a", storage_options={"endpoint": server.endpoint,
+                                                           "anonymous": True})
+    finally:
+        server.stop()
+
+
+# --------------------------------------------------------------------------- scale
+
+def test_the_listing_holds_no_per_file_state_on_the_driver(spark, tmp_path):
+    """The loaded frame's plan reads no Spark file index (which keeps every file on the
+    driver): its only driver-side data are the listing units, one per class folder."""
+    import contextlib
+    import io
+
+    from imagegen import write_labelled_folder
+
+    from sparkdl_magics import load_images
+    write_labelled_folder(tmp_path, ("a", "b"), per_class=30, seed=4)
+    images = load_images(str(tmp_path), split=0.5)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        images.df.explain(True)
+    plan = out.getvalue()
+    assert "FileScan" not in plan and "InMemoryFileIndex" not in plan, plan
+    assert images.stats["images"] == 60
