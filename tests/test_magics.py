@@ -12,21 +12,19 @@ from sparkdl_magics.magics import runner
 from sparkdl_magics.options import MagicSpec, Option, as_int
 
 
-def test_load_ext_is_fast_and_imports_no_heavy_modules():
+def test_load_ext_imports_no_heavy_modules():
+    """What keeps loading fast is importing none of these; how fast it is, on this
+    machine, is benchmarks/load_ext.py's to say (a timing fails on a busy machine)."""
     code = r"""
-import json, sys, time
+import json, sys
 from IPython.core.interactiveshell import InteractiveShell
 ip = InteractiveShell.instance()
-t = time.perf_counter()
 ip.run_line_magic("load_ext", "sparkdl_magics")
-elapsed = time.perf_counter() - t
 heavy = [m for m in ("tensorflow", "keras", "pyspark", "matplotlib") if m in sys.modules]
-print(json.dumps({"elapsed": elapsed, "heavy": heavy,
-                  "magics": sorted(ip.magics_manager.magics["line"])}))
+print(json.dumps({"heavy": heavy, "magics": sorted(ip.magics_manager.magics["line"])}))
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     report = json.loads(out.stdout.strip().splitlines()[-1])
-    assert report["elapsed"] < 1.0, report
     assert report["heavy"] == []
     assert "dlspark" in report["magics"]
 

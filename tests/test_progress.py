@@ -143,7 +143,7 @@ def test_interrupt_during_a_jvm_call_that_is_no_job_says_so_and_a_second_one_sto
             spark.sparkContext._jvm.java.lang.Thread.sleep(30_000)  # a Py4J call, no job
     presser.join(20)
     assert box["said"], "no hint after the first interrupt"
-    assert time.monotonic() - box["sent"] < 5
+    assert time.monotonic() - box["sent"] < 15  # half the 30 s sleep: stopped, not waited
     assert spark.range(10).count() == 10  # the gateway still serves this thread
 
 
