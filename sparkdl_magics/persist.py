@@ -22,7 +22,19 @@ META_DIR = "sparkdl_magics"
 
 
 def save_model(model: Any, path: str, overwrite: bool = True) -> str:
-    """Write *model* at *path*: its PipelineModel and its metadata, both through Spark."""
+    """Write *model* at *path*: its PipelineModel and its metadata, both through Spark
+    (in a bucket this Spark cannot write: written locally, then copied by Python)."""
+    from .storage import copy_folder, needs_python, staged_folder
+    spark = get_spark()
+    if needs_python(spark, path):
+        with staged_folder(spark, path, "save to") as local:
+            _save(model, local, overwrite)
+            copy_folder(local, str(path).rstrip("/"))
+        return path
+    return _save(model, path, overwrite)
+
+
+def _save(model: Any, path: str, overwrite: bool) -> str:
     writer = model.pipeline_model.write()
     if overwrite:
         writer = writer.overwrite()
@@ -39,9 +51,18 @@ def save_model(model: Any, path: str, overwrite: bool = True) -> str:
 def load_model(path: str, spark: Any = None) -> Any:
     """Load a model saved with :func:`save_model` (any session; the magics not needed):
     a FittedModel, or a MultiLabelModel when one was saved there."""
+    from .storage import copy_folder, needs_python, staged_folder
+    spark = spark or get_spark()
+    if needs_python(spark, path):
+        with staged_folder(spark, path, "load from", keep=True) as local:
+            copy_folder(str(path).rstrip("/"), local)
+            return _load(local, spark)
+    return _load(path, spark)
+
+
+def _load(path: str, spark: Any) -> Any:
     from pyspark.ml import PipelineModel
     from pyspark.ml.feature import IndexToString
-    spark = spark or get_spark()
     pipeline_model = PipelineModel.load(path)
     last = pipeline_model.stages[-1]
     classes = list(last.getLabels()) if isinstance(last, IndexToString) else []

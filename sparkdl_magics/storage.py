@@ -27,10 +27,11 @@ once per Python worker (:func:`filesystem`) and reuse it.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from dataclasses import dataclass
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, Mapping, Optional, Sequence, Tuple
 
 from .errors import DataError, OptionError
 
@@ -55,8 +56,8 @@ OPTION_NAMES = {
               "sas_token": "sas_token", "endpoint": "blob_storage_authority"},
 }
 #: Seconds before a store that does not answer is reported (connect, then per request).
-CONNECT_TIMEOUT = 5.0
-REQUEST_TIMEOUT = 10.0
+CONNECT_TIMEOUT = 3.0
+REQUEST_TIMEOUT = 5.0
 #: Requests per S3 call (one retry): an endpoint that does not answer fails in seconds.
 S3_ATTEMPTS = 2
 
@@ -71,6 +72,11 @@ def scheme_of(url: str) -> str:
 
 def is_local(url: str) -> bool:
     return scheme_of(url) in ("", "file")
+
+
+def is_remote_url(text: Any) -> bool:
+    """Whether *text* names a file in an object store Python reads (``s3://b/k`` ...)."""
+    return isinstance(text, str) and scheme_of(text.strip()) in OBJECT_SCHEMES
 
 
 @dataclass(frozen=True)
@@ -199,6 +205,11 @@ def _default_fs_is_local(spark: Any) -> bool:
     return not value or str(value).startswith("file:")
 
 
+def needs_python(spark: Any, url: Any) -> bool:
+    """Whether *url* is in an object store that Python reads and this Spark cannot."""
+    return is_remote_url(url) and not spark_reads(spark, str(url).strip())
+
+
 def spark_reads(spark: Any, url: str) -> bool:
     """Whether the session's Spark has a file system for *url*'s scheme: a cheap probe
     (a path that does not exist is resolved, nothing is listed)."""
@@ -303,5 +314,64 @@ def storage_message(exc: BaseException, url: str) -> str:
     return f"{where} {first[:300]}"
 
 
+# --------------------------------------------------------------------------- driver side
+
+def fetch_file(url: str, folder: str) -> str:
+    """Driver side: copy one file from a store into *folder* (a model or weights file
+    in a bucket, read once and then shipped to the executors like a local one)."""
+    store = store_for(url)
+    if store is None:
+        raise DataError(f"{url}: no Python reader for this scheme (local paths, "
+                        "s3://, gs://, abfs(s)://, az://)")
+    target = os.path.join(folder, url.rstrip("/").rsplit("/", 1)[-1])
+    try:
+        fs = filesystem(store)
+        with fs.open_input_stream(store.fs_path(url)) as src, open(target + ".part", "wb") as out:
+            while True:
+                chunk = src.read(8 << 20)
+                if not chunk:
+                    break
+                out.write(chunk)
+    except OSError as exc:
+        raise DataError(storage_message(exc, url)) from None
+    os.replace(target + ".part", target)
+    return target
+
+
+def copy_folder(source: str, target: str) -> None:
+    """Copy a folder between the local disk and a store (either way), with pyarrow."""
+    from pyarrow import fs as pafs
+    src, dst = store_for(source), store_for(target)
+    try:
+        pafs.copy_files(src.fs_path(source), dst.fs_path(target),
+                        source_filesystem=filesystem(src), destination_filesystem=filesystem(dst))
+    except OSError as exc:
+        raise DataError(storage_message(exc, target if dst.remote else source)) from None
+
+
+@contextlib.contextmanager
+def staged_folder(spark: Any, url: str, action: str, keep: bool = False) -> Iterator[str]:
+    """A local folder standing for *url* in a store the session's Spark cannot write:
+    Spark writes (or reads) the local folder, Python copies it to (or from) the store.
+    Only where the driver's disk is the executors' too (a classic ``local`` master);
+    elsewhere one line says what to configure. *keep*: leave the folder (a loaded
+    model may read its files later)."""
+    import shutil
+    import tempfile
+    master = str(spark.conf.get("spark.master", "") or "")
+    from .session import is_connect
+    if is_connect(spark) or not master.startswith("local"):
+        raise DataError(f"cannot {action} {url}: this Spark has no file system for "
+                        f"{scheme_of(url)}:// (add the Hadoop connector, e.g. hadoop-aws for "
+                        "s3a://, to the cluster), or use a folder the cluster writes")
+    folder = tempfile.mkdtemp(prefix="sparkdl-staged-")
+    try:
+        yield os.path.join(folder, "model")
+    finally:
+        if not keep:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 __all__ = ["Store", "LOCAL", "choose", "store_for", "filesystem", "scheme_of", "is_local",
-           "spark_reads", "storage_message", "OBJECT_SCHEMES"]
+           "spark_reads", "storage_message", "fetch_file", "is_remote_url", "copy_folder", "staged_folder",
+           "needs_python", "OBJECT_SCHEMES"]

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from .errors import OptionError, unknown_choice
+from .errors import DataError, OptionError, unknown_choice
 from .featurizer import ERROR_COL, build_featurizer
 from . import defaults
 from .frames import image_column
@@ -46,6 +46,11 @@ def read_image_stream(path: str, glob: Optional[str] = None, recursive: bool = T
     from .loading.inventory import is_system_name
 
     spark = spark or get_spark()
+    from .storage import needs_python
+    if needs_python(spark, str(path)):
+        raise DataError(f"option 'path': cannot stream from {path}: Spark's file stream needs "
+                        "a Hadoop file system for the scheme (add the connector, e.g. "
+                        "hadoop-aws for s3a://); load_images reads it without one")
     reader = spark.readStream.format("binaryFile").schema(BINARY_FILE_SCHEMA)
     if glob:
         reader = reader.option("pathGlobFilter", glob)

@@ -56,6 +56,7 @@ def resolve_spec(model: str = "InceptionV3", weights: Optional[str] = "imagenet"
     model = str(model or "").strip()
     if not model:
         raise OptionError("option 'model': give a model name (see %dlmodels) or a model file")
+    model, weights = _fetched(model), _fetched(weights)
     if is_model_name(model):
         return _resolve_named(model, weights, layer, preprocess, include_top, spark)
     if _looks_like_path(model):
@@ -64,6 +65,16 @@ def resolve_spec(model: str = "InceptionV3", weights: Optional[str] = "imagenet"
     raise OptionError(
         f"unknown model {model!r}{did_you_mean(model, MODEL_NAMES)} (valid: "
         f"{', '.join(MODEL_NAMES)}, or a .keras/.h5 file or SavedModel directory)")
+
+
+def _fetched(choice: Any) -> Any:
+    """A model or weights file in a bucket (``s3://…/m.keras``), copied once to the
+    driver's staging folder, from where it ships like a local file."""
+    from .storage import fetch_file, is_remote_url
+    if not is_remote_url(choice):
+        return choice
+    folder = tempfile.mkdtemp(prefix="fetched-", dir=_staging_dir())
+    return fetch_file(str(choice).strip(), folder)
 
 
 def _looks_like_path(text: str) -> bool:

@@ -322,6 +322,11 @@ def _read_table(spark: Any, labels: Any) -> Tuple[Any, str]:
                           f"table, got {labels!r}")
     path = labels.strip()
     lower = path.lower().rstrip("/")
+    from ..storage import is_remote_url, spark_reads, store_for
+    if is_remote_url(path) and lower.endswith((".csv", ".csv.gz", ".tsv", ".txt", ".parquet",
+                                               ".pq")) and not spark_reads(spark, path):
+        from .stored import table_frame  # a bucket Spark cannot read: Python reads it
+        return table_frame(spark, store_for(path), path), repr(path)
     with missing_path_errors([path], option="labels"):
         if lower.endswith((".csv", ".csv.gz", ".tsv", ".txt")):
             sep = "\t" if lower.endswith(".tsv") else ","

@@ -67,6 +67,9 @@ def units_of(store: Store, url: str) -> List[Tuple[Optional[str], bool, Optional
         fs = filesystem(store)
         info = fs.get_file_info(path)
         if info.type == pafs.FileType.NotFound:
+            bucket = path.split("/", 1)[0]
+            if bucket != path and fs.get_file_info(bucket).type == pafs.FileType.NotFound:
+                return [(None, False, f"{url}: no such bucket {bucket!r}")]
             if not fs.get_file_info(pafs.FileSelector(path, allow_not_found=True)):
                 return [(None, False, f"option 'path': {url} does not exist")]
         if info.type == pafs.FileType.File:
@@ -267,5 +270,65 @@ def _unreadable() -> Tuple:
     return (None, None, None, None, "could not be read (gone or not readable since it was listed)")
 
 
+
+
+# --------------------------------------------------------------------------- label tables
+
+def table_frame(spark: Any, store: Store, url: str) -> Any:
+    """A CSV / TSV / Parquet label table in a store, read by one executor into a Spark
+    DataFrame of string columns (streamed in Arrow batches: a 500 MB table never sits
+    on the driver). A first small job reads the header, for the frame's schema."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import StringType, StructField, StructType
+
+    def header(u: str) -> List[str]:
+        try:
+            return ["ok"] + _table_batches(store, u, header_only=True)
+        except Exception as exc:  # the store's own words, one line
+            return ["error", storage_message(exc, u)]
+    got = spark.createDataFrame([(url,)], "u string") \
+        .select(F.udf(header, "array<string>", useArrow=False)("u")).first()[0]
+    if got[0] == "error":
+        raise DataError(got[1].replace("option 'path'", "option 'labels'"))
+    names = got[1:]
+    schema = StructType([StructField(n, StringType()) for n in names])
+
+    def batches(parts: Iterator[Any]) -> Iterator[Any]:
+        for part in parts:
+            for row in part.to_pylist():
+                yield from _table_batches(store, row["u"])
+    return spark.createDataFrame([(url,)], "u string").mapInArrow(batches, schema)
+
+
+def _table_batches(store: Store, url: str, header_only: bool = False) -> Any:
+    """Worker side: the table's column names, or its rows as Arrow batches of strings."""
+    import pyarrow as pa
+    fs = filesystem(store)
+    lower = url.lower()
+    source = fs.open_input_file(store.fs_path(url))
+    if lower.endswith((".parquet", ".pq")):
+        import pyarrow.parquet as pq
+        reader = pq.ParquetFile(source)
+        names = reader.schema_arrow.names
+        if header_only:
+            return names
+        return (pa.RecordBatch.from_arrays([b.column(i).cast(pa.string()) for i in
+                                            range(b.num_columns)], names=names)
+                for b in reader.iter_batches(batch_size=LISTING_BATCH))
+    from pyarrow import csv
+    parse = csv.ParseOptions(delimiter="\t" if lower.endswith(".tsv") else ",")
+    if lower.endswith(".gz"):
+        source = pa.CompressedInputStream(source, "gzip")
+    names = csv.open_csv(source, parse_options=parse).schema.names
+    if header_only:
+        return names
+    source = fs.open_input_file(store.fs_path(url))
+    if lower.endswith(".gz"):
+        source = pa.CompressedInputStream(source, "gzip")
+    convert = csv.ConvertOptions(column_types={n: pa.string() for n in names},
+                                 strings_can_be_null=False)
+    return iter(csv.open_csv(source, parse_options=parse, convert_options=convert))
+
+
 __all__ = ["listing_frame", "content_column", "check_column", "check_partitions",
-           "LISTING_SCHEMA", "SIZE_COL", "SKIP_COL"]
+           "table_frame", "LISTING_SCHEMA", "SIZE_COL", "SKIP_COL", "BELOW_COL"]
