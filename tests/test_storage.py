@@ -65,7 +65,8 @@ def test_bucket_and_folder_give_the_same_split_features_and_accuracy(spark_any, 
         images = load_images(where, split=0.75, seed=3, per_class=10)
         fs = featurize(images, model=SMALL, weights=str(weights), batch_size=8)
         clf = fit(fs, maxIter=15)
-        results[where] = (images, features_by_path(fs.df), evaluate(clf).metrics)
+        feats = {**features_by_path(fs.train), **features_by_path(fs.test)}
+        results[where] = (images, feats, evaluate(clf).metrics)
         assert images.stats["images"] == 30 and images.invalid.empty
     (disk, disk_feats, disk_metrics), (bucket, bucket_feats, bucket_metrics) = results.values()
     assert bucket.classes == disk.classes and bucket.source == flowers_bucket
