@@ -78,7 +78,8 @@ def test_bucket_and_folder_give_the_same_split_features_and_accuracy(spark_any, 
     by_name = {below(p): v for p, v in disk_feats.items()}
     assert len(bucket_feats) == len(by_name) == 30
     for path, vector in bucket_feats.items():
-        np.testing.assert_allclose(vector, by_name[below(path)], rtol=1e-4)  # batching order
+        want = by_name[below(path)]  # float32 rounding of other batch compositions
+        np.testing.assert_allclose(vector, want, rtol=1e-4, atol=1e-5 * np.abs(want).max())
     # float32 rounding of other batch compositions may move one borderline test image
     assert abs(bucket_metrics["accuracy"] - disk_metrics["accuracy"]) <= 1 / bucket_metrics["count"]
 
