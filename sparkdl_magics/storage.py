@@ -291,27 +291,56 @@ def _profile_keys(profile: str) -> Dict[str, str]:
     return {k: v for k, v in keys.items() if v}
 
 
-def storage_message(exc: BaseException, url: str) -> str:
-    """One line for a store's error (pyarrow / AWS SDK text), saying what to do."""
+_DENIED = re.compile(r"ACCESS_DENIED|AccessDenied|INVALID_ACCESS_KEY_ID|InvalidAccessKeyId|"
+                     r"SIGNATURE_DOES_NOT_MATCH|SignatureDoesNotMatch|HTTP status 403|"
+                     r"\b403 Forbidden|PermissionDenied|AuthorizationFailure")
+_UNREACHABLE = re.compile(r"NETWORK_CONNECTION|Could not connect|[Cc]ouldn't connect|"
+                          r"resolve host|Timeout|timed out|Connection refused")
+NO_CREDENTIALS = ("no credentials found (set AWS_ACCESS_KEY_ID / AWS_PROFILE on the executors, "
+                  "or storage_options: {anonymous: true} for a public bucket)")
+
+
+def storage_message(exc: BaseException, url: str, store: Optional[Store] = None) -> str:
+    """One line for a store's error (pyarrow / AWS SDK text), saying what to do; with
+    *store*, a failure where the executor sees no S3 credentials at all says so."""
     text = " ".join(str(exc).split())
     where = f"{url}:"
     if "NO_SUCH_BUCKET" in text or "bucket does not exist" in text.lower():
         return f"{where} no such bucket"
-    if "ACCESS_DENIED" in text or "AccessDenied" in text or "403" in text:
-        return f"{where} access denied (check the credentials the executors use)"
-    if "credentials" in text.lower() and ("no " in text.lower() or "unable" in text.lower()):
-        return (f"{where} no credentials found (set AWS_ACCESS_KEY_ID / AWS_PROFILE on the "
-                "executors, or storage_options: {anonymous: true} for a public bucket)")
-    if "NETWORK_CONNECTION" in text or "Could not connect" in text or "resolve" in text \
-            or "Timeout" in text or "timed out" in text.lower():
+    if _UNREACHABLE.search(text):
         found = re.search(r"(?:connect to|resolve host:?) ([^\s;]+)", text)
         host = f" ({found.group(1).rstrip(':;')})" if found else ""
         return (f"{where} the storage endpoint{host} does not answer (check "
                 "AWS_ENDPOINT_URL / storage_options: {endpoint: ...} and the network)")
+    if store is not None and store.kind == "s3" and not s3_credentials_visible(store):
+        return f"{where} {NO_CREDENTIALS}"
+    if _DENIED.search(text):
+        return f"{where} access denied (check the credentials the executors use)"
+    if "credentials" in text.lower() and ("no " in text.lower() or "unable" in text.lower()):
+        return f"{where} {NO_CREDENTIALS}"
     if isinstance(exc, FileNotFoundError) or "does not exist" in text:
         return f"option 'path': {url} does not exist"
     first = text.split(". Detail", 1)[0]
     return f"{where} {first[:300]}"
+
+
+def s3_credentials_visible(store: Store) -> bool:
+    """Worker side: whether this process can find S3 credentials without asking the
+    network: options, the standard variables, a shared credentials or config file;
+    or an instance role may answer (its metadata service is not disabled)."""
+    options = dict(store.options)
+    if options.get("access_key") or options.get("anonymous") or options.get("profile"):
+        return True
+    env = os.environ
+    if any(env.get(v) for v in ("AWS_ACCESS_KEY_ID", "AWS_PROFILE", "AWS_WEB_IDENTITY_TOKEN_FILE",
+                                "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+                                "AWS_CONTAINER_CREDENTIALS_FULL_URI")):
+        return True
+    files = (env.get("AWS_SHARED_CREDENTIALS_FILE", os.path.expanduser("~/.aws/credentials")),
+             env.get("AWS_CONFIG_FILE", os.path.expanduser("~/.aws/config")))
+    if any(os.path.isfile(f) for f in files):
+        return True
+    return str(env.get("AWS_EC2_METADATA_DISABLED", "")).lower() != "true"
 
 
 # --------------------------------------------------------------------------- driver side
@@ -333,7 +362,7 @@ def fetch_file(url: str, folder: str) -> str:
                     break
                 out.write(chunk)
     except OSError as exc:
-        raise DataError(storage_message(exc, url)) from None
+        raise DataError(storage_message(exc, url, store)) from None
     os.replace(target + ".part", target)
     return target
 
@@ -346,7 +375,8 @@ def copy_folder(source: str, target: str) -> None:
         pafs.copy_files(src.fs_path(source), dst.fs_path(target),
                         source_filesystem=filesystem(src), destination_filesystem=filesystem(dst))
     except OSError as exc:
-        raise DataError(storage_message(exc, target if dst.remote else source)) from None
+        remote = (target, dst) if dst.remote else (source, src)
+        raise DataError(storage_message(exc, *remote)) from None
 
 
 @contextlib.contextmanager
@@ -374,4 +404,4 @@ def staged_folder(spark: Any, url: str, action: str, keep: bool = False) -> Iter
 
 __all__ = ["Store", "LOCAL", "choose", "store_for", "filesystem", "scheme_of", "is_local",
            "spark_reads", "storage_message", "fetch_file", "is_remote_url", "copy_folder", "staged_folder",
-           "needs_python", "OBJECT_SCHEMES"]
+           "needs_python", "OBJECT_SCHEMES", "s3_credentials_visible"]

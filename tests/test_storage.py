@@ -8,7 +8,10 @@ file and weights file are read; errors are one line, fast.
 """
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 
@@ -16,6 +19,8 @@ import numpy as np
 import pytest
 
 from helpers import SMALL, features_by_path, write_weights
+from s3_server import S3Server
+from sparkdl_magics.storage import NO_CREDENTIALS
 
 pytest.importorskip("moto")
 
@@ -54,20 +59,25 @@ def test_store_for_reads_object_store_schemes_and_checks_storage_options():
 
 # --------------------------------------------------------------------------- the workflow
 
-def test_bucket_and_folder_give_the_same_split_features_and_accuracy(spark_any, image_folder,
+def test_bucket_and_folder_give_the_same_split_features_and_accuracy(spark_any, s3, image_folder,
                                                                        flowers_bucket, tmp_path):
-    """Load → featurize → fit → evaluate from the bucket (on a Connect server, its
-    workers read it) equals the same from the folder on disk."""
+    """Load → featurize (weights from a bucket) → fit → evaluate from the bucket (on a
+    Connect server, its workers read it) equals the same from the folder on disk; the
+    model saved to a bucket loads back where Spark's disk is the driver's, else one line."""
     from sparkdl_magics import evaluate, featurize, fit, load_images
     weights = write_weights(SMALL, tmp_path)
+    s3.bucket("models")
+    s3.put("models", f"w/{weights.name}", weights.read_bytes())
     results = {}
-    for where in (str(image_folder), flowers_bucket):
+    for where, weights_file in ((str(image_folder), str(weights)),
+                                (flowers_bucket, f"s3://models/w/{weights.name}")):
         images = load_images(where, split=0.75, seed=3, per_class=10)
-        fs = featurize(images, model=SMALL, weights=str(weights), batch_size=8)
+        fs = featurize(images, model=SMALL, weights=weights_file, batch_size=8)
         clf = fit(fs, maxIter=15)
         feats = {**features_by_path(fs.train), **features_by_path(fs.test)}
         results[where] = (images, feats, evaluate(clf).metrics)
         assert images.stats["images"] == 30 and images.invalid.empty
+    check_saved_to_a_bucket(spark_any, s3, clf, fs)
     (disk, disk_feats, disk_metrics), (bucket, bucket_feats, bucket_metrics) = results.values()
     assert bucket.classes == disk.classes and bucket.source == flowers_bucket
     assert bucket.counts.equals(disk.counts)
@@ -82,6 +92,61 @@ def test_bucket_and_folder_give_the_same_split_features_and_accuracy(spark_any, 
         np.testing.assert_allclose(vector, want, rtol=1e-4, atol=1e-5 * np.abs(want).max())
     # float32 rounding of other batch compositions may move one borderline test image
     assert abs(bucket_metrics["accuracy"] - disk_metrics["accuracy"]) <= 1 / bucket_metrics["count"]
+
+
+def check_saved_to_a_bucket(spark, s3, clf, features):
+    """save → load through a bucket this Spark has no file system for: staged on the
+    driver's disk where the executors share it (local, local-cluster), else (Connect)
+    refused in one line saying what to add."""
+    from sparkdl_magics import load_model
+    from sparkdl_magics.errors import DataError
+    from sparkdl_magics.session import is_connect
+    url = "s3://models/saved/flowers"
+    if is_connect(spark):
+        with pytest.raises(DataError, match=r"cannot save to s3://models/saved/flowers: this "
+                                            r"Spark has no file system for s3://") as info:
+            clf.save(url)
+        assert "\n" not in str(info.value)
+        return
+    assert clf.save(url) == url
+    keys = [o["Key"] for o in s3.client().list_objects_v2(Bucket="models", Prefix="saved/")
+            .get("Contents", [])]
+    assert any(k.endswith("metadata/part-00000") for k in keys), keys
+    loaded = load_model(url)
+    assert loaded.classes == clf.classes
+    want = {r["path"]: r["prediction_name"] for r in clf.predict(features.test).collect()}
+    got = {r["path"]: r["prediction_name"] for r in loaded.predict(features.test).collect()}
+    assert got == want and len(got) > 0
+
+
+def test_a_user_model_file_in_a_bucket_featurizes_like_the_local_file(spark, s3, image_folder,
+                                                                       tmp_path):
+    import keras
+
+    from sparkdl_magics import featurize, load_images
+    keras.utils.set_random_seed(5)
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.Conv2D(4, 3, activation="relu")(inputs)
+    model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(x))
+    path = tmp_path / "tiny.keras"
+    model.save(path)
+    s3.bucket("usermodels")
+    s3.put("usermodels", "m/tiny.keras", path.read_bytes())
+    images = load_images(str(image_folder), per_class=3, split=1.0)
+    local = features_by_path(featurize(images, model=str(path)).train)
+    remote = features_by_path(featurize(images, model="s3://usermodels/m/tiny.keras").train)
+    assert sorted(remote) == sorted(local) and len(local) == 9
+    for key, vector in local.items():
+        np.testing.assert_allclose(remote[key], vector, rtol=1e-6)
+
+
+def test_a_stream_from_a_bucket_this_spark_cannot_read_is_one_line(spark, flowers_bucket):
+    from sparkdl_magics import read_image_stream
+    from sparkdl_magics.errors import DataError
+    with pytest.raises(DataError, match=r"cannot stream from s3://flowers/photos: Spark's file "
+                                        r"stream needs a Hadoop file system") as info:
+        read_image_stream(flowers_bucket)
+    assert "\n" not in str(info.value)
 
 
 def test_dlload_cell_reads_a_bucket_prefix(spark, ip, flowers_bucket):
@@ -102,7 +167,7 @@ def test_odd_objects_are_loaded_invalid_or_skipped_with_a_reason(spark, s3, imag
                "set/dogs/2.JPG": good, "set/dogs/empty.jpg": b"",
                "set/dogs/notes.txt": b"hello", "set/dogs/.DS_Store": b"x",
                "set/dogs/._1.jpg": b"x", "set/cats/": b"", "set/.hidden/3.jpg": good,
-               "set-other/cats/4.jpg": good}
+               "set/empty-class/": b"", "set/dogs/nothing/": b"", "set-other/cats/4.jpg": good}
     for key, body in objects.items():
         s3.put("odd", key, body)
     images = load_images("s3://odd/set", split=1.0)
@@ -117,10 +182,13 @@ def test_odd_objects_are_loaded_invalid_or_skipped_with_a_reason(spark, s3, imag
     assert "DS_Store" in skipped["s3://odd/set/dogs/.DS_Store"]
     assert "AppleDouble" in skipped["s3://odd/set/dogs/._1.jpg"]
     assert "hidden folder .hidden" in skipped["s3://odd/set/.hidden/3.jpg"]
-    assert len(skipped) == 4  # 'set-other/' is not under the prefix 'set'
-    assert images.stats["skipped_system"] == 3 and images.stats["skipped_other"] == 1
-    # the folder marker 'set/cats/' is a folder (pyarrow lists it as one), not a file
-    assert not any(p.endswith("/") for p in loaded + list(skipped))
+    # folder markers with nothing below them are skipped; 'set/cats/' is the folder of
+    # its files (pyarrow lists every 'x/' object as a folder), not a file of its own
+    for marker in ("s3://odd/set/empty-class/", "s3://odd/set/dogs/nothing/"):
+        assert skipped[marker].startswith("system file (folder marker"), marker
+    assert len(skipped) == 6  # 'set-other/' is not under the prefix 'set'
+    assert images.stats["skipped_system"] == 5 and images.stats["skipped_other"] == 1
+    assert not any(p.endswith("/") for p in loaded)
     assert images.counts.loc["cats", "total"] == 3 and images.counts.loc["dogs", "total"] == 2
 
 
@@ -185,7 +253,23 @@ class SilentServer:
             conn.close()
 
 
-def test_store_errors_are_one_line_and_fast(spark, s3, flowers_bucket):
+def no_credentials_message(endpoint, home):
+    """What an executor's listing says where its environment holds no S3 credentials
+    (the executors' own function, in a process with such an environment)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(HOME=str(home), AWS_EC2_METADATA_DISABLED="true",
+               AWS_SHARED_CREDENTIALS_FILE=str(home / "none"), AWS_CONFIG_FILE=str(home / "none"))
+    code = ("import sys; from sparkdl_magics.storage import store_for; "
+            "from sparkdl_magics.loading.stored import units_of; "
+            "url = 's3://flowers/photos'; "
+            "print(units_of(store_for(url, {'endpoint': sys.argv[1]}), url)[0][2])")
+    done = subprocess.run([sys.executable, "-c", code, endpoint], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_store_errors_are_one_line_and_fast(spark, s3, flowers_bucket, tmp_path):
     from sparkdl_magics import load_images
     from sparkdl_magics.errors import DataError
     s3.bucket("emptyish")
@@ -199,6 +283,16 @@ def test_store_errors_are_one_line_and_fast(spark, s3, flowers_bucket):
         with pytest.raises(DataError, match=message) as info:
             load_images(url, storage_options=options or None)
         assert "\n" not in str(info.value) and "Traceback" not in str(info.value)
+    guarded = S3Server().start(env={"INITIAL_NO_AUTH_ACTION_COUNT": "0"})  # checks keys
+    try:
+        with pytest.raises(DataError, match=r"^s3://flowers/photos: access denied \(check the "
+                                            r"credentials the executors use\)$"):
+            load_images(flowers_bucket, storage_options={"endpoint": guarded.endpoint,
+                                                         "key": "wrong", "secret": "wrong"})
+        assert no_credentials_message(guarded.endpoint, tmp_path) == \
+            "s3://flowers/photos: " + NO_CREDENTIALS
+    finally:
+        guarded.stop()
     silent = SilentServer()
     try:
         for endpoint in (f"http://127.0.0.1:{silent.port}", "http://127.0.0.1:9"):

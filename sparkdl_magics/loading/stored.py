@@ -48,6 +48,10 @@ REMOTE_THREADS = 16
 READ_CHUNK = 32
 #: A partition of the listing per this many files in the header-check pass.
 FILES_PER_CHECK_TASK = 2000
+#: Why an object named ``x/`` with nothing below it is skipped (S3 consoles and tools make
+#: them for empty folders; pyarrow lists every ``x/`` object as a folder, so one with
+#: files below it is that folder and is not counted on its own).
+FOLDER_MARKER = "system file (folder marker: an empty 'folder/' object)"
 _GLOB = re.compile(r"[*?\[{]")
 _UNITS_SCHEMA = "start string, recursive boolean, error string"
 
@@ -76,7 +80,7 @@ def units_of(store: Store, url: str) -> List[Tuple[Optional[str], bool, Optional
             return [(path, False, None)]
         children = fs.get_file_info(pafs.FileSelector(path, recursive=False))
     except Exception as exc:  # the store's own words, shortened to one line
-        return [(None, False, storage_message(exc, url))]
+        return [(None, False, storage_message(exc, url, store))]
     return [(path, False, None)] + [(c.path, True, None) for c in children
                                     if c.type == pafs.FileType.Directory]
 
@@ -129,22 +133,34 @@ def _walk(store: Store, base: str, start: str, recursive: bool
         yield prefix, [prefix.rsplit("/", 1)[-1]], int(info.size or 0)
         return
     top = prefix if pattern else base
+    folders, parents = [], set()
     for entry in fs.get_file_info(pafs.FileSelector(prefix, recursive=bool(recursive or pattern),
                                                     allow_not_found=True)):
+        parents.add(entry.path.rsplit("/", 1)[0])
         if entry.type != pafs.FileType.File:
-            continue  # folders, and the folder markers S3 consoles make (pyarrow: folders)
+            folders.append(entry.path)
+            continue
         if pattern and not any(fnmatch.fnmatchcase(entry.path, p)
                                for p in expand_braces(pattern)):
             continue
         yield entry.path, entry.path[len(top):].lstrip("/").split("/"), int(entry.size or 0)
+    if pattern or not recursive:  # a top level's folders are units of their own
+        return
+    if not parents and prefix != base:
+        folders = [prefix]  # the unit itself: a sub-folder with nothing below it
+    for folder in folders:  # a folder with nothing below it: a folder-marker object (x/)
+        if folder not in parents:
+            yield folder + "/", folder[len(top):].lstrip("/").split("/") + [""], 0
 
 
 def _skip_reason(parts: Sequence[str], url: str, extensions: Sequence[str]) -> Optional[str]:
     """Why a listed file is not loaded (None: it is an image, maybe an empty one)."""
+    name = parts[-1]
+    if not name:
+        return FOLDER_MARKER
     system = system_reason(parts)
     if system:
         return system
-    name = parts[-1]
     ext = name.rsplit(".", 1)[-1].lower() if "." in name else ""
     return None if ext in extensions else _not_an_image(url, extensions)
 
@@ -285,7 +301,7 @@ def table_frame(spark: Any, store: Store, url: str) -> Any:
         try:
             return ["ok"] + _table_batches(store, u, header_only=True)
         except Exception as exc:  # the store's own words, one line
-            return ["error", storage_message(exc, u)]
+            return ["error", storage_message(exc, u, store)]
     got = spark.createDataFrame([(url,)], "u string") \
         .select(F.udf(header, "array<string>", useArrow=False)("u")).first()[0]
     if got[0] == "error":
