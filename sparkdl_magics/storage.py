@@ -211,8 +211,20 @@ def needs_python(spark: Any, url: Any) -> bool:
 
 
 def spark_reads(spark: Any, url: str) -> bool:
-    """Whether the session's Spark has a file system for *url*'s scheme: a cheap probe
-    (a path that does not exist is resolved, nothing is listed)."""
+    """Whether the session's Spark has a file system for *url*'s scheme: on a classic
+    session, Hadoop's own lookup of the scheme (nothing is logged); over Connect, a cheap
+    read probe (a path that does not exist is resolved, nothing is listed)."""
+    from .session import is_connect
+    if not is_connect(spark):
+        try:
+            jvm = spark.sparkContext._jvm
+            conf = spark.sparkContext._jsc.hadoopConfiguration()
+            jvm.org.apache.hadoop.fs.FileSystem.getFileSystemClass(scheme_of(url), conf)
+            return True
+        except Exception as exc:  # py4j: UnsupportedFileSystemException, no such class
+            if "UnsupportedFileSystem" in str(exc) or "ClassNotFound" in str(exc) \
+                    or "No FileSystem for scheme" in str(exc):
+                return False
     probe = url.split("*", 1)[0].rstrip("/") + "/_sparkdl_probe_no_such_file"
     try:
         spark.read.format("binaryFile").load(probe).columns  # noqa: B018
