@@ -242,9 +242,9 @@ def _errors(predictions: Any, model: FittedModel, source: Any, has_prob: bool,
 
 
 def _source_images(model: FittedModel) -> Any:
-    """The images the model's features came from (for thumbnails), when known."""
+    """The ImageSet the model's features came from (for thumbnails), when known."""
     features = model.features
-    return features.images.df if features is not None and features.images is not None else None
+    return features.images if features is not None else None
 
 
 def comparison_table(evals: Dict[str, Evaluation], models: Dict[str, FittedModel]) -> Any:

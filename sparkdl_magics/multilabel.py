@@ -300,7 +300,7 @@ def _most_wrong(scored: Any, model: MultiLabelModel, source: Any, limit: int) ->
         "wrong_labels": [int(r["_wrong"]) for r in rows],
     })
     features = model.features
-    images = features.images.df if features is not None and features.images is not None else None
+    images = features.images if features is not None else None
     table["thumbnail"] = image_thumbnails(list(table["path"]), source, images)
     return table
 

@@ -84,7 +84,8 @@ class ImageSet(_Rendered):
     system files (``._x``, ``.DS_Store``, ``Thumbs.db``, files in hidden folders) and
     other files, so that every file is loaded, invalid or skipped;
     ``counts`` is images per class and split (pandas, one row per class);
-    ``previews`` a few PNG thumbnails per class, ``{class: [(path, png), ...]}``.
+    ``previews`` a few PNG thumbnails per class, ``{class: [(path, png), ...]}``;
+    :meth:`images_of` the bytes of a few of its files.
     """
 
     df: Any
@@ -103,10 +104,21 @@ class ImageSet(_Rendered):
     preview_paths: Dict[str, List[str]] = field(default_factory=dict)
     previews: Dict[str, List[Tuple[str, bytes]]] = field(default_factory=dict)
     skipped: Any = None  # pandas DataFrame [path, reason], or None (no folder listed)
+    #: ``paths -> DataFrame[path, content]`` reading just those files, where the files are
+    #: read by Python (a few thumbnails then cost a few reads, not a task per partition).
+    contents: Any = field(default=None, repr=False, compare=False)
 
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    def images_of(self, paths: List[str]) -> Any:
+        """A DataFrame ``path`` + the image column of the files at *paths* (lazily)."""
+        if self.contents is not None and self.image_col == CONTENT_COL:
+            return self.contents(paths)
+        from pyspark.sql import functions as F
+        return self.df.filter(F.col(PATH_COL).isin(list(paths))).select(PATH_COL,
+                                                                        self.image_col)
 
     @property
     def labelled(self) -> bool:

@@ -197,7 +197,8 @@ def _image_set(frame: Any, source: Any, listed: Listing, classes: List[str], pla
                     image_col=source.image_col, source=source.description,
                     labels=listed.mode, seed=seed, fractions=plan.fractions,
                     stats=listed.stats,
-                    preview_paths={g: previews.get(g, []) for g in shown})
+                    preview_paths={g: previews.get(g, []) for g in shown},
+                    contents=getattr(source, "contents", None))
 
 
 __all__ = ["load_images", "split_sizes", "sample_size", "check_bytes"]

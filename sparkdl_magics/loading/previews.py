@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Tuple
 
-from ..results import CONTENT_COL, IMAGE_COL, LABEL_NAME_COL, PATH_COL, ImageSet
+from ..results import CONTENT_COL, IMAGE_COL, PATH_COL, ImageSet
 
 #: Thumbnails kept per class for the preview grid.
 PER_CLASS = 4
@@ -27,27 +27,28 @@ def thumbnails(images: ImageSet, per_class: Optional[int] = None, max_side: int 
         return out
     fn = _thumb_from_struct if images.image_col == IMAGE_COL else _thumb_from_bytes
     udf = F.udf(lambda v: fn(v, max_side), "binary", useArrow=False)
-    rows = (images.df.filter(F.col(PATH_COL).isin(wanted))
-            .select(PATH_COL, F.coalesce(F.col(LABEL_NAME_COL), F.lit("")).alias("c"),
-                    udf(F.col(images.image_col)).alias("png"))
-            .collect())
+    rows = images.images_of(wanted).select(PATH_COL, udf(F.col(images.image_col)).alias("png")) \
+        .collect()
+    group = {p: g for g, paths in images.preview_paths.items() for p in paths}
     for row in sorted(rows, key=lambda r: r["path"]):
-        out.setdefault(row["c"], []).append((row["path"], row["png"]))
+        out.setdefault(group[row["path"]], []).append((row["path"], row["png"]))
     return out
 
 
 def image_thumbnails(paths: List[Optional[str]], *frames: Any) -> List[Optional[bytes]]:
     """PNG thumbnails for a few *paths* (None where unknown or unreadable), from the first
-    of *frames* (DataFrames, or None) that has the images' bytes. Only the few files
-    asked for are read; they are made small on the driver."""
+    of *frames* (DataFrames or ImageSets, or None) that has the images' bytes. Only the
+    few files asked for are read; they are made small on the driver."""
     from pyspark.sql import functions as F
 
     from ..imaging import InvalidImage, thumbnail_png
     wanted = [p for p in paths if p]
-    source = next((f for f in frames if f is not None and CONTENT_COL in f.columns), None)
+    source = next((f for f in frames if f is not None and CONTENT_COL in _columns(f)), None)
     if not wanted or source is None:
         return [None] * len(paths)
-    rows = source.filter(F.col(PATH_COL).isin(wanted)).select(PATH_COL, CONTENT_COL).collect()
+    chosen = (source.images_of(wanted) if isinstance(source, ImageSet)
+              else source.filter(F.col(PATH_COL).isin(wanted)).select(PATH_COL, CONTENT_COL))
+    rows = chosen.collect()
     by_path: Dict[str, Optional[bytes]] = {}
     for r in rows:
         try:
@@ -55,6 +56,10 @@ def image_thumbnails(paths: List[Optional[str]], *frames: Any) -> List[Optional[
         except InvalidImage:  # an unreadable (or empty) image just has no thumbnail
             by_path[r[PATH_COL]] = None
     return [by_path.get(p) for p in paths]
+
+
+def _columns(frame: Any) -> List[str]:
+    return [frame.image_col] if isinstance(frame, ImageSet) else list(frame.columns)
 
 
 # Module-level functions so Spark ships them by reference; they import only Pillow.

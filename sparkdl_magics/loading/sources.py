@@ -315,6 +315,15 @@ class StoredSource:
         parts = max(1, math.ceil(images / IMAGES_PER_PARTITION))
         return frame.repartition(parts).select("*", content_column(self.store))
 
+    def contents(self, paths: Sequence[str]) -> Any:
+        """``path`` + ``content`` of a few listed files, read in the listing's own few
+        partitions (the result frames' many small partitions would each start Python)."""
+        from pyspark.sql import functions as F
+
+        from .stored import content_column
+        return self.listed().filter(F.col(PATH_COL).isin(list(paths))) \
+            .select(PATH_COL, content_column(self.store))
+
     def skipped(self) -> List[Tuple[str, str]]:
         """``(path, reason)`` of the files that are not loaded (system, other files)."""
         if self._skipped is None:
