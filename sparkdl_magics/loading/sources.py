@@ -244,7 +244,8 @@ class StoredSource:
         self.glob = _extension_glob(extensions)
         self._listed: Optional[Any] = None
         self._counts: Optional[Dict[str, Any]] = None
-        self._skipped: Optional[List[Tuple[str, str]]] = None
+        self._skipped: List[Tuple[str, str]] = []
+        self._empty: List[str] = []
 
     def listed(self) -> Any:
         """Every file under the paths (``path``, ``size``, ``skip``), listed once by
@@ -256,7 +257,7 @@ class StoredSource:
         return self._listed
 
     def counts(self) -> Dict[str, Any]:
-        """Files, images, empty images and skipped files of the listing (one job)."""
+        """Files and images of the listing; the skipped and the empty files (one job)."""
         if self._counts is None:
             from pyspark.sql import functions as F
 
@@ -265,9 +266,13 @@ class StoredSource:
             row = self.listed().agg(
                 F.count(F.lit(1)).alias("files"),
                 F.sum(F.when(image & (F.col(SIZE_COL) > 0), 1).otherwise(0)).alias("images"),
-                F.sum(F.when(image & (F.col(SIZE_COL) == 0), 1).otherwise(0)).alias("empty"),
+                F.collect_list(F.when(image & (F.col(SIZE_COL) == 0), F.col(PATH_COL)))
+                .alias("empty"),
+                F.collect_list(F.when(~image, F.struct(PATH_COL, SKIP_COL))).alias("skipped"),
             ).first()
-            self._counts = {k: int(row[k] or 0) for k in ("files", "images", "empty")}
+            self._counts = {k: int(row[k] or 0) for k in ("files", "images")}
+            self._empty = sorted(row["empty"])
+            self._skipped = sorted((r[0], r[1]) for r in row["skipped"])
         return self._counts
 
     def _images(self) -> Any:
@@ -326,25 +331,13 @@ class StoredSource:
 
     def skipped(self) -> List[Tuple[str, str]]:
         """``(path, reason)`` of the files that are not loaded (system, other files)."""
-        if self._skipped is None:
-            from pyspark.sql import functions as F
-
-            from .stored import SKIP_COL
-            rows = self.listed().filter(F.col(SKIP_COL).isNotNull()) \
-                .select(PATH_COL, SKIP_COL).collect()
-            self._skipped = sorted((r[0], r[1]) for r in rows)
+        self.counts()
         return self._skipped
 
     def empty_files(self, scanned: Optional[int] = None) -> List[str]:
         """Images of zero bytes (invalid)."""
-        if not self.counts()["empty"]:
-            return []
-        from pyspark.sql import functions as F
-
-        from .stored import SIZE_COL, SKIP_COL
-        rows = self.listed().filter(F.col(SKIP_COL).isNull() & (F.col(SIZE_COL) == 0)) \
-            .select(PATH_COL).collect()
-        return sorted(r[0] for r in rows)
+        self.counts()
+        return self._empty
 
     def explain_empty(self) -> DataError:
         """Why there is nothing to load: no files, only system files, or no images."""

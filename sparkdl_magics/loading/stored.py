@@ -207,12 +207,14 @@ def listing_frame(spark: Any, store: Store, urls: Sequence[str],
                   extensions: Sequence[str]) -> Any:
     """The persisted listing of *urls* (two jobs, see the module docstring); raises
     :class:`DataError` with the store's one-line reason when a path cannot be listed."""
-    from pyspark.sql import functions as F
-    roots = spark.createDataFrame([(u,) for u in urls], "root string")
-    found = F.udf(lambda u: units_of(store, u), f"array<struct<{_UNITS_SCHEMA}>>",
-                  useArrow=False)
-    units = roots.select("root", F.explode(found("root")).alias("u")) \
-        .select("root", "u.*").collect()
+    units = _units_here(spark, store, urls)
+    if units is None:
+        from pyspark.sql import functions as F
+        roots = spark.createDataFrame([(u,) for u in urls], "root string")
+        found = F.udf(lambda u: units_of(store, u), f"array<struct<{_UNITS_SCHEMA}>>",
+                      useArrow=False)
+        units = roots.select("root", F.explode(found("root")).alias("u")) \
+            .select("root", "u.*").collect()
     errors = sorted({u["error"] for u in units if u["error"]})
     if errors:
         raise DataError(errors[0])
@@ -239,6 +241,18 @@ def listing_frame(spark: Any, store: Store, urls: Sequence[str],
                          pa.array([c[3] for c in chunk], pa.string())],
                         names=["path", SIZE_COL, SKIP_COL, BELOW_COL])
     return table.repartition(max(1, len(units))).mapInArrow(listed, LISTING_SCHEMA)
+
+
+def _units_here(spark: Any, store: Store, urls: Sequence[str]) -> Optional[List[Any]]:
+    """The units of local folders, listed by the driver where it shares the executors'
+    disk (a classic ``local`` master; the top level only: one entry per sub-folder),
+    saving a job; None elsewhere (the executors list them)."""
+    from ..session import is_connect
+    if store.kind != "local" or is_connect(spark) \
+            or not str(spark.sparkContext.master).startswith("local"):
+        return None
+    return [{"root": url, "start": start, "recursive": recursive, "error": error}
+            for url in urls for start, recursive, error in units_of(store, url)]
 
 
 def check_partitions(files: int, slots: int) -> int:
