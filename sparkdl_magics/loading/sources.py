@@ -249,11 +249,14 @@ class StoredSource:
 
     def listed(self) -> Any:
         """Every file under the paths (``path``, ``size``, ``skip``), listed once by
-        the executors and persisted there."""
+        the executors and persisted on their disks: with a ``local`` master the
+        executor is the driver's JVM, whose heap would otherwise hold ~100 bytes a file."""
         if self._listed is None:
+            from pyspark import StorageLevel
+
             from .stored import listing_frame
             self._listed = listing_frame(self.spark, self.store, self.paths,
-                                         self.extensions).persist()
+                                         self.extensions).persist(StorageLevel.DISK_ONLY)
         return self._listed
 
     def counts(self) -> Dict[str, Any]:
