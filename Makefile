@@ -39,7 +39,7 @@ browser:
 # The whole suite: unit, local Spark, local-cluster, Spark Connect, the browser test, and
 # notebooks (nbval). pytest's exit code 5 ("no tests collected") is not a pass.
 test: $(STAMP) browser
-	$(BIN)/python -m pytest -ra tests notebooks --nbval-lax --nbval-sanitize-with notebooks/sanitize.cfg -p no:cacheprovider; \
+	$(BIN)/python -m pytest -ra tests notebooks --nbval-lax --nbval-sanitize-with notebooks/sanitize.cfg -p no:cacheprovider --durations=30; \
 	  rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
 
 bench: $(STAMP)

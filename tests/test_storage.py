@@ -111,7 +111,7 @@ def check_saved_to_a_bucket(spark, s3, clf, features):
     assert clf.save(url) == url
     keys = [o["Key"] for o in s3.client().list_objects_v2(Bucket="models", Prefix="saved/")
             .get("Contents", [])]
-    assert any(k.endswith("metadata/part-00000") for k in keys), keys
+    assert "saved/flowers/metadata/_SUCCESS" in keys and any("/stages/" in k for k in keys), keys
     loaded = load_model(url)
     assert loaded.classes == clf.classes
     want = {r["path"]: r["prediction_name"] for r in clf.predict(features.test).collect()}
