@@ -324,14 +324,15 @@ def storage_message(exc: BaseException, url: str, store: Optional[Store] = None)
         host = f" ({found.group(1).rstrip(':;')})" if found else ""
         return (f"{where} the storage endpoint{host} does not answer (check "
                 "AWS_ENDPOINT_URL / storage_options: {endpoint: ...} and the network)")
+    denied = _DENIED.search(text)  # its text may say a key "does not exist"
+    if not denied and (isinstance(exc, FileNotFoundError) or "does not exist" in text):
+        return f"option 'path': {url} does not exist"
     if store is not None and store.kind == "s3" and not s3_credentials_visible(store):
         return f"{where} {NO_CREDENTIALS}"
-    if _DENIED.search(text):
+    if denied:
         return f"{where} access denied (check the credentials the executors use)"
     if "credentials" in text.lower() and ("no " in text.lower() or "unable" in text.lower()):
         return f"{where} {NO_CREDENTIALS}"
-    if isinstance(exc, FileNotFoundError) or "does not exist" in text:
-        return f"option 'path': {url} does not exist"
     first = text.split(". Detail", 1)[0]
     return f"{where} {first[:300]}"
 
@@ -391,6 +392,14 @@ def copy_folder(source: str, target: str) -> None:
         raise DataError(storage_message(exc, *remote)) from None
 
 
+def shares_driver_disk(spark: Any) -> bool:
+    """Whether the executors see the driver's files: a classic session on a ``local``
+    or ``local-cluster`` master (over Connect the driver is the server, not this process)."""
+    from .session import is_connect
+    return not is_connect(spark) and \
+        str(spark.conf.get("spark.master", "") or "").startswith("local")
+
+
 @contextlib.contextmanager
 def staged_folder(spark: Any, url: str, action: str, keep: bool = False) -> Iterator[str]:
     """A local folder standing for *url* in a store the session's Spark cannot write:
@@ -400,9 +409,7 @@ def staged_folder(spark: Any, url: str, action: str, keep: bool = False) -> Iter
     model may read its files later)."""
     import shutil
     import tempfile
-    master = str(spark.conf.get("spark.master", "") or "")
-    from .session import is_connect
-    if is_connect(spark) or not master.startswith("local"):
+    if not shares_driver_disk(spark):
         raise DataError(f"cannot {action} {url}: this Spark has no file system for "
                         f"{scheme_of(url)}:// (add the Hadoop connector, e.g. hadoop-aws for "
                         "s3a://, to the cluster), or use a folder the cluster writes")
@@ -416,4 +423,4 @@ def staged_folder(spark: Any, url: str, action: str, keep: bool = False) -> Iter
 
 __all__ = ["Store", "LOCAL", "choose", "store_for", "filesystem", "scheme_of", "is_local",
            "spark_reads", "storage_message", "fetch_file", "is_remote_url", "copy_folder", "staged_folder",
-           "needs_python", "OBJECT_SCHEMES", "s3_credentials_visible"]
+           "needs_python", "OBJECT_SCHEMES", "s3_credentials_visible", "shares_driver_disk"]

@@ -245,11 +245,10 @@ def listing_frame(spark: Any, store: Store, urls: Sequence[str],
 
 def _units_here(spark: Any, store: Store, urls: Sequence[str]) -> Optional[List[Any]]:
     """The units of local folders, listed by the driver where it shares the executors'
-    disk (a classic ``local`` master; the top level only: one entry per sub-folder),
-    saving a job; None elsewhere (the executors list them)."""
-    from ..session import is_connect
-    if store.kind != "local" or is_connect(spark) \
-            or not str(spark.sparkContext.master).startswith("local"):
+    disk (the top level only: one entry per sub-folder), saving a job; None elsewhere
+    (the executors list them)."""
+    from ..storage import shares_driver_disk
+    if store.kind != "local" or not shares_driver_disk(spark):
         return None
     return [{"root": url, "start": start, "recursive": recursive, "error": error}
             for url in urls for start, recursive, error in units_of(store, url)]
