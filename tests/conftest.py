@@ -20,6 +20,8 @@ from __future__ import annotations
 import atexit
 import os
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -60,6 +62,7 @@ class SessionPool:
     def get(self, mode: str):
         from sparkdl_magics import session
         if self.mode != mode or self.spark is None or not _alive(self.spark):
+            started = time.monotonic()
             session.stop()
             if mode == "connect":
                 self.spark = session.start_connect(MASTERS[mode], conf=TEST_CONF)
@@ -69,6 +72,10 @@ class SessionPool:
             else:
                 self.spark = session.start_local(MASTERS[mode], conf=TEST_CONF)
             self.mode = mode
+            took = time.monotonic() - started
+            if took > 120:  # visible in CI's log even when the test passes
+                sys.__stderr__.write(f"\nconftest: switching to the {mode} session took "
+                                     f"{took:.0f} s\n")
         return self.spark
 
     def remote_url(self) -> str:
@@ -95,12 +102,32 @@ class SessionPool:
             self.server.stop()
 
 
-def _alive(spark) -> bool:
-    try:
-        spark.range(1).count()
-        return True
-    except Exception:
-        return False
+#: How long a pooled session may take to answer ``spark.range(1).count()`` before it is
+#: taken for dead and replaced: pyspark's own retry policy (on the in-process Connect
+#: server's session) keeps a call to a server in a bad state going for 10+ minutes, which
+#: once stalled a CI run's fixture set-up for 15 minutes.
+ALIVE_TIMEOUT_S = 60.0
+
+
+def _alive(spark, timeout: float = ALIVE_TIMEOUT_S) -> bool:
+    """Whether *spark* answers a tiny job within *timeout* seconds (asked on a daemon
+    thread, so a call that never returns cannot hold the run)."""
+    answered = []
+
+    def ask():
+        try:
+            spark.range(1).count()
+            answered.append(True)
+        except Exception:  # noqa: BLE001 - any failure means "not usable"
+            pass
+
+    thread = threading.Thread(target=ask, name="session-alive", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        sys.__stderr__.write(f"\nconftest: the pooled session did not answer within "
+                             f"{timeout:.0f} s; starting a new one\n")
+    return bool(answered)
 
 
 _POOL = SessionPool()
