@@ -222,10 +222,14 @@ def _output_layers(model: Any) -> Tuple[Any, ...]:
 
 def describe(requested: str, ran: Sequence[str] = ()) -> str:
     """What a result says: ``bfloat16``, or ``auto -> bfloat16`` (several workers that
-    decided differently: ``auto -> bfloat16, float32``)."""
+    decided differently: ``auto -> bfloat16, float32``). *ran*: what the tasks report
+    they ran (empty: nothing ran, the request is said); where that is not what was
+    requested, it is what is said."""
     ran = sorted(set(ran))
     if requested == AUTO and ran:
         return f"auto -> {', '.join(ran)}"
+    if ran and ran != [requested]:
+        return ", ".join(ran)
     return requested
 
 

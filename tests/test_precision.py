@@ -330,3 +330,77 @@ def test_heatmaps_at_bfloat16_match_float32_on_trained_like_weights(method, weig
     cos = _cosines(a, b)
     assert cos.min() > 0.98, cos
     assert np.mean(a.argmax(1) == b.argmax(1)) >= 0.75
+
+
+# --------------------------------------------------------------------------- what is reported
+
+def _subclassed_net(keras):
+    @keras.saving.register_keras_serializable(package="sparkdl_test")
+    class Net(keras.Model):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.conv = keras.layers.Conv2D(4, 3)
+            self.pool = keras.layers.GlobalAveragePooling2D()
+
+        def call(self, x):
+            return self.pool(self.conv(x))
+
+    net = Net()
+    net(np.zeros((1, 32, 32, 3), np.float32))
+    return net
+
+
+def test_each_batch_says_the_precision_its_model_really_ran_in(tmp_path):
+    """The runner's frames carry what the task's model runs in: ``auto`` on a subclassed
+    model (it cannot be cloned at a reduced type) says float32, on a functional one what
+    this CPU decides."""
+    import keras
+    import pandas as pd
+
+    from imagegen import encode, synthetic_image
+    from sparkdl_magics import inference
+    from sparkdl_magics.featurizer import _features_frame
+    from sparkdl_magics.inference import BatchRunner, ModelSpec, ShippedFile
+    from sparkdl_magics.precision import HardwareFacts, choose, cpu_flags
+    sub, cnn = tmp_path / "sub.keras", tmp_path / "cnn.keras"
+    _subclassed_net(keras).save(str(sub))
+    _cnn(keras).save(str(cnn))
+    batch = pd.Series([encode(synthetic_image(i, i, (40, 30)), "PNG") for i in range(3)])
+    inference.clear_cache()
+    for path, want in ((sub, "float32"), (cnn, choose(HardwareFacts(cpu_flags())))):
+        spec = ModelSpec(model_file=ShippedFile(path.name, str(path)), input_size=(32, 32),
+                         preprocess="unit", precision="auto")
+        frame, = BatchRunner(spec, 2, _features_frame, report_precision=True)(iter([batch]))
+        assert frame["precision"].tolist() == [want] * 3, path.name
+        assert frame["features"].notna().all()
+        frame, = BatchRunner(spec, 2, _features_frame)(iter([batch]))
+        assert "precision" not in frame.columns
+    inference.clear_cache()
+
+
+@pytest.mark.parametrize("mode", ["local", "connect"])
+def test_featurize_reports_the_precision_its_tasks_ran_in(mode, session_pool, tmp_path,
+                                                          small_weights):
+    """``stats['precision']`` comes from the job that made the features: a model that
+    cannot run at a reduced type (a SavedModel folder; ``auto``) says float32 even where
+    the workers' hardware would pick bfloat16; a named model at bfloat16 says bfloat16.
+    The side column it travels in is gone from the features."""
+    import keras
+
+    from helpers import binary_images
+    from imagegen import write_labelled_folder
+    from sparkdl_magics.featurizer import featurize
+    spark = session_pool.get(mode)
+    write_labelled_folder(tmp_path / "images", ["daisy", "roses"], 3)
+    images = binary_images(spark, tmp_path / "images")
+    saved = tmp_path / "saved"
+    _cnn(keras, seed=8).export(str(saved), verbose=False)
+    fs = featurize(images, model=str(saved), preprocess="unit", precision="auto",
+                   cache="none")
+    assert fs.stats["precision"] == "auto -> float32"
+    assert fs.stats["images"] == 6
+    fs = featurize(images, model=SMALL, weights=str(small_weights), precision="bf16")
+    assert fs.stats["precision"] == "bfloat16"
+    assert "featurize_precision" not in fs.train.columns
+    assert fs.train.count() == 6
+    fs.train.unpersist()
