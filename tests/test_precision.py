@@ -58,6 +58,22 @@ def _cosines(a, b):
     return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
 
 
+def _subclassed_net(keras):
+    @keras.saving.register_keras_serializable(package="sparkdl_test")
+    class Net(keras.Model):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.conv = keras.layers.Conv2D(4, 3)
+            self.pool = keras.layers.GlobalAveragePooling2D()
+
+        def call(self, x):
+            return self.pool(self.conv(x))
+
+    net = Net()
+    net(np.zeros((1, 32, 32, 3), np.float32))
+    return net
+
+
 # --------------------------------------------------------------------------- auto, pure
 
 @pytest.mark.parametrize("cpu, gpus, want", [
@@ -178,20 +194,8 @@ def test_user_model_files_run_at_reduced_precision_and_subclassed_ones_say_they_
     assert _compute_types(bf16, images.astype(np.float32))["Conv2D"] == {"bfloat16"}
     assert _cosines(bf16.predict(images), fp32.predict(images)).min() > 0.999
 
-    @keras.saving.register_keras_serializable(package="sparkdl_test")
-    class Net(keras.Model):
-        def __init__(self, **kwargs):
-            super().__init__(**kwargs)
-            self.conv = keras.layers.Conv2D(4, 3)
-            self.pool = keras.layers.GlobalAveragePooling2D()
-
-        def call(self, x):
-            return self.pool(self.conv(x))
-
-    net = Net()
-    net(np.zeros((1, 32, 32, 3), np.float32))
     sub = tmp_path / "sub.keras"
-    net.save(str(sub))
+    _subclassed_net(keras).save(str(sub))
     sub_spec = ModelSpec(model_file=ShippedFile("sub.keras", str(sub)), input_size=(32, 32),
                          preprocess="unit", precision="bfloat16")
     with pytest.raises(OptionError, match=r"option 'precision': sub.keras cannot run at "
@@ -333,22 +337,6 @@ def test_heatmaps_at_bfloat16_match_float32_on_trained_like_weights(method, weig
 
 
 # --------------------------------------------------------------------------- what is reported
-
-def _subclassed_net(keras):
-    @keras.saving.register_keras_serializable(package="sparkdl_test")
-    class Net(keras.Model):
-        def __init__(self, **kwargs):
-            super().__init__(**kwargs)
-            self.conv = keras.layers.Conv2D(4, 3)
-            self.pool = keras.layers.GlobalAveragePooling2D()
-
-        def call(self, x):
-            return self.pool(self.conv(x))
-
-    net = Net()
-    net(np.zeros((1, 32, 32, 3), np.float32))
-    return net
-
 
 def test_each_batch_says_the_precision_its_model_really_ran_in(tmp_path):
     """The runner's frames carry what the task's model runs in: ``auto`` on a subclassed
