@@ -69,7 +69,8 @@ def main() -> None:
     t_predict = timed(predict, args.repeat)
     t_explain = timed(explained, args.repeat)
     method = explained().method
-    print(f"{args.images} images, {args.model}, local[{args.cores}], median of {args.repeat}:")
+    print(f"{args.images} images, {args.model} (weights none: untrained, seeded), "
+          f"local[{args.cores}], median of {args.repeat}:")
     print(f"  predict  {t_predict:6.2f} s  ({args.images / t_predict:.1f} images/s)")
     print(f"  explain  {t_explain:6.2f} s  ({method}; prediction pass + heatmaps)")
     print(f"  ratio    {t_explain / t_predict:6.2f}x  (target: <= ~3x)")

@@ -24,7 +24,12 @@ the driver (Python + JVM) and of the Python workers, and the driver's peak memor
 featurizing the counts given by --memory-images (flat = good) on --memory-master
 (local-cluster by default, so the executor's reading and shuffling of the bytes is not
 counted as driver memory; the executor JVM is reported on its own line).
-Weights: ``none`` by default (offline machines); ``imagenet`` when Keras' cache has them.
+Weights (``--weights``, printed in the first line): ``imagenet`` when Keras' cache has
+them, else ``trained-like`` (seeded, BatchNorm statistics from photo-like images:
+``tests/trained_like.py``, cached in --workdir), so reduced precision meets BatchNorm
+statistics like a trained network's; ``none`` (untrained: every BatchNorm the identity)
+or a weights file on request. The timed runs of the precisions alternate (float32,
+bfloat16, float32, ...), so a ratio between them sees the same machine load.
 """
 from __future__ import annotations
 
@@ -44,6 +49,7 @@ from peak_rss import PeakRSS  # next to this script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "tests"))  # trained_like
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
@@ -83,17 +89,21 @@ def timed(run):
     for _ in range({repeat}):
         t = time.perf_counter(); run(files); times.append(time.perf_counter() - t)
     return times
-# the ceiling: the model alone (the package's traced tf.function) on pre-decoded batches
+# the ceiling: the model alone (the package's traced tf.function) on pre-decoded batches,
+# the precisions' timed runs alternating (same machine load for each)
 decoded = {{p: imaging.decode_array(open(p, 'rb').read(), spec.input_size) for p in files}}
-ceiling = {{}}
-for precision in {precisions!r}:
-    loaded = build(dataclasses.replace(spec, precision=precision))
-    def model_only(paths):
-        for i in range(0, len(paths), {batch}):
-            loaded.predict(np.stack([decoded[p] for p in paths[i:i + {batch}]]))
-    ceiling[precision] = {{"ran": loaded.precision, "runs": timed(model_only)}}
-    del loaded
-del decoded
+models = {{p: build(dataclasses.replace(spec, precision=p)) for p in {precisions!r}}}
+def model_only(loaded, paths):
+    for i in range(0, len(paths), {batch}):
+        loaded.predict(np.stack([decoded[p] for p in paths[i:i + {batch}]]))
+ceiling = {{p: {{"ran": loaded.precision, "runs": []}} for p, loaded in models.items()}}
+for loaded in models.values():
+    model_only(loaded, files[:{batch}])  # warm-up (graph tracing)
+for _ in range({repeat}):
+    for p, loaded in models.items():
+        t = time.perf_counter(); model_only(loaded, files)
+        ceiling[p]["runs"].append(time.perf_counter() - t)
+del models, decoded
 # plain Keras: decode + model.predict, float32, as a user would write it
 model = build(spec).model
 def plain(paths):
@@ -129,11 +139,12 @@ def with_median_rate(result):
 
 # --------------------------------------------------------------------------- Spark path
 
-def spark_path(spark, folder, model, weights, batch, repeat=1, precision="float32",
-               keep_features=False):
+def spark_paths(spark, folder, model, weights, batch, repeat=1, precisions=("float32",),
+                keep_features=False):
     """The product path, as a notebook runs it: load_images() once (%%dlload, not
     timed), then featurize() (%%featurize: even partitions, the pandas UDF, features
-    cached in memory, invalid rows counted) timed *repeat* times; the median counts.
+    cached in memory, invalid rows counted) timed *repeat* times at each of
+    *precisions*, alternating; the median counts. {precision: result}.
     ``keep_features``: also return the last run's features by path (for cosines)."""
     from sparkdl_magics.featurizer import featurize
     from sparkdl_magics.loading import load_images
@@ -144,21 +155,30 @@ def spark_path(spark, folder, model, weights, batch, repeat=1, precision="float3
     # many tasks as run at once
     slots = task_slots(spark)
     warm = spark.read.format("binaryFile").load(folder).limit(slots * 2)
-    featurize(warm, model, weights, batch_size=batch, cache="none", partitions=slots,
-              precision=precision)
-    times, partitions, features, ran = [], None, None, None
+    out = {}
+    for precision in precisions:
+        featurize(warm, model, weights, batch_size=batch, cache="none", partitions=slots,
+                  precision=precision)
+        out[precision] = {"images": n, "runs": [], "features": None}
     for _ in range(repeat):
-        t = time.perf_counter()
-        fs = featurize(images, model, weights, batch_size=batch, cache="memory",
-                       precision=precision)
-        times.append(time.perf_counter() - t)
-        partitions, ran = fs.train.rdd.getNumPartitions(), fs.stats["precision"]
-        if keep_features:
-            features = {r["path"]: r["features"].toArray()
-                        for r in fs.train.select("path", "features").collect()}
-        spark.catalog.clearCache()  # the next run must compute again
-    return with_median_rate({"images": n, "runs": times, "partitions": partitions,
-                             "precision": ran, "features": features})
+        for precision in precisions:
+            result = out[precision]
+            t = time.perf_counter()
+            fs = featurize(images, model, weights, batch_size=batch, cache="memory",
+                           precision=precision)
+            result["runs"].append(time.perf_counter() - t)
+            result["partitions"] = fs.train.rdd.getNumPartitions()
+            result["precision"] = fs.stats["precision"]
+            if keep_features:
+                result["features"] = {r["path"]: r["features"].toArray()
+                                      for r in fs.train.select("path", "features").collect()}
+            spark.catalog.clearCache()  # the next run must compute again
+    return {p: with_median_rate(r) for p, r in out.items()}
+
+
+def spark_path(spark, folder, model, weights, batch, repeat=1, precision="float32"):
+    """:func:`spark_paths` at one precision."""
+    return spark_paths(spark, folder, model, weights, batch, repeat, (precision,))[precision]
 
 
 def digits_accuracy(spark, folder, model, weights, batch, precisions, per_class, seed=0):
@@ -196,6 +216,17 @@ def digits_accuracy(spark, folder, model, weights, batch, precisions, per_class,
     return accuracy, agree, len(split[1])
 
 
+def choose_weights(weights, model, workdir):
+    """(the ``weights`` value featurize gets, what the output calls them)."""
+    from sparkdl_magics.models import cached_weights_path, get_model_info
+    choice = weights or ("imagenet" if cached_weights_path(get_model_info(model))
+                         else "trained-like")
+    if choice == "trained-like":
+        from trained_like import LABEL, trained_like_weights
+        return str(trained_like_weights(model, os.path.join(workdir, "weights"))), LABEL
+    return choice, {"none": "none (untrained: BatchNorm the identity)"}.get(choice, choice)
+
+
 def cosines(a, b):
     """Per-image cosine between two {path: features} maps (same paths)."""
     paths = sorted(a)
@@ -211,8 +242,8 @@ def fmt(runs):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="ResNet50")
-    ap.add_argument("--weights", default=None, help="imagenet, none, or a file "
-                    "[default: imagenet if cached, else none]")
+    ap.add_argument("--weights", default=None, help="imagenet, trained-like, none, or a "
+                    "file [default: imagenet if cached, else trained-like]")
     ap.add_argument("--images", type=int, default=200)
     ap.add_argument("--size", default="500x375")
     ap.add_argument("--cores", type=int, default=2)
@@ -231,9 +262,7 @@ def main(argv=None):
                     "apart from the executor that reads and shuffles the bytes")
     ap.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "sparkdl_bench"))
     args = ap.parse_args(argv)
-    from sparkdl_magics.models import cached_weights_path, get_model_info
-    weights = args.weights or ("imagenet" if cached_weights_path(get_model_info(args.model))
-                               else "none")
+    weights, weights_label = choose_weights(args.weights, args.model, args.workdir)
     size = tuple(int(v) for v in args.size.split("x"))
     folder = os.path.join(args.workdir, f"jpeg_{args.size}_{args.images}")
     write_jpegs(folder, args.images, size)
@@ -244,7 +273,7 @@ def main(argv=None):
     if "float32" not in precisions:
         precisions.insert(0, "float32")  # the reference of every ratio and cosine
 
-    print(f"{args.model} ({weights} weights), {args.images} images {args.size}, "
+    print(f"{args.model} ({weights_label} weights), {args.images} images {args.size}, "
           f"{args.cores} cores, batch {args.batch_size}, median of {args.repeat} runs",
           flush=True)
     plain = plain_keras(folder, args.model, weights, args.cores, args.batch_size, args.repeat,
@@ -262,23 +291,24 @@ def main(argv=None):
 
     from sparkdl_magics import session
     spark = session.start_local(f"local[{args.cores}]", conf={"spark.ui.enabled": "false"})
-    spark_runs = {}
     with PeakRSS() as peaks:
-        for precision in precisions:
-            spark_runs[precision] = sp = spark_path(
-                spark, folder, args.model, weights, args.batch_size, args.repeat, precision,
-                keep_features=True)
-            line(f"Spark path, {precision}", sp, f"; {sp['partitions']} partitions; "
-                 f"ran {sp['precision']}")
+        spark_runs = spark_paths(spark, folder, args.model, weights, args.batch_size,
+                                 args.repeat, precisions, keep_features=True)
+    for precision, sp in spark_runs.items():
+        line(f"Spark path, {precision}", sp, f"; {sp['partitions']} partitions; "
+             f"ran {sp['precision']}")
     base = spark_runs["float32"]
     print(f"  Spark float32 / plain Keras: "
           f"{base['images_per_s'] / plain['images_per_s']:.2f}x")
     for precision in precisions[1:]:
         sp = spark_runs[precision]
         cos = cosines(base["features"], sp["features"])
+        ceil = plain["ceiling"]
         print(f"  Spark {precision} / Spark float32: "
-              f"{sp['images_per_s'] / base['images_per_s']:.2f}x; per-image cosine vs "
-              f"float32: min {cos.min():.6f}, mean {cos.mean():.6f} ({len(cos)} images)")
+              f"{sp['images_per_s'] / base['images_per_s']:.2f}x (model only: "
+              f"{ceil[precision]['images_per_s'] / ceil['float32']['images_per_s']:.2f}x); "
+              f"per-image cosine vs float32: min {cos.min():.6f}, median "
+              f"{np.median(cos):.6f} ({len(cos)} images)")
     print(f"  peak RSS (local[{args.cores}]: the driver JVM is the executor too): "
           f"{peaks.summary()}", flush=True)
     if args.digits_per_class:
@@ -295,7 +325,8 @@ def main(argv=None):
     counts = [int(c) for c in args.memory_images.split(",") if c.strip()]
     if counts:
         spark = session.start_local(args.memory_master, conf={"spark.ui.enabled": "false"})
-        print(f"driver memory on {args.memory_master}, {args.memory_model}:")
+        print(f"driver memory on {args.memory_master}, {args.memory_model} "
+              "(untrained weights):")
     for count in counts:
         mfolder = os.path.join(args.workdir, f"jpeg_{args.size}_{count}")
         write_jpegs(mfolder, count, size)

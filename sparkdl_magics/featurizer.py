@@ -9,7 +9,11 @@ Weights are resolved and shipped once per session on the driver
 (:mod:`sparkdl_magics.weights`). Output: an MLlib dense vector of pooled features;
 a file that cannot be decoded gives null features (and a reason in ``errorCol``).
 ``precision`` (float32, bfloat16, float16, auto) is the number type the model runs in on
-the workers (:mod:`sparkdl_magics.precision`); features are float32 whatever it is.
+the workers (:mod:`sparkdl_magics.precision`); features are float32 whatever it is. Each
+task also says, per row, the type its model really ran in (``precisionCol``, off by
+default): ``featurize`` reads it in the job that counts the features, so
+``stats['precision']`` is what the tasks used (an ``auto`` model that cannot run at a
+reduced type says float32), over Spark Connect too (a column, no accumulator).
 """
 from __future__ import annotations
 
@@ -29,13 +33,15 @@ from . import precision as precisions
 from .errors import DataError, OptionError
 from .frames import image_column
 from .inference import BatchRunner, check_batch_size
-from .results import (CONTENT_COL, FEATURES_COL, FEATURIZE_ERROR_COL, IMAGE_COL, LABEL_COL,
-                      LABEL_NAME_COL, PATH_COL, FeatureSet, ImageSet)
+from .results import (CONTENT_COL, FEATURES_COL, FEATURIZE_ERROR_COL,
+                      FEATURIZE_PRECISION_COL, IMAGE_COL, LABEL_COL, LABEL_NAME_COL, PATH_COL,
+                      FeatureSet, ImageSet)
 from .session import is_dataframe
 
 ERROR_COL = FEATURIZE_ERROR_COL
+PRECISION_COL = FEATURIZE_PRECISION_COL
 _TMP_COL = "__sparkdl_featurize"
-UDF_RETURN = "features array<float>, error string"
+UDF_RETURN = "features array<float>, error string, precision string"
 
 
 class DeepImageFeaturizer(Transformer, HasInputCol, HasOutputCol,
@@ -74,17 +80,21 @@ class DeepImageFeaturizer(Transformer, HasInputCol, HasOutputCol,
     precision = Param(Params._dummy(), "precision",
                       "number type the model runs in: float32, bfloat16, float16 or auto",
                       typeConverter=TypeConverters.toString)
+    precisionCol = Param(Params._dummy(), "precisionCol",
+                         "column for the number type each row's model ran in ('' = no column)",
+                         typeConverter=TypeConverters.toString)
 
     @keyword_only
     def __init__(self, *, inputCol: str = CONTENT_COL, outputCol: str = FEATURES_COL,
                  modelName: str = defaults.MODEL, weights: str = defaults.WEIGHTS, layer: str = "",
                  preprocess: str = "", batchSize: int = defaults.BATCH_SIZE, errorCol: str = "",
-                 unsafe: bool = False, precision: str = defaults.PRECISION):
+                 unsafe: bool = False, precision: str = defaults.PRECISION,
+                 precisionCol: str = ""):
         super().__init__()
         self._setDefault(inputCol=CONTENT_COL, outputCol=FEATURES_COL, modelName=defaults.MODEL,
                          weights=defaults.WEIGHTS, layer="", preprocess="",
                          batchSize=defaults.BATCH_SIZE, errorCol="", unsafe=False,
-                         precision=defaults.PRECISION)
+                         precision=defaults.PRECISION, precisionCol="")
         self._resolved_cache: Dict[Tuple, Any] = {}
         self.setParams(**self._input_kwargs)
 
@@ -93,7 +103,8 @@ class DeepImageFeaturizer(Transformer, HasInputCol, HasOutputCol,
                   modelName: str = defaults.MODEL, weights: str = defaults.WEIGHTS, layer: str = "",
                   preprocess: str = "", batchSize: int = defaults.BATCH_SIZE,
                   errorCol: str = "", unsafe: bool = False,
-                  precision: str = defaults.PRECISION) -> "DeepImageFeaturizer":
+                  precision: str = defaults.PRECISION,
+                  precisionCol: str = "") -> "DeepImageFeaturizer":
         kwargs = self._input_kwargs
         if "batchSize" in kwargs:
             kwargs["batchSize"] = check_batch_size(kwargs["batchSize"])
@@ -119,6 +130,9 @@ class DeepImageFeaturizer(Transformer, HasInputCol, HasOutputCol,
 
     def getPrecision(self) -> str:
         return self.getOrDefault(self.precision)
+
+    def getPrecisionCol(self) -> str:
+        return self.getOrDefault(self.precisionCol)
 
     # ---- driver side
     def resolve(self, spark: Any = None) -> Any:
@@ -160,6 +174,8 @@ class DeepImageFeaturizer(Transformer, HasInputCol, HasOutputCol,
             tmp["features"].isNotNull(), array_to_vector(tmp["features"])))
         if self.getErrorCol():
             out = out.withColumn(self.getErrorCol(), tmp["error"])
+        if self.getPrecisionCol():
+            out = out.withColumn(self.getPrecisionCol(), tmp["precision"])
         return out.drop(_TMP_COL)
 
 
@@ -186,7 +202,8 @@ def features_udf(spec: Any, batch_size: int, threads: int = 1) -> Any:
     Reusable for any :class:`~sparkdl_magics.inference.ModelSpec` (``include_top`` gives
     class scores instead of features). Only *spec* (a few hundred bytes) travels.
     """
-    return BatchRunner(spec, batch_size, _features_frame, threads=threads).udf(UDF_RETURN)
+    return BatchRunner(spec, batch_size, _features_frame, threads=threads,
+                       report_precision=True).udf(UDF_RETURN)
 
 
 def _features_frame(items: Any, features: List[Any], errors: List[Optional[str]]) -> pd.DataFrame:
@@ -229,17 +246,18 @@ def featurize(images: Any, model: str = defaults.MODEL, weights: Optional[str] =
                                 precision=precision))
     cache_mode, cache_path = _cache_choice(cache)
     sizes, mean_bytes = _split_sizes(images, splits)
-    job = _SplitJob(spark, featurizer.copy()._set(errorCol=ERROR_COL),  # shares the spec
+    job = _SplitJob(spark, featurizer.copy()._set(errorCol=ERROR_COL,  # shares the spec
+                                                  precisionCol=PRECISION_COL),
                     col, resolved.spec, augment, seed, partitions, sizes, mean_bytes,
                     cache_mode, cache_path, resolved.model_name)
     _declare_images(job, splits)
     model_seconds = time.perf_counter() - started
-    out, counts, n_bad, invalid_frames = _featurize_splits(job, splits)
+    out, counts, n_bad, invalid_frames, ran = _featurize_splits(job, splits)
     seconds = time.perf_counter() - started
     invalid = _merge_load_invalid(images, _invalid_table(invalid_frames))
     stats = _stats(counts, n_bad, len(invalid), resolved, seconds, job)
     stats["model_seconds"] = round(model_seconds, 2)
-    stats["precision"] = precisions.describe(precision, precisions.on_workers(spark, precision))
+    stats["precision"] = precisions.describe(precision, ran)
     precisions.note_run(resolved.model_name, stats["precision"])
     return FeatureSet(train=out["train"], test=out.get("test"), classes=classes,
                       featurizer=featurizer, images=images if isinstance(images, ImageSet) else None,
@@ -312,12 +330,14 @@ class _SplitJob:
 
 
 def _featurize_splits(job: _SplitJob, splits: Dict[str, Any]
-                      ) -> Tuple[Dict[str, Any], Dict[str, int], int, List[Any]]:
-    """Per split: features of the valid images, their count; in all: the invalid count
-    and the invalid rows (pandas, one frame per split that has any)."""
+                      ) -> Tuple[Dict[str, Any], Dict[str, int], int, List[Any], Tuple[str, ...]]:
+    """Per split: features of the valid images, their count; in all: the invalid count,
+    the invalid rows (pandas, one frame per split that has any) and the number types
+    the tasks' models ran in."""
     out: Dict[str, Any] = {}
     counts: Dict[str, int] = {}
     invalid_frames = []
+    ran: set = set()
     n_bad = 0
     from .progress import work
     for name, df in splits.items():
@@ -332,13 +352,14 @@ def _featurize_splits(job: _SplitJob, splits: Dict[str, Any]
                   tasks=plan[1] if not job.copies() else None,
                   shuffled=plan[0] == "repartition"):
             feats = job.features(name, df, plan)
-            total, bad, bad_rows = _count_invalid(feats)
+            total, bad, bad_rows, types = _count_invalid(feats)
         counts[name] = total - bad
+        ran.update(types)
         n_bad += bad
         if bad:
             invalid_frames.append(bad_rows.assign(split=name))
-        out[name] = feats.filter(feats[FEATURES_COL].isNotNull()).drop(ERROR_COL)
-    return out, counts, n_bad, invalid_frames
+        out[name] = feats.filter(feats[FEATURES_COL].isNotNull()).drop(ERROR_COL, PRECISION_COL)
+    return out, counts, n_bad, invalid_frames, tuple(sorted(ran))
 
 
 def _invalid_table(frames: List[Any]) -> Any:
@@ -435,12 +456,13 @@ def _cached(feats: Any, mode: str, path: Optional[str], split: str) -> Any:
     return feats
 
 
-def _count_invalid(feats: Any) -> Tuple[int, int, Any]:
-    """(rows, invalid rows, invalid [path, reason] as pandas) — one job, then a small one."""
+def _count_invalid(feats: Any) -> Tuple[int, int, Any, List[str]]:
+    """(rows, invalid rows, invalid [path, reason] as pandas, the number types the
+    tasks' models ran in) — one job, then a small one."""
     from pyspark.sql import functions as F
     row = feats.agg(F.count(F.lit(1)).alias("n"),
-                    F.sum(F.when(F.col(FEATURES_COL).isNull(), 1).otherwise(0)).alias("bad")
-                    ).collect()[0]
+                    F.sum(F.when(F.col(FEATURES_COL).isNull(), 1).otherwise(0)).alias("bad"),
+                    F.collect_set(PRECISION_COL).alias("ran")).collect()[0]
     total, bad = int(row["n"] or 0), int(row["bad"] or 0)
     rows = None
     if bad:
@@ -448,7 +470,7 @@ def _count_invalid(feats: Any) -> Tuple[int, int, Any]:
         rows = (feats.filter(F.col(FEATURES_COL).isNull())
                 .select(path.alias(PATH_COL), F.col(ERROR_COL).alias("reason"))
                 .limit(10_000).toPandas())
-    return total, bad, rows
+    return total, bad, rows, list(row["ran"] or [])
 
 
 def _merge_load_invalid(images: Any, invalid: Any) -> Any:

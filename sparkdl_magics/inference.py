@@ -458,6 +458,9 @@ class BatchRunner:
     module-level functions (or partials/closures over small values); the spec is a
     few hundred bytes. ``raw``: see :func:`run_decoded`. ``derive``: a hashable
     callable building the model actually run from the cached one (:func:`get_derived`).
+    ``report_precision``: each formatted frame gets a ``precision`` column, the number
+    type this task's model really runs in (``auto`` decided, a fallback to float32 seen):
+    what a result reports comes from the tasks that made it, not from a separate probe.
     """
 
     spec: ModelSpec
@@ -467,10 +470,12 @@ class BatchRunner:
     threads: int = 1
     raw: bool = False
     derive: Optional[Callable[[LoadedModel], LoadedModel]] = None
+    report_precision: bool = False
 
     def __call__(self, batches: Iterable[Any]) -> Iterator[Any]:
         gpus = devices.pin_task_gpus()  # before TensorFlow starts in this worker
         model = get_model(self.spec, self.threads)
+        ran = model.precision
         if self.derive is not None:
             model = get_derived(model, self.derive)
         batch_size = devices.device_batch_size(self.batch_size, bool(gpus))
@@ -479,7 +484,8 @@ class BatchRunner:
             items, decoder = self.adapter(batch, model)
             outputs, errors = run_decoded(model, items, batch_size, decoder, self.raw,
                                           decode_threads)
-            yield self.formatter(items, outputs, errors)
+            frame = self.formatter(items, outputs, errors)
+            yield frame.assign(precision=ran) if self.report_precision else frame
 
     def udf(self, return_type: str) -> Any:
         """This runner as a Spark scalar-iterator pandas UDF returning *return_type*.

@@ -52,6 +52,9 @@ TOP_K_COL = "predictions"
 #: Why an image could not be decoded, in the featurize and predict outputs.
 FEATURIZE_ERROR_COL = "featurize_error"
 PREDICT_ERROR_COL = "predict_error"
+#: The number type the model ran in, per row, in the task that computed the features
+#: (``featurize`` reads it in its counting job, then drops it).
+FEATURIZE_PRECISION_COL = "featurize_precision"
 
 
 def _stage(module: str) -> Any:
