@@ -131,20 +131,35 @@ class Trainer:
 
     # ---- tf functions
     def _make_step(self) -> Any:
+        """A step of the whole network: the head and the unfrozen backbone layers, each
+        with its optimizer."""
+        net = self.net
+        return self._step_function(net.model, [(self.opt_head, net.head_variables),
+                                               (self.opt_backbone, net.backbone_variables)])
+
+    def _make_head_step(self) -> Any:
+        """A step of the head alone on precomputed features (the backbone frozen)."""
+        return self._step_function(self.net.head, [(self.opt_warm, self.net.head_variables)])
+
+    def _step_function(self, forward: Any, groups: List[Any]) -> Any:
+        """``step(x, y)``: the loss over the global batch, its gradients all-reduced and
+        applied by each (optimizer, variables) group; returns (loss sum, correct) summed
+        over the workers."""
         tf, keras, strategy = self.tf, self.keras, self.strategy
-        model, n_head = self.net.model, len(self.net.head_variables)
-        head_vars, backbone_vars = self.net.head_variables, self.net.backbone_variables
+        groups = [(opt, list(variables)) for opt, variables in groups if variables]
+        variables = [v for _, vs in groups for v in vs]
         global_batch = self.global_batch
 
         def replica_step(x: Any, y: Any) -> Any:
             with tf.GradientTape() as tape:
-                probs = model(x, training=True)
+                probs = forward(x, training=True)
                 per_example = keras.losses.sparse_categorical_crossentropy(y, probs)
                 loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
-            grads = tape.gradient(loss, head_vars + backbone_vars)
-            self.opt_head.apply_gradients(zip(grads[:n_head], head_vars))
-            if backbone_vars:
-                self.opt_backbone.apply_gradients(zip(grads[n_head:], backbone_vars))
+            grads = tape.gradient(loss, variables)
+            start = 0
+            for opt, vs in groups:
+                opt.apply_gradients(zip(grads[start:start + len(vs)], vs))
+                start += len(vs)
             correct = tf.reduce_sum(tf.cast(
                 tf.equal(tf.argmax(probs, axis=-1, output_type=tf.int32), y), tf.float32))
             return tf.stack([tf.reduce_sum(per_example), correct])
@@ -152,28 +167,6 @@ class Trainer:
         @tf.function
         def step(x: Any, y: Any) -> Any:
             sums = strategy.run(replica_step, args=(x, y))
-            return strategy.reduce(tf.distribute.ReduceOp.SUM, sums, axis=None)
-        return step
-
-    def _make_head_step(self) -> Any:
-        """One step of the head alone on precomputed features (the backbone frozen)."""
-        tf, keras, strategy, net = self.tf, self.keras, self.strategy, self.net
-        head_vars, global_batch = net.head_variables, self.global_batch
-
-        def replica_step(f: Any, y: Any) -> Any:
-            with tf.GradientTape() as tape:
-                probs = net.head(f, training=True)
-                per_example = keras.losses.sparse_categorical_crossentropy(y, probs)
-                loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
-            grads = tape.gradient(loss, head_vars)
-            self.opt_warm.apply_gradients(zip(grads, head_vars))
-            correct = tf.reduce_sum(tf.cast(
-                tf.equal(tf.argmax(probs, axis=-1, output_type=tf.int32), y), tf.float32))
-            return tf.stack([tf.reduce_sum(per_example), correct])
-
-        @tf.function
-        def step(f: Any, y: Any) -> Any:
-            sums = strategy.run(replica_step, args=(f, y))
             return strategy.reduce(tf.distribute.ReduceOp.SUM, sums, axis=None)
         return step
 
