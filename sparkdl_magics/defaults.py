@@ -53,3 +53,9 @@ FINETUNE_LEARNING_RATE = 1e-3
 FINETUNE_BACKBONE_LR_FACTOR = 0.1
 FINETUNE_DROPOUT = 0.2
 FINETUNE_PATIENCE = 2
+#: Linear probe, then fine-tune: the head's warm-up on the frozen backbone runs at most
+#: this many epochs, stopping after FINETUNE_HEAD_PATIENCE without a better validation
+#: loss; a warm-up or a fitted head holds out FINETUNE_VALIDATION of the train split.
+FINETUNE_HEAD_EPOCHS = 100
+FINETUNE_HEAD_PATIENCE = 5
+FINETUNE_VALIDATION = 0.2

@@ -510,13 +510,9 @@ def check_batch_size(value: Any) -> int:
 
 def check_positive_int(name: str, value: Any) -> int:
     """Option *name* as a whole number of at least 1, or a one-line :class:`OptionError`."""
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise OptionError(f"option '{name}': expected a whole number (got {value!r})") from None
-    if number < 1:
-        raise OptionError(f"option '{name}': must be at least 1 (got {value!r})")
-    return number
+    from .options import check_number
+    return check_number(name, value, int, lambda n: n >= 1, "expected a whole number",
+                        "must be at least 1")
 
 
 __all__ = ["ShippedFile", "ModelSpec", "LoadedModel", "get_model", "clear_cache", "build",

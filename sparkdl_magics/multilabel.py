@@ -124,15 +124,9 @@ def fit(features: FeatureSet, classifier: str = defaults.CLASSIFIER, *,
 
 
 def check_threshold(threshold: Any) -> float:
-    try:
-        value = float(threshold)
-    except (TypeError, ValueError):
-        raise OptionError(f"option 'threshold': expected a probability in (0, 1), got "
-                          f"{threshold!r}") from None
-    if not 0.0 < value < 1.0:
-        raise OptionError(f"option 'threshold': expected a probability in (0, 1), got "
-                          f"{threshold!r}")
-    return value
+    from .options import check_number
+    return check_number("threshold", threshold, float, lambda v: 0.0 < v < 1.0,
+                        "expected a probability in (0, 1)")
 
 
 # --------------------------------------------------------------------------- predict

@@ -19,6 +19,24 @@ import yaml
 
 from .errors import OptionError, did_you_mean
 
+# --------------------------------------------------------------------------- API checks
+
+def check_number(name: str, value: Any, parse: Callable[[Any], Any],
+                 valid: Callable[[Any], bool], expected: str, rule: Optional[str] = None) -> Any:
+    """An API option's number: *parse* it (``int``, ``float``), then check it with
+    *valid*; either failure is one :class:`OptionError` line, ``option 'name': <expected>
+    (got value)`` (or ``<rule>`` for a number out of range), naming the value."""
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        number = parse(value)
+    except (TypeError, ValueError, OverflowError):
+        raise OptionError(f"option '{name}': {expected} (got {value!r})") from None
+    if not valid(number):
+        raise OptionError(f"option '{name}': {rule or expected} (got {value!r})")
+    return number
+
+
 # --------------------------------------------------------------------------- converters
 # A converter takes the raw (YAML-read) value and returns the checked value, or raises
 # ValueError with a short reason; Option.convert adds the option name to that reason.
@@ -353,5 +371,5 @@ def kwargs_for(call: MagicCall, names: Sequence[str]) -> Dict[str, Any]:
 
 __all__ = [
     "Option", "MagicSpec", "MagicCall", "as_str", "as_bool", "as_int", "as_float",
-    "as_choice", "as_list_of", "as_any", "kwargs_for",
+    "as_choice", "as_list_of", "as_any", "kwargs_for", "check_number",
 ]

@@ -114,7 +114,8 @@ def _meta(model: Any) -> Dict[str, Any]:
                 model.history.to_dict(orient="list"),
                 "workers": model.workers, "unfreeze": model.unfreeze,
                 "unfrozen_layers": model.unfrozen_layers, "head": list(model.head),
-                "stopped_early": model.stopped_early, "seconds": model.seconds}
+                "stopped_early": model.stopped_early, "seconds": model.seconds,
+                "best_epoch": model.best_epoch, "checksum": model.checksum}
     if isinstance(model, MultiLabelModel):
         return {"kind": "multi_label", "classes": model.classes, "threshold": model.threshold,
                 "classifier": model.classifier, "params": model.params, "notes": model.notes,

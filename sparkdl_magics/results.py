@@ -397,7 +397,10 @@ class FineTunedModel(FittedModel):
     ``model_file``: the fine-tuned ``.keras`` file on the driver (a plain Keras model:
     preprocessed images in, class probabilities out; ``preprocess`` names its input
     scaling). ``history``: one row per epoch (loss, accuracy, val_loss, val_accuracy,
-    seconds, images_per_s_per_worker), as pandas. ``checksums``: per worker and epoch
+    seconds, images_per_s_per_worker), as pandas; with validation its first row is
+    epoch 0, the network before fine-tuning (the probe), validated only. ``best_epoch``:
+    the epoch whose weights were kept. ``warmup``: the head's epochs on the frozen
+    backbone before fine-tuning (``head_epochs``). ``checksums``: per worker and epoch
     (and step, when traced) the weights' checksum, as pandas: equal across workers when
     the data-parallel training kept them in sync. ``images``: the ImageSet it was
     trained on (the default evaluation data; not saved).
@@ -413,6 +416,9 @@ class FineTunedModel(FittedModel):
     unfrozen_layers: int = 0
     head: Tuple[int, ...] = ()
     stopped_early: Optional[int] = None  # the epoch early stopping stopped at
+    best_epoch: Optional[int] = None  # the kept epoch, with validation (0: the starting head)
+    checksum: str = ""  # the kept weights' checksum (equal for equal seed, data, workers)
+    warmup: Any = None  # pandas.DataFrame: the head's epochs on the frozen backbone
     seconds: float = 0.0
     live_progress: bool = False  # whether epochs were shown while training
     images: Optional[ImageSet] = None

@@ -25,7 +25,8 @@ from sparkdl_magics.finetuning import finetune
 from sparkdl_magics.results import FineTunedModel, FittedModel
 
 SIZE = 32
-FAST = dict(preprocess="unit", unfreeze="all", batch_size=4, learning_rate=0.01, seed=7)
+FAST = dict(preprocess="unit", unfreeze="all", batch_size=4, learning_rate=0.01, seed=7,
+            head_epochs=0)
 
 
 @pytest.fixture(scope="module")
@@ -198,7 +199,7 @@ def test_connect_trains_in_sync_and_the_magic_stores_the_model(spark_connect, im
     ip.user_ns["flowers"] = _images(spark_connect, image_folder)
     ip.run_cell_magic("finetune", "flowers -> ft", f"model: {tiny_cnn}\npreprocess: unit\n"
                       "unfreeze: all\nepochs: 2\nworkers: 2\nbatch_size: 4\n"
-                      "learning_rate: 0.01")
+                      "learning_rate: 0.01\nhead_epochs: 0")
     model = ip.user_ns["ft"]
     assert isinstance(model, FineTunedModel) and len(model.history) == 2
     _assert_in_sync(model, 2, kind="epoch")
@@ -210,6 +211,106 @@ def test_connect_trains_in_sync_and_the_magic_stores_the_model(spark_connect, im
     want = {r["path"]: r["prediction_name"] for r in
             model.predict(ip.user_ns["flowers"]).select("path", "prediction_name").collect()}
     assert {r["path"]: r["prediction"] for r in rows} == want  # the model's class names
+
+
+# --------------------------------------------------------------------------- same seed
+
+@pytest.mark.slow
+def test_same_seed_gives_the_same_weights_and_the_same_test_mistakes(spark, image_folder,
+                                                                     tiny_cnn):
+    """Two runs on 2 workers: equal weights checksums and predictions; on 1 worker the
+    same images delivered in another order and partitioning train the same weights."""
+    from pyspark.sql import functions as F
+    images = _images(spark, image_folder)
+    runs = [finetune(images, model=str(tiny_cnn), epochs=2, workers=2, **FAST)
+            for _ in range(2)]
+    assert runs[0].checksum and runs[0].checksum == runs[1].checksum
+    got = [{r["path"]: r["prediction_name"] for r in
+            evaluate(m, top_errors=0).predictions.select("path", "prediction_name").collect()}
+           for m in runs]
+    assert got[0] == got[1]
+    train = images.train
+    shuffled = train.repartition(3).orderBy(F.desc("path"))
+    one = [finetune(df, model=str(tiny_cnn), epochs=2, workers=1, **FAST)
+           for df in (train, shuffled)]
+    assert one[0].checksum == one[1].checksum
+
+
+# --------------------------------------------------------------------------- LP-FT
+
+@pytest.fixture
+def probe(spark, image_folder, tiny_cnn):
+    """The linear probe on the tiny CNN's features: featurize + logistic regression."""
+    from sparkdl_magics import featurize, fit
+    images = _images(spark, image_folder)
+    features = featurize(images, model=str(tiny_cnn), preprocess="unit")
+    return images, fit(features, maxIter=50, regParam=0.01)
+
+
+def _predictions(model, images):
+    return {r["path"]: r["prediction_name"] for r in
+            model.predict(images.test).select("path", "prediction_name").collect()}
+
+
+@pytest.mark.slow
+def test_a_fitted_head_is_epoch_0_and_kept_when_fine_tuning_only_hurts(probe, tiny_cnn):
+    """head: clf starts from the regression (the network predicts what it does); a
+    backbone learning rate that wrecks the features makes every later epoch worse on
+    validation, so epoch 0, the probe itself, is what the result holds."""
+    images, clf = probe
+    model = finetune(images, model=str(tiny_cnn), head=clf, epochs=2, workers=2,
+                     **{**FAST, "learning_rate": [0.01, 5.0], "head_epochs": "auto"})
+    assert model.history["epoch"].iloc[0] == 0 and model.best_epoch == 0
+    assert model.params["head"] == "fitted model" and model.warmup is None
+    assert _predictions(model, images) == _predictions(clf, images)
+
+
+@pytest.mark.slow
+def test_the_head_warms_up_on_the_frozen_backbone_until_validation_stops_improving(
+        spark, image_folder, tiny_cnn):
+    images = _images(spark, image_folder)
+    model = finetune(images, model=str(tiny_cnn), epochs=2, workers=2,
+                     **{**FAST, "learning_rate": [0.01, 5.0], "head_epochs": "auto"})
+    warm = model.warmup
+    assert warm is not None and 1 <= len(warm) < 100  # stopped by the criterion
+    best = warm["val_loss"].min()
+    # stopped FINETUNE_HEAD_PATIENCE epochs after its best (or at the cap)
+    assert len(warm) - int(warm["val_loss"].idxmin()) - 1 == 5
+    # epoch 0 is the warmed-up head (its best epoch), kept when fine-tuning only hurts
+    assert model.history["val_loss"].iloc[0] == pytest.approx(best, rel=1e-4)
+    assert model.best_epoch == 0 and model.params["validation"] == 0.2
+
+
+def test_a_head_from_another_backbone_or_a_non_regression_is_one_line(probe, tmp_path):
+    import keras
+
+    from sparkdl_magics import fit
+    images, clf = probe
+    other = tmp_path / "other.keras"
+    inputs = keras.Input((SIZE, SIZE, 3))
+    x = keras.layers.Conv2D(4, 3, activation="relu")(inputs)
+    keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(x)).save(other)
+    with pytest.raises(OptionError, match="option 'head': the fitted model's features came "
+                                          "from") as err:
+        finetune(images, model=str(other), head=clf, **FAST)
+    assert "\n" not in str(err.value)
+    forest = fit(clf.features, classifier="random_forest", numTrees=3)
+    with pytest.raises(OptionError, match="must be a logistic regression"):
+        finetune(images, model=str(other), head=forest, **FAST)
+
+
+@pytest.mark.slow
+def test_batchnorm_adapt_sets_the_statistics_from_the_training_images(spark, image_folder,
+                                                                      tiny_cnn):
+    import keras
+    images = _images(spark, image_folder)
+    model = finetune(images, model=str(tiny_cnn), epochs=1, workers=2, batchnorm="adapt",
+                     **{**FAST, "learning_rate": 1e-7})
+    net = keras.saving.load_model(model.model_file, compile=False)
+    bn = next(lay for lay in net.layers if isinstance(lay, keras.Model)).get_layer("bn1")
+    before = keras.saving.load_model(str(tiny_cnn), compile=False).get_layer("bn1")
+    assert np.allclose(before.moving_mean.numpy(), 0) and not np.allclose(bn.moving_mean.numpy(), 0)
+    assert not np.allclose(bn.moving_variance.numpy(), 1) and model.params["batchnorm"] == "adapt"
 
 
 # --------------------------------------------------------------------------- no Spark

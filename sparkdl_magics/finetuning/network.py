@@ -4,7 +4,17 @@ Built the same way on the driver (to check the options before any task starts) a
 every training worker. The backbone is called with ``training=False``, so its
 BatchNormalization layers stay in inference mode while its top layers train (the usual
 Keras fine-tuning rule: unfrozen BN statistics wreck the pretrained features on small
-batches). The saved model takes images preprocessed by one of the batch runner's
+batches): ``unfreeze: all`` trains every convolution and dense layer, and BatchNorm's
+gamma/beta and moving statistics stay as the backbone file has them. That is right for
+trained weights on images like theirs; for untrained weights (whose statistics are the
+identity) or a far domain, ``batchnorm: adapt`` re-estimates the moving statistics on
+the training images before training starts (:func:`adapt_batchnorm`).
+
+The head: ``head_norm`` (a per-example LayerNormalization: an untrained backbone's
+features are ~1e-10), ``hidden`` Dense layers, dropout, the softmax. A head started from
+a fitted logistic regression (``probe``) has no normalisation and no hidden layer: its
+softmax layer *is* the regression (its coefficients and intercepts), so the network
+predicts what the regression does before any step. The saved model takes images preprocessed by one of the batch runner's
 ``preprocess`` modes, so it is served like any user model file.
 """
 from __future__ import annotations
@@ -39,6 +49,7 @@ class NetworkSpec:
     hidden: Tuple[int, ...] = ()
     dropout: float = 0.2
     unfreeze: int = 0  # top N backbone layers with weights (BatchNorm not counted); ALL
+    head_norm: bool = True  # False for a head started from a logistic regression
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -60,6 +71,21 @@ class Network:
     backbone_variables: List[Any]
     unfrozen: List[str] = field(default_factory=list)  # backbone layer names training
     tunable: int = 0  # backbone layers with weights (what unfreeze counts)
+    features: Any = None  # images -> the pooled backbone features the head reads
+    head_layers: List[Any] = field(default_factory=list)  # features -> probabilities, in order
+    backbone: Any = None
+
+    def head(self, features: Any, training: bool = False) -> Any:
+        """The head alone on precomputed features (the frozen-backbone warm-up)."""
+        x = features
+        for layer in self.head_layers:
+            x = layer(x, training=training)
+        return x
+
+    def set_probe(self, kernel: Any, bias: Any) -> None:
+        """Start the softmax layer from a logistic regression (features x classes)."""
+        out = self.head_layers[-1]
+        out.set_weights([np.asarray(kernel, np.float32), np.asarray(bias, np.float32)])
 
 
 def build(spec: NetworkSpec) -> Network:
@@ -80,24 +106,62 @@ def build(spec: NetworkSpec) -> Network:
     x = backbone(inputs, training=False)  # BatchNormalization stays in inference mode
     if len(x.shape) > 2:
         x = keras.layers.GlobalAveragePooling2D(name="head_pool")(x)
+    features = keras.Model(inputs, x, name="features")
     # The head sees features at unit scale whatever the backbone gives: an untrained
     # backbone's pooled features are ~1e-10 (BatchNormalization in inference mode with
     # initial statistics), where an unnormalised head learns nothing; per example, so no
     # statistics to synchronise between workers.
-    head = [keras.layers.LayerNormalization(epsilon=1e-30, name="head_norm")]
-    x = head[0](x)
+    head = []
+    if spec.head_norm:
+        head.append(keras.layers.LayerNormalization(epsilon=1e-30, name="head_norm"))
     for i, units in enumerate(spec.hidden):
         head.append(keras.layers.Dense(int(units), activation="relu", name=f"head_dense_{i}"))
-        x = head[-1](x)
     if spec.dropout:
-        x = keras.layers.Dropout(float(spec.dropout), name="head_dropout")(x)
+        head.append(keras.layers.Dropout(float(spec.dropout), name="head_dropout"))
     head.append(keras.layers.Dense(spec.num_classes, activation="softmax", name=OUTPUT_LAYER))
-    outputs = head[-1](x)
-    model = keras.Model(inputs, outputs, name="finetuned")
+    for layer in head:
+        x = layer(x)
+    model = keras.Model(inputs, x, name="finetuned")
     unfrozen, tunable = _unfreeze(backbone, spec.unfreeze)
     head_vars = [v for layer in head for v in layer.trainable_variables]
     backbone_vars = list(backbone.trainable_variables)
-    return Network(model, head_vars, backbone_vars, unfrozen, tunable)
+    return Network(model, head_vars, backbone_vars, unfrozen, tunable, features=features,
+                   head_layers=head, backbone=backbone)
+
+
+def adapt_batchnorm(backbone: Any, batches: Any, reduce: Any = None) -> int:
+    """Re-estimate every BatchNormalization layer's moving mean and variance on *batches*
+    (preprocessed images), layer by layer from the input up: each layer's statistics are
+    the mean and variance of its input over all the batches, with the layers below it
+    already re-estimated. Returns how many layers were set. *batches* is a callable
+    giving the batches anew; *reduce* sums a float64 vector over the workers (their
+    images differ, their statistics must not)."""
+    from ..tfimport import import_keras
+    keras = import_keras()
+    layers = [lay for lay in backbone.layers if isinstance(lay, keras.layers.BatchNormalization)]
+    for layer in layers:
+        probe = keras.Model(backbone.inputs, layer.input)
+        total, squares, count = 0.0, 0.0, 0
+        for x in batches():
+            a = np.asarray(probe(x, training=False), np.float64)
+            axes = tuple(i for i in range(a.ndim) if i != (layer.axis if layer.axis >= 0
+                                                             else a.ndim + layer.axis))
+            total = total + a.sum(axis=axes)
+            squares = squares + (a * a).sum(axis=axes)
+            count += int(np.prod([a.shape[i] for i in axes]))
+        channels = int(layer.moving_mean.shape[0])
+        sums = np.concatenate([np.broadcast_to(total, channels), np.broadcast_to(squares, channels),
+                               [count]]).astype(np.float64)
+        if reduce is not None:
+            sums = np.asarray(reduce(sums), np.float64)
+        total, squares, count = sums[:channels], sums[channels:2 * channels], sums[-1]
+        if not count:
+            continue
+        mean = total / count
+        var = np.maximum(squares / count - mean * mean, 0.0)
+        layer.moving_mean.assign(mean.astype(np.float32))
+        layer.moving_variance.assign(var.astype(np.float32))
+    return len(layers)
 
 
 def _unfreeze(backbone: Any, top: int) -> Tuple[List[str], int]:

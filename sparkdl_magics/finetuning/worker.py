@@ -68,6 +68,7 @@ def main(job_path: str) -> int:
     threads = int(job.get("threads") or 1)
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(threads)
+    tf.config.experimental.enable_op_determinism()  # same seed, same weights (see Trainer)
     log = Log(job["log"], job.get("live_log", "") if job["rank"] == 0 else "")
     if int(job["workers"]) > 1:
         options = tf.distribute.experimental.CommunicationOptions(
@@ -81,7 +82,23 @@ def main(job_path: str) -> int:
 
 
 class Trainer:
-    """The loop: epochs of equal step counts, metrics all-reduced once per epoch."""
+    """The loop: epochs of equal step counts, metrics all-reduced once per epoch.
+
+    Linear probe, then fine-tune: the head starts from a fitted logistic regression
+    (``probe`` in the job) or is first trained alone on the frozen backbone's features
+    (``head_epochs``: computed once, then epochs of the head until the validation loss
+    stops improving for ``head_patience`` epochs, the best head kept). Before the first
+    fine-tuning epoch the whole network is validated ("epoch 0": the probe itself), and
+    early stopping keeps the best of epochs 0..N, so the result is never worse on the
+    validation images than the probe it started from.
+
+    Same seed, same weights: TensorFlow's op determinism is on; the head starts from the
+    seed; each worker's rows are sorted by path, then shuffled by (seed, epoch, rank)
+    and augmented by (seed, path, epoch); the all-reduce is a ring in rank order (a fixed
+    summation order). Not fixed here: which worker gets which image is Spark's
+    round-robin repartition of the train split, the same for the same input partitions
+    (same files, same session parallelism); with one worker the input order is irrelevant.
+    """
 
     def __init__(self, job: Dict[str, Any], strategy: Any, keras: Any, tf: Any, log: Log):
         import pandas as pd
@@ -97,7 +114,8 @@ class Trainer:
         self.spec = NetworkSpec.from_dict(job["network"])
         self.preprocess = preprocess_function(self.spec.preprocess)
         self.augment = Augmentation(**job["augment"]) if job.get("augment") else None
-        frame = pd.read_parquet(job["data"])
+        # by path: the order Spark delivered the partition's rows in is not the data's
+        frame = pd.read_parquet(job["data"]).sort_values("path", kind="stable")
         val = frame["validation"].to_numpy(bool)
         self.train, self.val = frame[~val].reset_index(drop=True), frame[val].reset_index(drop=True)
         keras.utils.set_random_seed(self.seed)  # same head initialisation on every worker
@@ -105,26 +123,43 @@ class Trainer:
             self.net = build(self.spec)
             self.opt_head = keras.optimizers.Adam(float(job["learning_rate"]))
             self.opt_backbone = keras.optimizers.Adam(float(job["backbone_learning_rate"]))
+            self.opt_warm = keras.optimizers.Adam(float(job["learning_rate"]))
         self.skipped: set = set()  # paths of files that did not decode
         self._step = self._make_step()
+        self._head_step = self._make_head_step()
         self._sum = self._make_sum()
 
     # ---- tf functions
     def _make_step(self) -> Any:
+        """A step of the whole network: the head and the unfrozen backbone layers, each
+        with its optimizer."""
+        net = self.net
+        return self._step_function(net.model, [(self.opt_head, net.head_variables),
+                                               (self.opt_backbone, net.backbone_variables)])
+
+    def _make_head_step(self) -> Any:
+        """A step of the head alone on precomputed features (the backbone frozen)."""
+        return self._step_function(self.net.head, [(self.opt_warm, self.net.head_variables)])
+
+    def _step_function(self, forward: Any, groups: List[Any]) -> Any:
+        """``step(x, y)``: the loss over the global batch, its gradients all-reduced and
+        applied by each (optimizer, variables) group; returns (loss sum, correct) summed
+        over the workers."""
         tf, keras, strategy = self.tf, self.keras, self.strategy
-        model, n_head = self.net.model, len(self.net.head_variables)
-        head_vars, backbone_vars = self.net.head_variables, self.net.backbone_variables
+        groups = [(opt, list(variables)) for opt, variables in groups if variables]
+        variables = [v for _, vs in groups for v in vs]
         global_batch = self.global_batch
 
         def replica_step(x: Any, y: Any) -> Any:
             with tf.GradientTape() as tape:
-                probs = model(x, training=True)
+                probs = forward(x, training=True)
                 per_example = keras.losses.sparse_categorical_crossentropy(y, probs)
                 loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
-            grads = tape.gradient(loss, head_vars + backbone_vars)
-            self.opt_head.apply_gradients(zip(grads[:n_head], head_vars))
-            if backbone_vars:
-                self.opt_backbone.apply_gradients(zip(grads[n_head:], backbone_vars))
+            grads = tape.gradient(loss, variables)
+            start = 0
+            for opt, vs in groups:
+                opt.apply_gradients(zip(grads[start:start + len(vs)], vs))
+                start += len(vs)
             correct = tf.reduce_sum(tf.cast(
                 tf.equal(tf.argmax(probs, axis=-1, output_type=tf.int32), y), tf.float32))
             return tf.stack([tf.reduce_sum(per_example), correct])
@@ -168,23 +203,50 @@ class Trainer:
         batch = np.stack(arrays) if arrays else np.zeros((0, h, w, 3), np.uint8)
         return self.preprocess(batch.astype(np.float32)), np.asarray(labels, np.int32)
 
-    def _order(self, epoch: int) -> np.ndarray:
+    def _order(self, epoch: int, rows: int = -1, phase: int = 0) -> np.ndarray:
         """This epoch's row order: shuffled (seeded), cycled to steps x batch rows."""
         need = int(self.job["steps"]) * self.batch
-        rng = np.random.default_rng([self.seed, epoch, self.rank])
-        order = []
-        while len(order) < need:
-            order.extend(rng.permutation(len(self.train)).tolist())
+        rows = len(self.train) if rows < 0 else rows
+        rng = np.random.default_rng([self.seed, epoch, self.rank, phase])
+        order: List[int] = []
+        while len(order) < need and rows:
+            order.extend(rng.permutation(rows).tolist())
         return np.asarray(order[:need], dtype=np.int64)
+
+    def _features(self, frame: Any) -> Any:
+        """(pooled backbone features, labels) of *frame*'s rows that decode, unaugmented."""
+        feats, labels = [], []
+        for start in range(0, len(frame), self.batch):
+            x, y = self._images(frame.iloc[start:start + self.batch], 0, augment=False)
+            if len(y):
+                feats.append(np.asarray(self.net.features(x, training=False), np.float32))
+                labels.append(y)
+        if not feats:
+            return np.zeros((0, 0), np.float32), np.zeros(0, np.int32)
+        return np.concatenate(feats), np.concatenate(labels)
 
     # ---- the loop
     def run(self) -> None:
         job, tf = self.job, self.tf
         epochs, patience = int(job["epochs"]), job.get("patience")
-        best, best_weights, waited = None, None, 0
         model = self.net.model
         self.log.write({"kind": "data", "rank": self.rank, "train": len(self.train),
                         "validation": len(self.val)})
+        if job.get("batchnorm") == "adapt":
+            self._adapt_batchnorm()
+        if job.get("probe"):
+            self.net.set_probe(job["probe"]["kernel"], job["probe"]["bias"])
+        if job.get("head_epochs"):
+            self._warm_up(int(job["head_epochs"]), int(job.get("head_patience") or 1))
+        best, best_weights, best_epoch, waited = None, None, None, 0
+        if patience is not None:
+            totals = self._all_sum(self._validate())
+            if totals[2] > 0:  # epoch 0: the network as it starts (the probe, when one is)
+                best, best_epoch = totals[0] / totals[2], 0
+                best_weights = [np.asarray(w) for w in model.get_weights()]
+                self.log.write({"kind": "epoch", "rank": self.rank, "epoch": 0,
+                                "val_loss": best, "val_accuracy": totals[1] / totals[2],
+                                "checksum": weights_checksum(model.weights)})
         for epoch in range(epochs):
             started = time.perf_counter()
             sums = np.zeros(2, np.float64)
@@ -197,9 +259,7 @@ class Trainer:
                     self.log.write({"kind": "step", "rank": self.rank, "epoch": epoch + 1,
                                     "step": s + 1, "checksum": weights_checksum(model.weights)})
             train_seconds = time.perf_counter() - started
-            val_local = self._validate()
-            totals = np.asarray(self._sum(tf.constant(np.concatenate([
-                val_local, [train_seconds]]).astype(np.float64))), np.float64)
+            totals = self._all_sum(np.concatenate([self._validate(), [train_seconds]]))
             images = int(job["steps"]) * self.global_batch
             record = {"kind": "epoch", "rank": self.rank, "epoch": epoch + 1,
                       "loss": sums[0] / images, "accuracy": sums[1] / images,
@@ -214,7 +274,7 @@ class Trainer:
             self.log.write(record, live=True)
             if patience is not None and totals[2] > 0:
                 if best is None or record["val_loss"] < best - 1e-6:
-                    best, waited = record["val_loss"], 0
+                    best, best_epoch, waited = record["val_loss"], epoch + 1, 0
                     best_weights = [np.asarray(w) for w in model.get_weights()]
                 else:
                     waited += 1
@@ -224,10 +284,69 @@ class Trainer:
                         break
         if best_weights is not None:
             model.set_weights(best_weights)
+            self.log.write({"kind": "best", "rank": self.rank, "epoch": best_epoch,
+                            "val_loss": best})
         if self.rank == 0:
             self._save()
         self.log.write({"kind": "done", "rank": self.rank, "skipped": sorted(self.skipped),
                         "checksum": weights_checksum(model.weights)})
+
+    def _all_sum(self, values: Any) -> np.ndarray:
+        return np.asarray(self._sum(self.tf.constant(np.asarray(values, np.float64))), np.float64)
+
+    def _warm_up(self, max_epochs: int, patience: int) -> None:
+        """Train the head alone on the frozen backbone's features until the validation
+        loss stops improving (*patience* epochs), at most *max_epochs*; keep the best."""
+        tf = self.tf
+        f_train, y_train = self._features(self.train)
+        f_val, y_val = self._features(self.val)
+        head_vars = self.net.head_variables
+        best, best_head, waited = None, None, 0
+        for epoch in range(max_epochs):
+            order = self._order(epoch, len(y_train), phase=1)
+            sums = np.zeros(2, np.float64)
+            for s in range(int(self.job["steps"])):
+                idx = order[s * self.batch:(s + 1) * self.batch]
+                sums += np.asarray(self._head_step(tf.constant(f_train[idx]),
+                                                   tf.constant(y_train[idx])), np.float64)
+            local = np.zeros(3, np.float64)
+            if len(y_val):
+                probs = np.asarray(self.net.head(tf.constant(f_val), training=False), np.float64)
+                p = np.clip(probs[np.arange(len(y_val)), y_val], 1e-7, 1.0)
+                local[:] = [-np.log(p).sum(), (probs.argmax(axis=1) == y_val).sum(), len(y_val)]
+            totals = self._all_sum(local)
+            images = int(self.job["steps"]) * self.global_batch
+            record = {"kind": "warmup", "rank": self.rank, "epoch": epoch + 1,
+                      "loss": sums[0] / images, "accuracy": sums[1] / images}
+            if totals[2] > 0:
+                record.update(val_loss=totals[0] / totals[2], val_accuracy=totals[1] / totals[2])
+            self.log.write(record)
+            score = record.get("val_loss", record["loss"])
+            if best is None or score < best - 1e-4 * max(abs(best), 1.0):
+                best, waited = score, 0
+                best_head = [np.asarray(v) for v in head_vars]
+            else:
+                waited += 1
+                if waited >= patience:
+                    break
+        if best_head is not None:
+            for var, value in zip(head_vars, best_head):
+                var.assign(value)
+
+    def _adapt_batchnorm(self) -> None:
+        """BatchNorm's moving statistics re-estimated on the training images (summed
+        over the workers, so every worker sets the same values)."""
+        from .network import adapt_batchnorm
+        order = self._order(0, phase=2)
+
+        def batches() -> Any:  # the same count on every worker: the reduce is collective
+            for s in range(int(self.job["steps"])):
+                x, _ = self._images(self.train.iloc[order[s * self.batch:(s + 1) * self.batch]],
+                                    0, augment=False)
+                if len(x):
+                    yield x
+        layers = adapt_batchnorm(self.net.backbone, batches, reduce=self._all_sum)
+        self.log.write({"kind": "batchnorm", "rank": self.rank, "layers": layers})
 
     def _validate(self) -> np.ndarray:
         """(loss sum, correct, count) on this worker's validation rows (no collectives)."""

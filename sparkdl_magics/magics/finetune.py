@@ -33,8 +33,21 @@ def _unfreeze(value: Any) -> Any:
 
 
 def _head(value: Any) -> Any:
+    """Hidden sizes / a mapping, or the name of a %%fit result (looked up when run)."""
+    if isinstance(value, str) and value.isidentifier():
+        return value
     from ..finetuning.network import check_head
     return check_head(value)
+
+
+def _head_epochs(value: Any) -> Any:
+    from ..finetuning.options import check_head_epochs
+    return check_head_epochs(value, True)
+
+
+def _batchnorm(value: Any) -> Any:
+    from ..finetuning.options import check_batchnorm
+    return check_batchnorm(value)
 
 
 def _learning_rate(value: Any) -> Any:
@@ -64,7 +77,16 @@ SPEC = MagicSpec(
                "weights (BatchNormalization stays frozen, in inference mode); all",
                _checked(_unfreeze)),
         Option("head", [], "hidden layer sizes of the new head, e.g. [256]; or "
-               "{hidden: [256], dropout: 0.3}", _checked(_head)),
+               "{hidden: [256], dropout: 0.3}; or a %%fit logistic regression on this "
+               "backbone's features (e.g. clf): the head starts as it", _checked(_head)),
+        Option("head_epochs", "auto", "auto: when backbone layers train (and head is not a "
+               "fitted model), first train the head alone on the frozen backbone until its "
+               "validation loss stops improving; 0: no such warm-up; N: at most N epochs",
+               _checked(_head_epochs)),
+        Option("batchnorm", "frozen", "frozen: BatchNormalization keeps the backbone's "
+               "statistics (inference mode), even with unfreeze: all; adapt: re-estimate "
+               "them on the training images first (untrained weights, a far domain)",
+               _checked(_batchnorm)),
         Option("epochs", defaults.FINETUNE_EPOCHS, "passes over the train split",
                as_int(minimum=1), nullable=False),
         Option("batch_size", defaults.FINETUNE_BATCH_SIZE, "images per step per worker",
@@ -77,7 +99,9 @@ SPEC = MagicSpec(
         Option("workers", None, "Spark tasks training together (none: every task slot)",
                as_int(minimum=1)),
         Option("validation", None, "hold out this fraction of the train split for "
-               "per-epoch validation and early stopping",
+               "per-epoch validation and early stopping (the best epoch is kept, epoch 0 "
+               "= before fine-tuning; with a warm-up or a fitted head: "
+               f"{defaults.FINETUNE_VALIDATION})",
                as_float(minimum=0.0, maximum=1.0, exclusive_min=True)),
         Option("patience", None, "with validation: epochs without a better validation loss "
                f"before stopping (none: {defaults.FINETUNE_PATIENCE})", as_int(minimum=1)),
@@ -100,8 +124,13 @@ def run(call: MagicCall, ctx: Context) -> Any:
     name = call.positional[0]
     images = lookup_images(ctx, name)
     kwargs = kwargs_for(call, ("model", "weights", "layer", "preprocess", "unsafe", "unfreeze",
-                               "head", "epochs", "batch_size", "learning_rate", "augment",
-                               "workers", "validation", "patience", "image_size", "seed"))
+                               "head", "head_epochs", "batchnorm", "epochs", "batch_size",
+                               "learning_rate", "augment", "workers", "validation",
+                               "patience", "image_size", "seed"))
+    if isinstance(kwargs.get("head"), str):  # the name of a %%fit result
+        from ..results import FittedModel
+        kwargs["head"] = ctx.lookup(kwargs["head"], FittedModel,
+                                    "a %%fit logistic regression, or hidden layer sizes")
     view = EpochView(resolve_mode(), call.options["epochs"])
     with ctx.progress_scope("finetune"):
         model = finetune(images, on_epoch=view, **kwargs)
