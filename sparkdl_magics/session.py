@@ -23,6 +23,7 @@ from importlib import resources
 from typing import Any, Dict, Iterator, Mapping, Optional, Tuple
 from urllib.parse import urlparse
 
+from . import connect_exit
 from .clients import (DATABRICKS_CONNECT, classic_available, connect_only_client,
                       databricks_config_present, how_to_attach, require_classic)
 from .errors import (DataError, EnvironmentProblem, OptionError, ServerNotAnswering,
@@ -197,11 +198,12 @@ def get_spark() -> Any:
     session: a server that does not answer is one clear error within seconds, and a
     server that was restarted is reconnected to (its old results are flagged as gone)."""
     if _attached is not None:
-        return _attached_session(_attached)
-    session = active_session()
-    if session is not None:
-        return session
-    return start_default()
+        spark = _attached_session(_attached)
+    else:
+        spark = active_session() or start_default()
+    if is_connect(spark):
+        connect_exit.watch(spark)  # its models must not hang the interpreter's exit
+    return spark
 
 
 def start_default() -> Any:

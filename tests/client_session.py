@@ -18,7 +18,7 @@ from IPython.core.interactiveshell import InteractiveShell
 import pyspark.sql.functions as F  # noqa: F401 - a notebook's first import, before any magic
 
 report = {"python": sys.version_info[:2]}
-ip = InteractiveShell.instance(colors="NoColor")
+ip = InteractiveShell.instance(colors="nocolor")
 
 
 def shown(source):

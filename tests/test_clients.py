@@ -80,7 +80,10 @@ def _notebook(venv: ClientVenv, root: Path, *steps: str, **env: str) -> dict:
     env.pop("JAVA_HOME", None)
     from test_packaging import _env
     with open(root / "stderr.txt", "w") as errors:
-        proc = subprocess.Popen([str(venv.bin / "python"), str(SCRIPT), *steps], cwd=root,
+        # through IPython's console, as a scripted notebook run: its exit hook clears the
+        # namespace (the fitted model with it) at exit, as a kernel's does
+        proc = subprocess.Popen([str(venv.bin / "ipython"), "--quick", "--no-banner",
+                                 str(SCRIPT), *steps], cwd=root,
                                 env={k: v for k, v in _env(**env).items() if k != "JAVA_HOME"},
                                 stdout=subprocess.PIPE, stderr=errors, text=True)
         report = None
