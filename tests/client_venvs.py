@@ -34,12 +34,14 @@ README_COMMANDS = {
 
 
 def find_python(minor: str) -> Optional[str]:
-    """An interpreter for Python *minor* ("3.12"): on PATH, or pyenv's."""
-    found = shutil.which(f"python{minor}")
-    if found:
-        return found
+    """An interpreter for Python *minor* ("3.12") that runs: pyenv's, or on PATH (a pyenv
+    shim for a version that is not selected is on PATH but does not run)."""
     pyenv = sorted(Path("~/.pyenv/versions").expanduser().glob(f"{minor}.*/bin/python"))
-    return str(pyenv[-1]) if pyenv else None
+    for candidate in [*reversed(pyenv), shutil.which(f"python{minor}")]:
+        if candidate and subprocess.run([str(candidate), "-c", ""],
+                                        capture_output=True).returncode == 0:
+            return str(candidate)
+    return None
 
 
 def build_wheels(root: Path) -> Dict[str, Path]:
