@@ -13,6 +13,7 @@ there each venv is made once per run.
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import subprocess
 import sys
@@ -90,10 +91,16 @@ class ClientVenv:
                      "this checkout's wheel", timeout=600)
         return self
 
-    def spark_packages(self) -> str:
-        """``pip list | grep -i spark``, as the README's readers check it."""
-        listed = self.pip(["list"], "pip list", timeout=300)
-        return "\n".join(line for line in listed.splitlines() if "spark" in line.lower())
+    def checked_packages(self) -> Dict[str, str]:
+        """``pip check`` (must be clean), then every installed distribution: {name:
+        version}; prints ``pip list | grep -i spark`` as the README's readers see it."""
+        self.pip(["check"], "pip check", timeout=300)
+        listed = json.loads(self.pip(["list", "--format=json"], "pip list", timeout=300))
+        installed = {d["name"].lower(): d["version"] for d in listed}
+        print("$ pip list | grep -i spark\n" + "\n".join(
+            f"{name:<32} {version}" for name, version in sorted(installed.items())
+            if "spark" in name))
+        return installed
 
     def run(self, args: Sequence[object], cwd: Path, timeout: int = 1200,
             **env: str) -> subprocess.CompletedProcess:
