@@ -6,7 +6,7 @@ The two wheels (``sparkdl_magics`` from the root, ``sparkdl_magics-connect`` fro
 for the package index for them (everything else comes from the index or pip's cache).
 A venv with TensorFlow takes minutes to make, so each is made once and kept under
 ``build/test-venvs/<name>-<key>``, where the key hashes the install commands, both
-pyproject files and the interpreter's version: a later run only reinstalls this checkout's wheel
+pyproject files and the interpreter: a later run only reinstalls this checkout's wheel
 into it (without dependencies) and checks it again. CI starts from a clean clone, so
 there each venv is made once per run.
 """
@@ -64,9 +64,7 @@ class ClientVenv:
     def __init__(self, name: str, python: str, commands: Sequence[str], wheel: Path):
         self.name, self.python, self.commands, self.wheel = name, python, list(commands), wheel
         digest = hashlib.sha256()
-        version = subprocess.run([python, "-c", "import sys; print(sys.version)"],
-                                 capture_output=True, text=True, check=True).stdout
-        for part in [version, *commands, (REPO / "pyproject.toml").read_text(),
+        for part in [python, *commands, (REPO / "pyproject.toml").read_text(),
                      (REPO / "packaging" / "connect" / "pyproject.toml").read_text()]:
             digest.update(part.encode())
         self.path = VENVS / f"{name}-{digest.hexdigest()[:12]}"
