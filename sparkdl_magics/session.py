@@ -1,9 +1,12 @@
 """Which Spark session the magics use, and starting the embedded one.
 
 Order of preference: an active Spark Connect session (Databricks Connect included),
-then an active classic session (any master), else an embedded ``local[*]`` session
-started here with the running interpreter for its Python workers, quiet logs and
-Arrow on. :func:`attach` switches to another master or Connect URL.
+then an active classic session (any master), else the server ``SPARK_REMOTE`` names,
+else an embedded ``local[*]`` session started here with the running interpreter for its
+Python workers, quiet logs and Arrow on. :func:`attach` switches to another master or
+Connect URL. A Connect-only client (pyspark-client, Databricks Connect; see
+:mod:`.clients`) never imports classic-only modules and never starts a local session:
+with no session it says in one line how to attach.
 """
 from __future__ import annotations
 
@@ -20,6 +23,9 @@ from importlib import resources
 from typing import Any, Dict, Iterator, Mapping, Optional, Tuple
 from urllib.parse import urlparse
 
+from . import connect_exit
+from .clients import (DATABRICKS_CONNECT, classic_available, connect_only_client,
+                      databricks_config_present, how_to_attach, require_classic)
 from .errors import (DataError, EnvironmentProblem, OptionError, ServerNotAnswering,
                      grpc_reason, spark_error_condition)
 from .results import SessionInfo
@@ -110,6 +116,8 @@ def active_session() -> Optional[Any]:
         pass
     if os.environ.get("SPARK_CONNECT_MODE_ENABLED"):
         return None  # a local Connect server's own classic session is not the user's
+    if not classic_available():
+        return None  # a Connect-only client: no classic session, no SparkContext to ask
     from pyspark.sql import SparkSession
     if _forget_dead_driver():
         return None
@@ -142,7 +150,8 @@ def ensure_usable(spark: Any, what: str = "these images") -> None:
 def _forget_dead_driver() -> bool:
     """If the driver JVM this process launched has exited (killed, out of memory), drop
     PySpark's handles on it so the next session starts a fresh JVM instead of every call
-    failing with a Py4J connection error. True when there was one to forget."""
+    failing with a Py4J connection error. True when there was one to forget. Only on a
+    full pyspark (:func:`.clients.classic_available`)."""
     from pyspark import SparkContext
     gateway = SparkContext._gateway
     proc = getattr(gateway, "proc", None)
@@ -185,15 +194,45 @@ def connect_session_gone(spark: Any) -> bool:
 
 def get_spark() -> Any:
     """The session to run on: the attached Connect server's, else the user's active one,
-    else the embedded local one. Attached to a Connect server, never a local session: a
-    server that does not answer is one clear error within seconds, and a server that was
-    restarted is reconnected to (its old results are flagged as gone)."""
+    else a new one (:func:`start_default`). Attached to a Connect server, never a local
+    session: a server that does not answer is one clear error within seconds, and a
+    server that was restarted is reconnected to (its old results are flagged as gone)."""
     if _attached is not None:
-        return _attached_session(_attached)
-    session = active_session()
-    if session is not None:
-        return session
+        spark = _attached_session(_attached)
+    else:
+        spark = active_session() or start_default()
+    if is_connect(spark):
+        connect_exit.watch(spark)  # its models must not hang the interpreter's exit
+    return spark
+
+
+def start_default() -> Any:
+    """No session yet: attach to the server ``SPARK_REMOTE`` names (pyspark's own
+    setting), else, on Databricks Connect with its config, a ``DatabricksSession``; a
+    Connect-only client without either says in one line how to attach; a full pyspark
+    starts the embedded local session."""
+    remote = os.environ.get("SPARK_REMOTE", "").strip()
+    if remote:
+        return start_connect(remote)
+    client = connect_only_client()
+    if client == DATABRICKS_CONNECT and databricks_config_present():
+        return _databricks_session()
+    if client is not None:
+        raise EnvironmentProblem(how_to_attach(client))
     return start_local()
+
+
+def _databricks_session() -> Any:
+    """Databricks Connect's session from its own config (host, cluster, token)."""
+    from databricks.connect import DatabricksSession
+    try:
+        return DatabricksSession.builder.getOrCreate()
+    except Exception as exc:  # noqa: BLE001 - any config/auth/network failure: one line
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise EnvironmentProblem(
+            f"Databricks Connect could not attach with Databricks' config ({reason}): fix "
+            "it (DATABRICKS_HOST, a cluster, ~/.databrickscfg) or attach with %dlspark "
+            "--remote sc://host:15002") from None
 
 
 def _attached_session(att: "_Attachment") -> Any:
@@ -298,6 +337,7 @@ def _connect_session(url: str) -> Any:
 def start_local(master: str = "local[*]", conf: Optional[Mapping[str, str]] = None) -> Any:
     """Start (or get) a classic session on a local-style master, set up for this package."""
     global _started_here
+    require_classic(f"a local Spark session ({master})")
     check_java()
     _prepare_local_environment(master)
     from pyspark.sql import SparkSession
@@ -375,6 +415,7 @@ def _set_runtime_conf(spark: Any, conf: Optional[Mapping[str, str]], url: str) -
 def _start_local_connect(master: str, conf: Optional[Mapping[str, str]]) -> Any:
     """An in-process Connect server on a free port (pyspark's own path always takes 15002,
     so two notebooks on one machine would collide), then a client session on it."""
+    require_classic(f"--remote {master} (a Spark Connect server in this process)")
     from pyspark.sql.connect.session import SparkSession as ConnectSession
 
     check_java()
@@ -572,8 +613,9 @@ def java_version(java: Optional[str] = None) -> Optional[int]:
 
 
 def check_java() -> None:
-    """One clear line when Java is missing or too old for the installed Spark."""
-    from pyspark.core.context import SparkContext  # noqa: F401 - classic must be available
+    """One clear line when Java is missing or too old for the installed Spark (a full
+    pyspark: :func:`.clients.require_classic` was asked first)."""
+    from pyspark import SparkContext
     if SparkContext._gateway is not None:
         return  # a JVM is already running
     need = _required_java()

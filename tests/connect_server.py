@@ -36,7 +36,10 @@ class ConnectServer:
 
     CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
 
-    def __init__(self, workdir: Path, cwd: Optional[Path] = None):
+    def __init__(self, workdir: Path, cwd: Optional[Path] = None,
+                 python: Optional[str] = None):
+        """*python*: the interpreter of the server's Python workers (default: this one);
+        it must have the full pyspark of the same version, and this package."""
         import pyspark
         self.home = os.path.dirname(pyspark.__file__)
         self.port = free_port()
@@ -48,7 +51,8 @@ class ConnectServer:
                     if k not in ("SPARK_REMOTE", "SPARK_LOCAL_REMOTE", "SPARK_CONNECT_MODE_ENABLED")}
         self.env.update(SPARK_HOME=self.home, SPARK_PID_DIR=str(self.pid_dir),
                         SPARK_LOG_DIR=str(self.log_dir), SPARK_IDENT_STRING="sparkdl-test",
-                        PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable)
+                        PYSPARK_PYTHON=python or sys.executable,
+                        PYSPARK_DRIVER_PYTHON=python or sys.executable)
 
     @property
     def pid_file(self) -> Path:
