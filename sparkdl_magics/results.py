@@ -378,6 +378,12 @@ class FittedModel(_Rendered):
         """Load a model saved with :meth:`save` (any session; the magics not needed)."""
         return _stage("persist").load_model(path, spark)
 
+    def export(self, path: str, format: str = "keras") -> str:
+        """Write one Keras network that needs no Spark (images in, class probabilities
+        out): a ``.keras`` file or a TF Serving folder (``format="saved_model"``); see
+        :mod:`sparkdl_magics.export`."""
+        return _stage("export").export(self, path, format)
+
     def __repr__(self) -> str:
         chosen = ", ".join(f"{k}={v}" for k, v in self.params.items())
         return (f"FittedModel({self.classifier}, {len(self.classes)} classes"
