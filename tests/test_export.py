@@ -56,30 +56,42 @@ def backbone(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def exported(session_pool, image_folder, backbone, tmp_path_factory):
+def flowers(session_pool, image_folder, backbone):
+    """The flower images and their features (3 classes), computed once."""
+    spark = session_pool.get("local")
+    images = load_images(str(image_folder), split=0.75, seed=1, spark=spark)
+    return images, featurize(images, model=str(backbone), preprocess="caffe")
+
+
+def _two_classes(features):
+    """The same features, daisy and roses only (a binary problem, no new Spark work)."""
+    from dataclasses import replace
+    from pyspark.sql import functions as F
+    keep = F.col("label") < 2
+    return replace(features, train=features.train.filter(keep),
+                   test=features.test.filter(keep), classes=features.classes[:2])
+
+
+@pytest.fixture(scope="module")
+def exported(session_pool, flowers, backbone, tmp_path_factory):
     """Every case fit, exported, and its Spark outputs on the test split by path;
     then one fresh process predicts with each exported file."""
     from sparkdl_magics.finetuning import finetune
     spark = session_pool.get("local")
+    images, features = flowers
     folder = tmp_path_factory.mktemp("exported")
-    sets = {}
-    for keep in {c[0] for c in CASES.values()}:
-        classes = None if keep is None else ["daisy", "roses"]
-        images = load_images(str(image_folder), classes=classes, split=0.75, seed=1,
-                             spark=spark)
-        sets[keep] = (images, featurize(images, model=str(backbone), preprocess="caffe",
-                                        cache="none"))
     cases = {}
     for case, (keep, classifier, params, column) in CASES.items():
-        images, features = sets[keep]
         if classifier == "finetune":
             model = finetune(images, model=str(backbone), epochs=1, workers=1,
-                             preprocess="unit", unfreeze="all", batch_size=4, seed=7,
+                             preprocess="unit", unfreeze="all", batch_size=8, seed=7,
                              spark=spark)
             frame = model.transform(images.test)
         else:
-            model = fit(features, classifier, seed=5, **params)
-            frame = model.transform(features.test)
+            model = fit(features if keep is None else _two_classes(features), classifier,
+                        seed=5, **params)
+            frame = model.transform(features.test if keep is None
+                                    else _two_classes(features).test)
         path = model.export(str(folder / f"{case}.keras"))
         spark_out = {r["path"]: r[column].toArray().tolist()
                      for r in frame.select("path", column).collect()}
@@ -117,6 +129,7 @@ def _fresh_process_outputs(cases, folder):
     return json.loads(result.read_text())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(CASES))
 def test_exported_network_equals_the_spark_pipeline_without_spark(spark, exported, case):
     cases, keras_out = exported
@@ -133,11 +146,8 @@ def test_exported_network_equals_the_spark_pipeline_without_spark(spark, exporte
     assert info["output"] == ("scores" if CASES[case][3] == "rawPrediction" else "probabilities")
 
 
-def test_trees_are_refused_in_one_line_naming_the_exportable(spark, image_folder, backbone,
-                                                              tmp_path):
-    images = load_images(str(image_folder), split=0.75, seed=1, spark=spark)
-    features = featurize(images, model=str(backbone), preprocess="caffe", cache="none")
-    model = fit(features, "random_forest", numTrees=3, maxDepth=2, seed=5)
+def test_trees_are_refused_in_one_line_naming_the_exportable(spark, flowers, tmp_path):
+    model = fit(flowers[1], "random_forest", numTrees=3, maxDepth=2, seed=5)
     with pytest.raises(DataError) as err:
         model.export(str(tmp_path / "forest.keras"))
     message = str(err.value)
