@@ -342,6 +342,7 @@ class FittedModel(_Rendered):
     model_name: str = ""  # featurizer model (InceptionV3, ...) when known
     train_count: int = 0
     untrained: bool = False  # its features came from an untrained backbone
+    run_id: Optional[str] = None  # the MLflow run it was logged to (tracking on)
 
     @property
     def has_featurizer(self) -> bool:
@@ -460,6 +461,7 @@ class Evaluation(_Rendered):
     notes: List[str] = field(default_factory=list)
     name: str = ""
     untrained: bool = False  # the model's features came from an untrained backbone
+    run_id: Optional[str] = None  # the MLflow run its metrics were logged to
 
     def __repr__(self) -> str:
         shown = ", ".join(f"{k}={v:.4f}" for k, v in self.metrics.items()
