@@ -133,3 +133,4 @@ def test_magic_option_and_switch_override_the_uri(spark, tracked, ip, capsys):
     out = capsys.readouterr().out
     assert f"run {ip.user_ns['clf3'].run_id}" in out
     assert out.count("MLflow: experiment") == 1
+    assert "View run" not in out  # MLflow's own two lines are not added to ours
