@@ -29,7 +29,8 @@ MAX_CURVE_POINTS = 2000
 
 def evaluate(model: Union[FittedModel, Sequence[FittedModel], Dict[str, FittedModel]],
              data: Any = None, *, top_errors: int = defaults.TOP_ERRORS, spark: Any = None,
-             name: str = "", threshold: Optional[float] = None) -> Any:
+             name: str = "", threshold: Optional[float] = None,
+             track: Optional[bool] = None) -> Any:
     """Evaluate *model* on *data* (default: the test split it was trained with).
 
     *data* may be a FeatureSet (its test split), an ImageSet (its test split, else all
@@ -83,9 +84,12 @@ def evaluate(model: Union[FittedModel, Sequence[FittedModel], Dict[str, FittedMo
             notes.append("ROC/PR curves need both classes in the data")
     errors = _errors(predictions, model, df, has_prob, top_errors) if top_errors else None
     confusion = _confusion_frame(counts, model.classes)
-    return Evaluation(metrics=metrics, per_class=per_class, confusion=confusion,
-                      predictions=predictions, classes=list(model.classes), roc=roc, pr=pr,
-                      errors=errors, notes=notes, name=name, untrained=model.untrained)
+    result = Evaluation(metrics=metrics, per_class=per_class, confusion=confusion,
+                        predictions=predictions, classes=list(model.classes), roc=roc, pr=pr,
+                        errors=errors, notes=notes, name=name, untrained=model.untrained)
+    from .tracking import log_evaluation
+    log_evaluation(model, result, own_data=data is None, track=track)
+    return result
 
 
 # --------------------------------------------------------------------------- data

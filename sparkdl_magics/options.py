@@ -364,6 +364,11 @@ def _read_scalar(text: str, key: str) -> Any:
         return text
 
 
+#: ``track:`` on %%fit, %%finetune and %%evaluate (see :mod:`sparkdl_magics.tracking`).
+TRACK = Option("track", None, "log to MLflow: true / false [default: when a tracking URI "
+               "is set; sparkdl_magics.tracking.TRACK switches it for the session]", as_bool)
+
+
 def kwargs_for(call: MagicCall, names: Sequence[str]) -> Dict[str, Any]:
     """The subset of a call's options named in *names* (for passing to the library)."""
     return {n: call.options[n] for n in names if n in call.options}

@@ -345,6 +345,7 @@ class FittedModel(_Rendered):
     model_name: str = ""  # featurizer model (InceptionV3, ...) when known
     train_count: int = 0
     untrained: bool = False  # its features came from an untrained backbone
+    run_id: Optional[str] = None  # the MLflow run it was logged to (tracking on)
 
     @property
     def has_featurizer(self) -> bool:
@@ -380,6 +381,12 @@ class FittedModel(_Rendered):
     def load(cls, path: str, spark: Any = None) -> "FittedModel":
         """Load a model saved with :meth:`save` (any session; the magics not needed)."""
         return _stage("persist").load_model(path, spark)
+
+    def export(self, path: str, format: str = "keras") -> str:
+        """Write one Keras network that needs no Spark (images in, class probabilities
+        out): a ``.keras`` file or a TF Serving folder (``format="saved_model"``); see
+        :mod:`sparkdl_magics.export`."""
+        return _stage("export").export(self, path, format)
 
     def __repr__(self) -> str:
         chosen = ", ".join(f"{k}={v}" for k, v in self.params.items())
@@ -463,6 +470,7 @@ class Evaluation(_Rendered):
     notes: List[str] = field(default_factory=list)
     name: str = ""
     untrained: bool = False  # the model's features came from an untrained backbone
+    run_id: Optional[str] = None  # the MLflow run its metrics were logged to
 
     def __repr__(self) -> str:
         shown = ", ".join(f"{k}={v:.4f}" for k, v in self.metrics.items()

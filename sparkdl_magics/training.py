@@ -55,7 +55,7 @@ def predict_classes(model: FittedModel, images: Any) -> Any:
 def fit(features: Any, classifier: str = defaults.CLASSIFIER, *, folds: Optional[int] = None,
         validation: Optional[float] = None, parallelism: int = 1,
         metric: str = defaults.METRIC, seed: Optional[int] = defaults.SEED, spark: Any = None,
-        **params: Any) -> Any:
+        track: Optional[bool] = None, **params: Any) -> Any:
     """Train *classifier* on ``features.train``; see the module docstring.
 
     Features with label sets (images loaded with ``multi_label: keep``) train one
@@ -64,6 +64,8 @@ def fit(features: Any, classifier: str = defaults.CLASSIFIER, *, folds: Optional
     A list as a param value (``regParam=[0.01, 0.1]``) makes a grid; ``folds=k`` tunes
     it with k-fold cross-validation, ``validation=f`` with one train/validation split
     holding out the fraction f. A grid without either uses 3-fold cross-validation.
+    ``track``: log the fit to MLflow (default: where a tracking URI is set; see
+    :mod:`sparkdl_magics.tracking`).
     """
     if isinstance(features, FeatureSet) and features.train is not None \
             and LABELS_COL in features.train.columns:  # label sets: see multilabel
@@ -85,7 +87,10 @@ def fit(features: Any, classifier: str = defaults.CLASSIFIER, *, folds: Optional
     else:
         model, grid, tuning = _tune(plan, estimator, train, param_maps, grid_keys,
                                     parallelism, seed)
-    return _fitted_model(plan, model, _chosen_params(inner, plan.fixed, grid), grid, tuning)
+    fitted = _fitted_model(plan, model, _chosen_params(inner, plan.fixed, grid), grid, tuning)
+    from .tracking import log_fit
+    log_fit(fitted, track)
+    return fitted
 
 
 @dataclass

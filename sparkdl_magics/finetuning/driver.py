@@ -35,7 +35,7 @@ def finetune(images: Any, model: str = defaults.FINETUNE_MODEL,
              image_size: Any = None, layer: Optional[str] = None,
              preprocess: Optional[str] = None, unsafe: bool = False,
              trace_steps: bool = False, on_epoch: Optional[EpochCallback] = None,
-             spark: Any = None) -> FineTunedModel:
+             spark: Any = None, track: Optional[bool] = None) -> FineTunedModel:
     """Fine-tune *model* on ``images.train``; see the package docstring.
 
     ``unfreeze``: 0 trains the head only; N also the top N backbone layers with weights
@@ -90,8 +90,11 @@ def finetune(images: Any, model: str = defaults.FINETUNE_MODEL,
     records, model_bytes, live = _train(spark, frame, plan, opts, resolved.model_name,
                                         on_epoch)
     model_file = keep_model_file(model_bytes, resolved.model_name)
-    return build_result(model_file, records, classes, net, resolved, images, opts, unfrozen,
-                        image_col, live, time.perf_counter() - started)
+    result = build_result(model_file, records, classes, net, resolved, images, opts, unfrozen,
+                          image_col, live, time.perf_counter() - started)
+    from ..tracking import log_finetune
+    log_finetune(result, track)
+    return result
 
 
 def _train(spark: Any, frame: Any, plan: Any, opts: FineTuneOptions, model_name: str,

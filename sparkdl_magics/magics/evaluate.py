@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import defaults
-from ..options import MagicCall, MagicSpec, Option, as_bool, as_float, as_int, as_str
+from ..options import TRACK, MagicCall, MagicSpec, Option, as_bool, as_float, as_int, as_str
 from ..results import FittedModel, MultiLabelModel
 from .runner import Context
 
@@ -36,6 +36,7 @@ SPEC = MagicSpec(
         Option("explain", False, "add an 'explain' toggle to the mistakes gallery: the "
                "heatmap of each mistake's predicted class (see %%explain)", as_bool,
                nullable=False),
+        TRACK,
     ),
     usage="Examples:\n  %%evaluate clf\n  %%evaluate clf_inception clf_resnet -> comparison\n"
           "  %%evaluate clf --data other_images",
@@ -53,7 +54,8 @@ def run(call: MagicCall, ctx: Context) -> Any:
     with ctx.progress_scope("evaluate"):
         if len(models) == 1:
             result = evaluate(models[names[0]], data, top_errors=top, name=names[0],
-                              threshold=call.options.get("threshold"))
+                              threshold=call.options.get("threshold"),
+                              track=call.options.get("track"))
         else:
             result = evaluate(models, data, top_errors=top)
         if call.options["explain"] and len(models) == 1 and isinstance(
@@ -62,4 +64,5 @@ def run(call: MagicCall, ctx: Context) -> Any:
             explain_mistakes(result, models[names[0]])
     if call.output:
         ctx.store(call.output, result)
+    ctx.announce_run(result)
     return result

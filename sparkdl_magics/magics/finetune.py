@@ -10,7 +10,8 @@ from typing import Any, Callable
 
 from .. import defaults
 from ..errors import OptionError
-from ..options import MagicCall, MagicSpec, Option, as_float, as_int, as_str, kwargs_for
+from ..options import (TRACK, MagicCall, MagicSpec, Option, as_float, as_int, as_str,
+                       kwargs_for)
 from .common import PREPROCESS, UNSAFE, lookup_images
 from .featurize import _checked_augment
 from .runner import Context
@@ -109,6 +110,7 @@ SPEC = MagicSpec(
                "instead of the model's own"),
         Option("seed", defaults.SEED, "random seed (head initialisation, order, augmentation, "
                "validation split)", as_int()),
+        TRACK,
     ),
     usage="Example:\n  %%finetune flowers -> flowers_ft\n  model: MobileNetV3Small\n"
           "  unfreeze: 20\n  head: [128]\n  epochs: 5\n  augment: flip, rotate=10\n"
@@ -126,7 +128,7 @@ def run(call: MagicCall, ctx: Context) -> Any:
     kwargs = kwargs_for(call, ("model", "weights", "layer", "preprocess", "unsafe", "unfreeze",
                                "head", "head_epochs", "batchnorm", "epochs", "batch_size",
                                "learning_rate", "augment", "workers", "validation",
-                               "patience", "image_size", "seed"))
+                               "patience", "image_size", "seed", "track"))
     if isinstance(kwargs.get("head"), str):  # the name of a %%fit result
         from ..results import FittedModel
         kwargs["head"] = ctx.lookup(kwargs["head"], FittedModel,
@@ -135,4 +137,5 @@ def run(call: MagicCall, ctx: Context) -> Any:
     with ctx.progress_scope("finetune"):
         model = finetune(images, on_epoch=view, **kwargs)
     ctx.store(call.output or f"{name}_finetuned", model)
+    ctx.announce_run(model)
     return model

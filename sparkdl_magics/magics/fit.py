@@ -10,7 +10,8 @@ from typing import Any
 
 from .. import defaults
 from ..classifiers import CLASSIFIERS
-from ..options import MagicCall, MagicSpec, Option, as_choice, as_float, as_int, kwargs_for
+from ..options import (TRACK, MagicCall, MagicSpec, Option, as_choice, as_float, as_int,
+                       kwargs_for)
 from ..training import METRICS
 from .runner import Context
 
@@ -33,6 +34,7 @@ SPEC = MagicSpec(
         Option("parallelism", 1, "grid points fitted at once", as_int(minimum=1),
                nullable=False),
         Option("seed", defaults.SEED, "random seed (folds, forests, MLP weights)", as_int()),
+        TRACK,
     ),
     passthrough="Images loaded with multi_label: keep (label sets) train one binary "
                 "logistic_regression per label (threshold: the probability at which a "
@@ -52,10 +54,11 @@ def run(call: MagicCall, ctx: Context) -> Any:
     from ..training import fit
     features = ctx.lookup(call.positional[0], what="features from %%featurize")
     kwargs = kwargs_for(call, ("classifier", "folds", "validation", "metric", "parallelism",
-                               "seed"))
+                               "seed", "track"))
     with ctx.progress_scope("fit"):
         model = fit(features, **kwargs, **call.extra)
     ctx.store(call.output or default_output(call.positional[0]), model)
+    ctx.announce_run(model)
     return model
 
 

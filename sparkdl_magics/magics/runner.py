@@ -52,6 +52,13 @@ class Context:
         from .. import progress
         return progress.cell_scope(self.spark(), label, **options)
 
+    def announce_run(self, result: Any) -> None:
+        """The one line naming the MLflow run *result* was logged to, if any."""
+        run_id = getattr(result, "run_id", None)
+        if run_id:
+            from ..tracking import run_line
+            print(run_line(run_id))
+
     def commit(self) -> None:
         self.shell.user_ns.update(self._pending)
         self._pending.clear()

@@ -1,0 +1,136 @@
+"""MLflow tracking (sparkdl_magics.tracking) against a real MLflow server on 127.0.0.1.
+
+The server is ``mlflow server`` with a SQLite store and a local artifact folder, started
+by the tests and stopped at the end (also when they fail). Runs are read back with
+``MlflowClient``; the logged Spark model is loaded with ``mlflow.spark.load_model`` and
+must predict what the fitted model predicts. Without a tracking URI nothing is logged and
+no file appears in the working folder.
+"""
+from __future__ import annotations
+
+import atexit
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from helpers import blobs
+
+mlflow = pytest.importorskip("mlflow")
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory):
+    from mlflow_server import MlflowServer
+    server = MlflowServer(tmp_path_factory.mktemp("mlflow"))
+    atexit.register(server.stop)  # a run that dies still stops it
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def tracked(mlflow_server, monkeypatch):
+    """The tracking URI set the way users set it (the environment), for one test."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server.url)
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "sparkdl-tests")
+    return mlflow_server
+
+
+def test_importing_the_extension_never_imports_mlflow():
+    code = ("import sys, sparkdl_magics, sparkdl_magics.magics, sparkdl_magics.training, "
+            "sparkdl_magics.evaluation, sparkdl_magics.tracking, sparkdl_magics.finetuning; "
+            "from sparkdl_magics import tracking; assert not tracking.active(); "
+            "assert 'mlflow' not in sys.modules, 'mlflow imported'")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={k: v for k, v in __import__("os").environ.items()
+                               if k != "MLFLOW_TRACKING_URI"}, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_without_a_tracking_uri_nothing_is_logged_and_no_file_appears(
+        spark, tmp_path, monkeypatch):
+    from sparkdl_magics import evaluate, fit
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setattr("mlflow.tracking._tracking_service.utils._tracking_uri", None)
+    monkeypatch.chdir(tmp_path)
+    model = fit(blobs(spark, n_train=8, n_test=3), maxIter=5)
+    evaluation = evaluate(model)
+    assert model.run_id is None and evaluation.run_id is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_track_false_wins_over_a_configured_uri(
+        spark, monkeypatch):
+    """track: false wins over a configured URI (nothing logged, no server needed)."""
+    from sparkdl_magics import fit
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")  # nothing listens
+    model = fit(blobs(spark, n_train=8, n_test=3), maxIter=5, track=False)
+    assert model.run_id is None
+
+
+def test_fit_grid_and_evaluation_are_logged_and_read_back(spark, tracked):
+    from mlflow.tracking import MlflowClient
+    from sparkdl_magics import evaluate, fit
+    from sparkdl_magics.tracking import run_line
+    features = blobs(spark, n_train=12, n_test=5)
+    model = fit(features, regParam=[0.01, 1.0], maxIter=10, folds=2, seed=3)
+    evaluation = evaluate(model)
+    assert model.run_id and evaluation.run_id == model.run_id
+    client = MlflowClient(tracked.url)
+    run = client.get_run(model.run_id)
+    print("\nparams:", dict(sorted(run.data.params.items())))
+    print("metrics:", dict(sorted(run.data.metrics.items())))
+    artifacts = sorted(a.path for a in client.list_artifacts(model.run_id))
+    print("artifacts:", artifacts)
+    assert run.data.params["classifier"] == "logistic_regression"
+    assert run.data.params["classifier.maxIter"] == "10"
+    assert float(run.data.params["classifier.regParam"]) == model.params["regParam"]
+    assert run.data.params["images.classes"] == '["daisy", "roses", "tulips"]'
+    for key in ("accuracy", "f1", "precision", "recall", "log_loss"):
+        assert run.data.metrics[key] == pytest.approx(evaluation.metrics[key])
+    f1 = dict(zip(evaluation.per_class["class"], evaluation.per_class["f1"]))
+    assert run.data.metrics["f1_daisy"] == pytest.approx(f1["daisy"])
+    assert "spark_model" in artifacts and "confusion_matrix.csv" in artifacts
+    confusion = client.download_artifacts(model.run_id, "confusion_matrix.csv")
+    assert open(confusion).read() == evaluation.confusion.to_csv()
+    # one nested run per grid point, with its cross-validation score; the best is marked
+    children = client.search_runs(
+        [run.info.experiment_id], f"tags.mlflow.parentRunId = '{model.run_id}'")
+    assert len(children) == 2
+    by_reg = {float(c.data.params["regParam"]): c for c in children}
+    for _, row in model.grid.iterrows():
+        child = by_reg[float(row["regParam"])]
+        assert child.data.metrics["cv_f1"] == pytest.approx(row["f1"])
+        assert child.data.tags["chosen"] == str(bool(row["chosen"])).lower()
+    line = run_line(model.run_id)
+    assert "sparkdl-tests" in line and model.run_id in line and tracked.url in line
+    # the logged Spark model predicts what the fitted model predicts
+    import mlflow.spark
+    loaded = mlflow.spark.load_model(f"runs:/{model.run_id}/spark_model")
+    ours = [r["prediction_name"] for r in model.transform(features.test)
+            .orderBy("path").collect()]
+    theirs = [r["prediction_name"] for r in loaded.transform(features.test)
+              .orderBy("path").collect()]
+    assert ours == theirs and len(ours) == 15
+
+
+def test_magic_option_and_switch_override_the_uri(spark, tracked, ip, capsys):
+    from sparkdl_magics import tracking
+    ip.user_ns["feats"] = blobs(spark, n_train=8, n_test=3)
+    ip.run_cell_magic("fit", "feats -> clf", "maxIter: 5\ntrack: false")
+    assert ip.user_ns["clf"].run_id is None
+    try:
+        tracking.TRACK = False
+        ip.run_cell_magic("fit", "feats -> clf2", "maxIter: 5")
+        assert ip.user_ns["clf2"].run_id is None
+        ip.run_cell_magic("fit", "feats -> clf3", "maxIter: 5\ntrack: true")
+        assert ip.user_ns["clf3"].run_id
+    finally:
+        tracking.TRACK = None
+    out = capsys.readouterr().out
+    assert f"run {ip.user_ns['clf3'].run_id}" in out
+    assert out.count("MLflow: experiment") == 1
+    assert "View run" not in out  # MLflow's own two lines are not added to ours
