@@ -413,6 +413,7 @@ class _ConnectSource:
         self.op_seen: Dict[str, float] = {}
         self.op_work: Dict[str, Optional[Work]] = {}
         self.bytes: Dict[tuple, int] = {}
+        self.started: set = set()  # stages the server reported running (or done)
         spark.registerProgressHandler(self)
 
     def __call__(self, stages: Any = None, inflight_tasks: int = 0,
@@ -443,6 +444,8 @@ class _ConnectSource:
                 stage.active = 0
             if running:
                 running[-1].active = int(inflight_tasks or 0)
+            self.started.update(key for key, s in self.stages.items()
+                                if key[0] == op and (s.completed or s.active or s.done))
             _mark_skipped([s for (o, _), s in sorted(self.stages.items()) if o == op])
             if done:
                 for (o, _), stage in self.stages.items():
@@ -459,18 +462,26 @@ class _ConnectSource:
         pass
 
     def finish(self, succeeded: bool = False) -> None:
-        """Stop listening. The server reports progress every so often, not when an
-        operation ends, so its last report can lag (3 of 4 tasks): when the work
-        succeeded, every task of every stage it reported ran (a skipped stage is never
-        reported), and the counts say so."""
+        """Stop listening. The server's reports come from an asynchronous listener, so the
+        last one can lag the operation's end (3 of 4 tasks). When the work succeeded,
+        each operation's tasks are counted from what Spark guarantees then: a stage the
+        server saw running finished all its tasks, and so did the operation's result
+        stage (its last); a stage never seen running before a finished one was skipped
+        (its shuffle output existed). Nothing else is assumed."""
         with contextlib.suppress(ValueError):  # already removed (clearProgressHandlers)
             self.spark.removeProgressHandler(self)
         if not succeeded:
             return
         with self.lock:
-            for (op, _), stage in self.stages.items():
-                if self.operations.get(op) and not stage.skipped:
-                    stage.completed, stage.done, stage.active = stage.num_tasks, True, 0
+            for op, ended in self.operations.items():
+                keys = sorted(k for k in self.stages if k[0] == op)
+                if not ended or not keys:
+                    continue
+                for key in keys:
+                    stage = self.stages[key]
+                    if not stage.skipped and (key in self.started or key == keys[-1]):
+                        stage.completed, stage.done, stage.active = stage.num_tasks, True, 0
+                _mark_skipped([self.stages[k] for k in keys])
             for work in {id(w): w for w in self.op_work.values() if w is not None}.values():
                 self._count(work)
 
