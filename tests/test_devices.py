@@ -71,6 +71,17 @@ def _discovery_script(folder, addresses):
     return str(script)
 
 
+def _two_gpus_conf(folder, **extra):
+    """A local-cluster worker and executor with two GPUs (announced by a discovery
+    script), one per task."""
+    script = _discovery_script(folder, ["0", "1"])
+    return {"spark.ui.enabled": "false", "spark.worker.resource.gpu.amount": "2",
+            "spark.worker.resource.gpu.discoveryScript": script,
+            "spark.executor.resource.gpu.amount": "2",
+            "spark.executor.resource.gpu.discoveryScript": script,
+            "spark.task.resource.gpu.amount": "1", **extra}
+
+
 def _pins_of(df):
     """Per task of *df*'s partitions: its worker, partition, assigned GPUs, what the
     worker is pinned to, and whether this task made the pin (the worker's first)."""
@@ -128,13 +139,7 @@ def test_spark_gpu_scheduling_pins_each_worker_to_its_task_gpu(session_pool, tmp
 
     from sparkdl_magics import featurize, session
     session_pool.close()
-    script = _discovery_script(tmp_path, ["0", "1"])
-    conf = {"spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "4",
-            "spark.worker.resource.gpu.amount": "2",
-            "spark.worker.resource.gpu.discoveryScript": script,
-            "spark.executor.resource.gpu.amount": "2",
-            "spark.executor.resource.gpu.discoveryScript": script,
-            "spark.task.resource.gpu.amount": "1"}
+    conf = _two_gpus_conf(tmp_path, **{"spark.sql.shuffle.partitions": "4"})
     spark = session.start_local("local-cluster[1,2,1024]", conf=conf)
     try:
         # more tasks than slots, twice: Python workers are reused
@@ -164,13 +169,7 @@ def test_without_worker_reuse_every_task_runs_on_its_assigned_gpu(session_pool, 
     no reused worker, so every task pins a fresh process to its own GPU."""
     from sparkdl_magics import session
     session_pool.close()
-    script = _discovery_script(tmp_path, ["0", "1"])
-    conf = {"spark.ui.enabled": "false", "spark.python.worker.reuse": "false",
-            "spark.worker.resource.gpu.amount": "2",
-            "spark.worker.resource.gpu.discoveryScript": script,
-            "spark.executor.resource.gpu.amount": "2",
-            "spark.executor.resource.gpu.discoveryScript": script,
-            "spark.task.resource.gpu.amount": "1"}
+    conf = _two_gpus_conf(tmp_path, **{"spark.python.worker.reuse": "false"})
     spark = session.start_local("local-cluster[1,2,1024]", conf=conf)
     try:
         rows = _pins_of(spark.range(0, 8, 1, 8))
