@@ -355,10 +355,12 @@ def test_connect_end_counts_the_stages_seen_running_and_the_result_stage_only():
     from types import SimpleNamespace
 
     from pyspark.sql.connect.shell.progress import StageInfo
+
+    from sparkdl_magics.progress.connect import ConnectSource
     handlers = []  # the session's handler list (what registerProgressHandler fills)
     spark = SimpleNamespace(registerProgressHandler=handlers.append,
                             removeProgressHandler=handlers.remove)
-    source = progress._ConnectSource(spark)
+    source = ConnectSource(spark)
     handlers[0](stages=[StageInfo(0, 4, 2, 0, False)], inflight_tasks=2, operation_id="op",
                 done=False)
     report = [StageInfo(0, 4, 4, 0, True), StageInfo(1, 4, 0, 0, False),
@@ -375,8 +377,9 @@ def test_connect_end_counts_the_stages_seen_running_and_the_result_stage_only():
 
 
 def test_skipped_stages_do_not_count():
+    from sparkdl_magics.progress.snapshot import mark_skipped
     stages = [progress.StageProgress(1, "a", 4), progress.StageProgress(2, "b", 1, completed=1)]
-    progress._mark_skipped(stages)
+    mark_skipped(stages)
     assert stages[0].skipped and not stages[1].skipped
 
 
