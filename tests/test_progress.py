@@ -349,7 +349,8 @@ def test_work_counts_images_of_the_inference_stage_only():
 
 def test_connect_end_counts_the_stages_seen_running_and_the_result_stage_only():
     """The server's last report lagged: the map stage done, the reduce copy of it (AQE:
-    already computed, skipped) and the result stage not started yet. When the operation
+    already computed, skipped; once listed as the latest stage while map tasks ran) and
+    the result stage not started yet. When the operation
     succeeded, the result stage ran all its tasks and the never-started copy did not:
     5 tasks ran, not 9."""
     from types import SimpleNamespace
@@ -363,6 +364,10 @@ def test_connect_end_counts_the_stages_seen_running_and_the_result_stage_only():
     source = ConnectSource(spark)
     handlers[0](stages=[StageInfo(0, 4, 2, 0, False)], inflight_tasks=2, operation_id="op",
                 done=False)
+    # the reduce copy listed while the map stage's last tasks run: the in-flight tasks
+    # (reported per operation) are not its own
+    handlers[0](stages=[StageInfo(0, 4, 3, 0, False), StageInfo(1, 4, 0, 0, False)],
+                inflight_tasks=1, operation_id="op", done=False)
     report = [StageInfo(0, 4, 4, 0, True), StageInfo(1, 4, 0, 0, False),
               StageInfo(2, 1, 0, 0, False)]
     handlers[0](stages=report, inflight_tasks=0, operation_id="op", done=False)

@@ -32,7 +32,7 @@ class ConnectSource:
         self.op_seen: Dict[str, float] = {}
         self.op_work: Dict[str, Optional[Work]] = {}
         self.bytes: Dict[tuple, int] = {}
-        self.started: set = set()  # stages the server reported running (or done)
+        self.started: set = set()  # stages the server reported tasks done of
         spark.registerProgressHandler(self)
 
     def __call__(self, stages: Any = None, inflight_tasks: int = 0,
@@ -63,8 +63,10 @@ class ConnectSource:
                 stage.active = 0
             if running:
                 running[-1].active = int(inflight_tasks or 0)
+            # the server's own per-stage facts: in-flight tasks are reported per operation
+            # and given to its latest stage above, which may be a skipped one
             self.started.update(key for key, s in self.stages.items()
-                                if key[0] == op and (s.completed or s.active or s.done))
+                                if key[0] == op and (s.completed or s.done))
             mark_skipped([s for (o, _), s in sorted(self.stages.items()) if o == op])
             if done:
                 for (o, _), stage in self.stages.items():
@@ -84,7 +86,7 @@ class ConnectSource:
         """Stop listening. The server's reports come from an asynchronous listener, so the
         last one can lag the operation's end (3 of 4 tasks). When the work succeeded,
         each operation's tasks are counted from what Spark guarantees then: a stage the
-        server saw running finished all its tasks, and so did the operation's result
+        server reported tasks done of finished all its tasks, and so did the operation's result
         stage (its last); a stage never seen running before a finished one was skipped
         (its shuffle output existed). Nothing else is assumed."""
         with contextlib.suppress(ValueError):  # already removed (clearProgressHandlers)
