@@ -7,12 +7,20 @@ sees every GPU of the machine unless told otherwise, and grabs all their memory,
 two Python workers would fight over one device. :func:`pin_task_gpus` therefore sets
 ``CUDA_VISIBLE_DEVICES`` to the task's GPUs *before TensorFlow starts* in the worker
 (and ``TF_FORCE_GPU_ALLOW_GROWTH``: memory grows as needed), once per process: the
-model the worker caches lives on that GPU, one model per GPU. Without resource
-scheduling, workers are spread over the visible GPUs by partition id.
+model the worker caches lives on that GPU. Without resource scheduling, workers are
+spread over the visible GPUs by partition id.
 
-A reused Python worker keeps the GPU it was pinned to (TensorFlow cannot move to
-another device once started): Spark hands out at most as many GPU tasks at once as
-there are GPUs, so pinned workers still do not share one.
+What this does not promise: Spark reuses Python workers, and a reused worker keeps the
+GPU it was pinned to (TensorFlow cannot move to another device once started), whatever
+GPU Spark assigned its later tasks. So every task runs on its worker's GPU, and a
+worker's first task on exactly its assigned GPU, but a later task can run on another
+GPU than the one Spark assigned it. Spark runs at most as many GPU tasks at once as
+there are GPUs, so while each GPU has one worker pinned to it, no two tasks share a
+GPU; once a worker is replaced (idle timeout, a failed or cut-short task) two workers
+can be pinned to one GPU and then run on it at once, each with its own model in its
+memory (memory growth keeps that within bounds; it is slower, not wrong). Setting
+``spark.python.worker.reuse=false`` makes every task run on its assigned GPU, at the
+cost of loading the model in every task.
 
 The decisions are pure functions of facts (:func:`pick_gpus`, :func:`device_batch_size`),
 tested without a GPU; the readers of the facts are small.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import stat
 
+import pandas as pd
 import pytest
 
 from helpers import SMALL, binary_images
@@ -70,6 +71,17 @@ def _discovery_script(folder, addresses):
     return str(script)
 
 
+def _two_gpus_conf(folder, **extra):
+    """A local-cluster worker and executor with two GPUs (announced by a discovery
+    script), one per task."""
+    script = _discovery_script(folder, ["0", "1"])
+    return {"spark.ui.enabled": "false", "spark.worker.resource.gpu.amount": "2",
+            "spark.worker.resource.gpu.discoveryScript": script,
+            "spark.executor.resource.gpu.amount": "2",
+            "spark.executor.resource.gpu.discoveryScript": script,
+            "spark.task.resource.gpu.amount": "1", **extra}
+
+
 def _pins_of(df):
     """Per task of *df*'s partitions: its worker, partition, assigned GPUs, what the
     worker is pinned to, and whether this task made the pin (the worker's first)."""
@@ -92,6 +104,23 @@ def _pins_of(df):
     return df.mapInPandas(pins, schema).toPandas()
 
 
+def _check_every_task(rows, gpus, tasks):
+    """Every task's device, not just each worker's first: each task got one of *gpus*,
+    ran on its worker's GPU (``CUDA_VISIBLE_DEVICES`` set before TensorFlow started);
+    a worker never moves; its first task ran on exactly the GPU Spark assigned it."""
+    assert len(rows) == tasks
+    assert set(rows["assigned"]) <= gpus and rows["assigned"].str.len().eq(1).all()
+    assert (rows["env"] == rows["pinned"]).all()
+    assert rows.groupby("pid")["pinned"].nunique().eq(1).all(), rows
+    first = rows[rows["first"]]
+    assert sorted(first["pid"]) == sorted(rows["pid"].unique())  # one pinning task each
+    assert (first["pinned"] == first["assigned"]).all(), first
+    moved = rows[rows["pinned"] != rows["assigned"]]
+    print(f"\n{len(moved)} of {len(rows)} tasks ran on their worker's GPU, not the one "
+          f"Spark assigned them (reused workers: see devices.py)")
+    return moved
+
+
 def _forget(conf):
     """Drop *conf* from the driver JVM's system properties after its session stopped: a
     JVM launched with a session's settings keeps them there, and every later session in
@@ -110,21 +139,12 @@ def test_spark_gpu_scheduling_pins_each_worker_to_its_task_gpu(session_pool, tmp
 
     from sparkdl_magics import featurize, session
     session_pool.close()
-    script = _discovery_script(tmp_path, ["0", "1"])
-    conf = {"spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "4",
-            "spark.worker.resource.gpu.amount": "2",
-            "spark.worker.resource.gpu.discoveryScript": script,
-            "spark.executor.resource.gpu.amount": "2",
-            "spark.executor.resource.gpu.discoveryScript": script,
-            "spark.task.resource.gpu.amount": "1"}
+    conf = _two_gpus_conf(tmp_path, **{"spark.sql.shuffle.partitions": "4"})
     spark = session.start_local("local-cluster[1,2,1024]", conf=conf)
     try:
-        rows = _pins_of(spark.range(0, 6, 1, 6))
-        assert sorted(rows["partition"]) == list(range(6))
-        assert set(rows["assigned"]) <= {"0", "1"} and rows["assigned"].str.len().eq(1).all()
-        first = rows[rows["first"]]
-        assert len(first) >= 1 and (first["pinned"] == first["assigned"]).all()
-        assert (rows["env"] == rows["pinned"]).all()  # set before TensorFlow starts
+        # more tasks than slots, twice: Python workers are reused
+        rows = pd.concat([_pins_of(spark.range(0, 12, 1, 12)) for _ in range(2)])
+        _check_every_task(rows, gpus={"0", "1"}, tasks=24)
         # a barrier stage's tasks (BarrierTaskContext) get their GPU the same way
         barrier = spark.sparkContext.parallelize(range(2), 2).barrier().mapPartitions(
             lambda it: [__import__("sparkdl_magics.devices").devices.task_gpu_addresses()]
@@ -140,6 +160,24 @@ def test_spark_gpu_scheduling_pins_each_worker_to_its_task_gpu(session_pool, tmp
     finally:
         session.stop()
         _forget([k for k in conf if "gpu" in k or "executorEnv" in k])
+
+
+@pytest.mark.slow
+@pytest.mark.cluster
+def test_without_worker_reuse_every_task_runs_on_its_assigned_gpu(session_pool, tmp_path):
+    """What devices.py offers where each task must run on the GPU Spark assigned it:
+    no reused worker, so every task pins a fresh process to its own GPU."""
+    from sparkdl_magics import session
+    session_pool.close()
+    conf = _two_gpus_conf(tmp_path, **{"spark.python.worker.reuse": "false"})
+    spark = session.start_local("local-cluster[1,2,1024]", conf=conf)
+    try:
+        rows = _pins_of(spark.range(0, 8, 1, 8))
+    finally:
+        session.stop()
+        _forget([k for k in conf if "gpu" in k or "executorEnv" in k or "reuse" in k])
+    moved = _check_every_task(rows, gpus={"0", "1"}, tasks=8)
+    assert rows["first"].all() and moved.empty, rows
 
 
 @pytest.mark.slow

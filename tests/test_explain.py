@@ -10,6 +10,7 @@ Grad-CAM through the fine-tuned network points.
 """
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from pathlib import Path
@@ -301,6 +302,7 @@ def _two_maps(spark, backbone, shapes):
     model = FittedModel.load(_seen["model"], spark)
     paths = [sorted(boxes)[0], sorted(boxes)[-1]]
     first = explain(model, paths, n=2)
+    _seen["explained"] = first
     again = explain(model, paths, n=2)
     for a, b in zip(first.maps, again.maps):
         np.testing.assert_array_equal(a, b)
@@ -315,12 +317,63 @@ def _two_maps(spark, backbone, shapes):
     return {"/".join(Path(p).parts[-2:]): m for p, m in zip(first.rows["path"], first.maps)}
 
 
-def test_heatmaps_are_identical_across_runs_and_sessions(spark_any, request, backbone, shapes):
+#: The executors' heatmap code (the runner of ``explain``) in a fresh Python process: no
+#: Spark, TensorFlow started with one thread as in a task of every session here.
+_WORKER_ALONE = """
+import pickle, sys
+import numpy as np
+import pandas as pd
+from sparkdl_magics.cam import heatmap_batch, heatmap_frame, normalise
+from sparkdl_magics.inference import BatchRunner
+spec, head, images, targets = pickle.load(open(sys.argv[1], "rb"))
+runner = BatchRunner(spec, 16, heatmap_frame, adapter=heatmap_batch, threads=1, raw=True,
+                     derive=head)
+out = next(iter(runner([pd.DataFrame({"image": images, "target": targets})])))
+pickle.dump([normalise(np.asarray(h, np.float32).reshape(mh, mw))
+             for h, mh, mw in zip(out["heat"], out["map_h"], out["map_w"])],
+            open(sys.argv[2], "wb"))
+"""
+
+
+def _worker_alone_maps(spark, model, explained, method, tmp_path):
+    """The *method* maps of *explained* (path -> class explained) from
+    :data:`_WORKER_ALONE`."""
+    import pickle
+    import subprocess
+    import sys
+
+    from sparkdl_magics.explanation import _head
+    spec = model.pipeline_model.stages[0].resolve(spark).spec
+    paths = sorted(explained)
+    images = [Path(resolved_path(p)).read_bytes() for p in paths]
+    targets = [model.classes.index(explained[p]) for p in paths]
+    job, out = tmp_path / "job.pkl", tmp_path / "maps.pkl"
+    job.write_bytes(pickle.dumps((spec, _head(model, method), images, targets)))
+    subprocess.run([sys.executable, "-c", _WORKER_ALONE, str(job), str(out)], check=True,
+                   timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    return dict(zip(paths, pickle.loads(out.read_bytes())))
+
+
+def test_heatmaps_are_identical_across_runs_and_sessions(spark_any, request, backbone, shapes,
+                                                        tmp_path):
     """The same bits, not just close: every session here gives a task one core (the
     same TensorFlow thread count), and each image goes through the network alone,
-    whatever the partitioning (see test_an_images_heatmap_does_not_depend_on_its_batch)."""
+    whatever the partitioning (see test_an_images_heatmap_does_not_depend_on_its_batch).
+    Each session's maps are compared with the executors' code run alone in a fresh
+    process (so a mode run on its own compares something), and with every session
+    that ran before it in this test run."""
+    from sparkdl_magics import FittedModel
     mode = request.node.callspec.params["spark_any"]
     maps = _two_maps(spark_any, backbone, shapes)
+    model = FittedModel.load(_seen["model"], spark_any)
+    first = _seen["explained"]
+    alone = _worker_alone_maps(spark_any, model, dict(zip(first.rows["path"],
+                                                          first.rows["explained"])),
+                               first.method, tmp_path)
+    assert len(alone) == len(maps) == 2
+    by_name = {"/".join(Path(p).parts[-2:]): m for p, m in alone.items()}
+    for path, heat in maps.items():
+        np.testing.assert_array_equal(heat, by_name[path], err_msg=f"{mode} vs alone")
     for other, seen in _seen.items():
         if other.startswith("maps-"):
             for path, heat in maps.items():

@@ -347,9 +347,44 @@ def test_work_counts_images_of_the_inference_stage_only():
     assert w.done == 100
 
 
+def test_connect_end_counts_the_stages_seen_running_and_the_result_stage_only():
+    """The server's last report lagged: the map stage done, the reduce copy of it (AQE:
+    already computed, skipped; once listed as the latest stage while map tasks ran) and
+    the result stage not started yet. When the operation
+    succeeded, the result stage ran all its tasks and the never-started copy did not:
+    5 tasks ran, not 9."""
+    from types import SimpleNamespace
+
+    from pyspark.sql.connect.shell.progress import StageInfo
+
+    from sparkdl_magics.progress.connect import ConnectSource
+    handlers = []  # the session's handler list (what registerProgressHandler fills)
+    spark = SimpleNamespace(registerProgressHandler=handlers.append,
+                            removeProgressHandler=handlers.remove)
+    source = ConnectSource(spark)
+    handlers[0](stages=[StageInfo(0, 4, 2, 0, False)], inflight_tasks=2, operation_id="op",
+                done=False)
+    # the reduce copy listed while the map stage's last tasks run: the in-flight tasks
+    # (reported per operation) are not its own
+    handlers[0](stages=[StageInfo(0, 4, 3, 0, False), StageInfo(1, 4, 0, 0, False)],
+                inflight_tasks=1, operation_id="op", done=False)
+    report = [StageInfo(0, 4, 4, 0, True), StageInfo(1, 4, 0, 0, False),
+              StageInfo(2, 1, 0, 0, False)]
+    handlers[0](stages=report, inflight_tasks=0, operation_id="op", done=False)
+    handlers[0](stages=report, inflight_tasks=0, operation_id="op", done=True)
+    source.finish(succeeded=True)
+    assert handlers == []
+    snap = progress.ProgressSnapshot(label="x", source="connect", status="done")
+    source.fill(snap)
+    assert [(s.stage_id, s.completed, s.skipped) for s in snap.stages] == [
+        (0, 4, False), (1, 0, True), (2, 1, False)]
+    assert (snap.tasks_done, snap.tasks_total) == (5, 5)
+
+
 def test_skipped_stages_do_not_count():
+    from sparkdl_magics.progress.snapshot import mark_skipped
     stages = [progress.StageProgress(1, "a", 4), progress.StageProgress(2, "b", 1, completed=1)]
-    progress._mark_skipped(stages)
+    mark_skipped(stages)
     assert stages[0].skipped and not stages[1].skipped
 
 
@@ -506,9 +541,11 @@ def _cells_end_complete(ip, folder, spark):
             assert snap is not None and snap.label == label, (label, snap)
             assert snap.status == "done", (label, snap.as_dict())
             assert snap.tasks_done == snap.tasks_total, (label, snap.as_dict())
-            # a Connect server reports progress every so often: an operation shorter than
-            # that (a quick %%dlload job) may never be reported; a local session's may
-            assert snap.tasks_total > 0 or snap.source == "connect", (label, snap.as_dict())
+            # a Connect server reports from an asynchronous listener: an operation that
+            # ends before it saw the job (a quick %%dlload or %evaluate job) may never be
+            # reported; a featurize or fit runs long enough, and a local session's always is
+            quick = snap.source == "connect" and label in ("dlload", "evaluate")
+            assert snap.tasks_total > 0 or quick, (label, snap.as_dict())
             line = snap.describe()
             assert line.startswith(f"{label}: done") and line.count(f"{label}:") == 1, line
             ids = [s.stage_id for s in snap.stages]
@@ -525,3 +562,138 @@ def test_every_magic_ends_with_all_its_tasks_counted_classic(spark, ip, image_fo
 
 def test_every_magic_ends_with_all_its_tasks_counted_connect(spark_connect, ip, image_folder):
     _cells_end_complete(ip, image_folder, spark_connect)
+
+
+# --------------------------------------------------------------------------- Connect, live
+
+class _Recorder:
+    """A view that keeps, as plain data, every snapshot the scope sends it (the stage
+    objects change under a snapshot later; ``as_dict`` copies their counts now)."""
+
+    def __init__(self):
+        self.seen = []
+        self.final = None
+
+    def show(self):
+        pass
+
+    def update(self, snap):
+        self.seen.append(snap.as_dict())
+
+    def finish(self, snap):
+        self.final = snap.as_dict()
+
+
+def _logging_multistage(spark, log, task_seconds):
+    """:func:`_multistage`, each task of both sides appending one line to *log* (the
+    server runs on this machine): the lines are the tasks that really ran."""
+    def slow(batches):
+        import time as _time
+
+        from pyspark import TaskContext
+        ctx = TaskContext.get()
+        with open(log, "a") as out:
+            out.write(f"{ctx.stageId()} {ctx.partitionId()} {ctx.attemptNumber()}\n")
+        _time.sleep(task_seconds)
+        yield from batches
+    df = spark.range(0, 2000, numPartitions=4)
+    mapped = df.mapInPandas(slow, df.schema)
+    counts = mapped.groupBy((mapped.id % 5).alias("k")).count()
+    return counts.mapInPandas(slow, counts.schema).collect()
+
+
+def test_connect_counts_grow_while_the_work_runs_and_end_at_the_tasks_that_ran(
+        spark_connect, tmp_path):
+    """What the server reported while the work ran, not what the end assumes: tasks done
+    go up while it runs (each stage's count never goes back), no running snapshot claims
+    it all done, and the end counts exactly the tasks that ran (one log line each). A
+    count only the end supplies is limited to stages the server saw start."""
+    log = tmp_path / "tasks.log"
+    view = _Recorder()
+    old = progress.settings.poll_interval
+    progress.configure(poll_interval=0.2)
+    try:
+        with progress.cell_scope(spark_connect, "featurize", view=view) as scope:
+            rows = _logging_multistage(spark_connect, str(log), task_seconds=1.5)
+    finally:
+        progress.configure(poll_interval=old)
+    assert sorted(r["k"] for r in rows) == [0, 1, 2, 3, 4]
+    ran = log.read_text().splitlines()
+    running = [s for s in view.seen if s["status"] == "running"]
+    done = [s["tasks_done"] for s in running]
+    print("running (tasks done, of):", [(s["tasks_done"], s["tasks_total"]) for s in running])
+    assert done == sorted(done), done
+    assert any(0 < s["tasks_done"] < s["tasks_total"] for s in running), done  # counted live
+    assert all(s["tasks_done"] <= len(ran) for s in running), done
+    per_stage = {}
+    for s in running + [view.final]:
+        for stage in s["stages"]:
+            per_stage.setdefault(stage["stage_id"], []).append(stage["completed"])
+    for stage_id, counts in per_stage.items():
+        assert counts == sorted(counts), (stage_id, counts)
+    final = view.final
+    assert final["status"] == "done" and final["source"] == "connect"
+    assert final["tasks_done"] == final["tasks_total"] == len(ran), (final, ran)
+    # a stage the end counts was seen running, or is the operation's result stage
+    seen_running = {st["stage_id"] for s in running for st in s["stages"]
+                    if st["completed"] or st["active"] or st["done"]}
+    last = max(st["stage_id"] for st in final["stages"])
+    counted = {st["stage_id"] for st in final["stages"] if not st["skipped"]}
+    assert counted <= seen_running | {last}, (counted, seen_running)
+    assert len(counted) >= 2, final  # a map stage and a reduce stage
+
+
+def _ticking_udf(path, seconds):
+    """A UDF that appends a line to *path* every 0.2 s for *seconds*: while the file
+    grows, the server's task still runs."""
+    from pyspark.sql import functions as F
+
+    @F.udf("long")
+    def ticking(x):
+        import time as _time
+        end = _time.monotonic() + seconds
+        while _time.monotonic() < end:
+            with open(path, "a") as out:
+                out.write("tick\n")
+            _time.sleep(0.2)
+        return x
+    return ticking
+
+
+def _lines(path):
+    try:
+        return len(path.read_text().splitlines())
+    except FileNotFoundError:
+        return 0
+
+
+def test_connect_interrupt_stops_the_job_on_the_server(spark_connect, tmp_path):
+    """The stop button over Connect: not only the one-line message here, the server's
+    task stops: its side effect, a line every 0.2 s, stops growing. (Whether the scope's
+    ``interruptTag`` or the client's own release of the interrupted call stopped it, the
+    job on the server is what counts.)"""
+    ticks = tmp_path / "ticks.log"
+    box = {}
+
+    def interrupt_when_ticking():
+        box["ticking"] = _wait_for(lambda: _lines(ticks) >= 3, timeout=90, step=0.1)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    killer = threading.Thread(target=interrupt_when_ticking)
+    killer.start()
+    with pytest.raises(KeyboardInterrupt):
+        with progress.cell_scope(spark_connect, "long", mode="none") as scope:
+            spark_connect.range(0, 1, numPartitions=1).select(
+                _ticking_udf(str(ticks), 120)("id")).collect()
+    killer.join(5)
+    assert box["ticking"], "the server's task never started"
+
+    def settled():
+        before = _lines(ticks)
+        time.sleep(1.0)
+        return _lines(ticks) == before
+    assert _wait_for(settled, timeout=30, step=0), "the server's task still runs"
+    stopped = _lines(ticks)
+    time.sleep(3)
+    assert _lines(ticks) == stopped, "the server's task started again"
+    assert spark_connect.range(10).count() == 10  # the session still runs queries
