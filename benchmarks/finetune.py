@@ -52,6 +52,8 @@ def related_task_backbone(path: str, size: int, seed: int, used: set, epochs: in
         (255 - digits.images[i] * (255 / 16)).astype(np.uint8), "L").convert("RGB").resize(
         (size, size), Image.Resampling.BICUBIC), np.float32) / 255.0 for i in keep])
     y = digits.target[keep]
+    import tensorflow as tf
+    tf.config.experimental.enable_op_determinism()  # the same backbone every run
     keras.utils.set_random_seed(seed)
     inputs = keras.Input((size, size, 3))
     h = keras.layers.Conv2D(16, 3, strides=2, activation="relu", name="conv1")(inputs)
