@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -77,13 +78,12 @@ def _notebook(venv: ClientVenv, root: Path, *steps: str, **env: str) -> dict:
     fake = _fake_java(root)
     env = {"PATH": f"{fake}{os.pathsep}{venv.bin}{os.pathsep}{os.environ.get('PATH', '')}",
            "IPYTHONDIR": str(root / "ipython"), **env}
-    env.pop("JAVA_HOME", None)
     from test_packaging import _env
     with open(root / "stderr.txt", "w") as errors:
         # through IPython's console, as a scripted notebook run: its exit hook clears the
         # namespace (the fitted model with it) at exit, as a kernel's does
         proc = subprocess.Popen([str(venv.bin / "ipython"), "--quick", "--no-banner",
-                                 str(SCRIPT), *steps], cwd=root,
+                                 "--colors=nocolor", str(SCRIPT), *steps], cwd=root,
                                 env={k: v for k, v in _env(**env).items() if k != "JAVA_HOME"},
                                 stdout=subprocess.PIPE, stderr=errors, text=True)
         report = None
@@ -107,6 +107,7 @@ def _notebook(venv: ClientVenv, root: Path, *steps: str, **env: str) -> dict:
 
 def _one_line_how_to_attach(seen, magic: str) -> str:
     text, error = seen
+    text = re.sub(r"\x1b\[[0-9;]*m", "", text)  # the error name is shown in red
     lines = [line for line in text.splitlines() if line.strip()]
     assert error is not None and len(lines) == 1, text
     assert lines[0].startswith(f"MagicError: {magic}: no Spark session: "), text
