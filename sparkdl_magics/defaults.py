@@ -58,4 +58,6 @@ FINETUNE_PATIENCE = 2
 #: loss; a warm-up or a fitted head holds out FINETUNE_VALIDATION of the train split.
 FINETUNE_HEAD_EPOCHS = 100
 FINETUNE_HEAD_PATIENCE = 5
+#: The warm-up's learning rate is the head's times this (fixed features: larger steps).
+FINETUNE_HEAD_LR_FACTOR = 10.0
 FINETUNE_VALIDATION = 0.2

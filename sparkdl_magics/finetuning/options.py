@@ -50,6 +50,7 @@ class FineTuneOptions:
                 "seed": self.seed, "patience": self.patience,
                 "head_epochs": self.head_epochs,
                 "head_patience": defaults.FINETUNE_HEAD_PATIENCE,
+                "head_lr_factor": defaults.FINETUNE_HEAD_LR_FACTOR,
                 "batchnorm": self.batchnorm, "probe": self.probe,
                 "trace_steps": self.trace_steps, "threads": threads}
 

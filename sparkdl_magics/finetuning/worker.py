@@ -123,7 +123,9 @@ class Trainer:
             self.net = build(self.spec)
             self.opt_head = keras.optimizers.Adam(float(job["learning_rate"]))
             self.opt_backbone = keras.optimizers.Adam(float(job["backbone_learning_rate"]))
-            self.opt_warm = keras.optimizers.Adam(float(job["learning_rate"]))
+            # the head alone on fixed features: a convex fit for a linear head, larger steps
+            self.opt_warm = keras.optimizers.Adam(float(job["learning_rate"])
+                                                  * float(job.get("head_lr_factor") or 1.0))
         self.skipped: set = set()  # paths of files that did not decode
         self._step = self._make_step()
         self._head_step = self._make_head_step()
