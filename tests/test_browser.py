@@ -404,4 +404,4 @@ def test_quickstart_and_an_interrupt_in_jupyterlab(tmp_path):
                   if cell != first_extra + 1 and (not widths or widths[-1] < 99.9)]
     assert not unfinished, f"bars that did not end at 100 %: {unfinished}"
     assert not problems, ("progress bar value went backwards (the bar must track images "
-                          "done; issue 14's honest-progress item): " + "; ".join(problems))
+                          "done, never what was merely scheduled): " + "; ".join(problems))

@@ -1,4 +1,4 @@
-"""Multi-label as a task (issue 20, item 4): label sets from a table, one binary
+"""Multi-label as a task: label sets from a table, one binary
 classifier per label, metrics equal to scikit-learn's on the product's own predictions,
 save/load, the magics and the display."""
 from __future__ import annotations
