@@ -348,6 +348,7 @@ def _text_of(output: dict) -> str:
     return ""
 
 
+@pytest.mark.timeout(1800)  # the quickstart twice (headless, then in the browser)
 def test_quickstart_and_an_interrupt_in_jupyterlab(tmp_path, monkeypatch):
     _require_browser()
     import nbformat
