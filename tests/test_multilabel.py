@@ -111,51 +111,6 @@ def test_label_not_always_present_notes_and_option_errors(spark):
         evaluate(model, threshold=0)
 
 
-def test_nih_table_to_label_sets_featurize_fit_evaluate_magics(ip, spark, tmp_path):
-    """Label sets from an NIH-style table, through the magics, with a tiny Keras model
-    written by the test (no download)."""
-    pytest.importorskip("keras")
-    import keras
-    from imagegen import encode
-    from PIL import Image
-
-    rng = np.random.default_rng(1)
-    colours = {"Red": (220, 30, 30), "Green": (30, 200, 30), "Blue": (30, 30, 220)}
-    root = tmp_path / "images"
-    root.mkdir()
-    lines = ["Image Index,Finding Labels"]
-    for j in range(48):
-        pixels = np.full((32, 32, 3), 128, dtype=np.uint8)
-        present = [c for c in colours if rng.random() < 0.45]
-        for k, c in enumerate(present):
-            pixels[2 + 10 * k:10 + 10 * k, 4:28] = colours[c]
-        (root / f"{j:05d}_000.png").write_bytes(encode(Image.fromarray(pixels), "PNG"))
-        lines.append(f"{j:05d}_000.png,{'|'.join(present) or 'No Finding'}")
-    (tmp_path / "Data_Entry.csv").write_text("\n".join(lines) + "\n")
-    keras.utils.set_random_seed(0)
-    tiny = keras.Sequential([keras.Input((32, 32, 3)),
-                             keras.layers.Conv2D(8, 3, activation="relu"),
-                             keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(2)])
-    tiny.save(tmp_path / "tiny.keras")
-
-    ip.run_cell(f"%%dlload xr\npath: {root}\nlabels: {tmp_path / 'Data_Entry.csv'}\n"
-                "id_column: Image Index\nlabel_column: Finding Labels\nlabel_separator: '|'\n"
-                "multi_label: keep\nempty_label: No Finding\nsplit: 0.6\nseed: 3\n")
-    images = ip.user_ns["xr"]
-    assert images.classes == ["Blue", "Green", "Red"]
-    assert sum(images.split_sizes().values()) == images.num_images == 48
-    ip.run_cell(f"%%featurize xr -> xr_features\nmodel: {tmp_path / 'tiny.keras'}\n"
-                "preprocess: unit\nbatch_size: 16\n")
-    model = ip.run_cell("%%fit xr_features -> xr_model\nmaxIter: 100\nthreshold: 0.5\n").result
-    assert isinstance(model, MultiLabelModel), model
-    ev = ip.run_cell("%%evaluate xr_model -> xr_eval\ntop_errors: 4\n").result
-    assert isinstance(ev, MultiLabelEvaluation), ev
-    assert ev.metrics["count"] == images.split_sizes()["test"]
-    assert (ev.per_label["roc_auc"] > 0.5).all(), ev.per_label  # beats chance per label
-
-
-# --------------------------------------------------------------------------- SQL, streams, %%predict
-
 def label_set_images(folder, n=40, seed=1):
     """Images with coloured bars and an NIH-style table naming the colours they show."""
     from imagegen import encode
@@ -176,20 +131,50 @@ def label_set_images(folder, n=40, seed=1):
     return root, folder / "Data_Entry.csv"
 
 
+def write_tiny_model(path, features):
+    """A tiny seeded Keras CNN saved at *path*: *features* pooled outputs."""
+    keras = pytest.importorskip("keras")
+    keras.utils.set_random_seed(0)
+    tiny = keras.Sequential([keras.Input((32, 32, 3)),
+                             keras.layers.Conv2D(8, 3, activation="relu"),
+                             keras.layers.GlobalAveragePooling2D(),
+                             keras.layers.Dense(features)])
+    tiny.save(path)
+
+
+def test_nih_table_to_label_sets_featurize_fit_evaluate_magics(ip, spark, tmp_path):
+    """Label sets from an NIH-style table, through the magics, with a tiny Keras model
+    written by the test (no download)."""
+    root, _ = label_set_images(tmp_path, n=48)
+    write_tiny_model(tmp_path / "tiny.keras", features=2)
+
+    ip.run_cell(f"%%dlload xr\npath: {root}\nlabels: {tmp_path / 'Data_Entry.csv'}\n"
+                "id_column: Image Index\nlabel_column: Finding Labels\nlabel_separator: '|'\n"
+                "multi_label: keep\nempty_label: No Finding\nsplit: 0.6\nseed: 3\n")
+    images = ip.user_ns["xr"]
+    assert images.classes == ["Blue", "Green", "Red"]
+    assert sum(images.split_sizes().values()) == images.num_images == 48
+    ip.run_cell(f"%%featurize xr -> xr_features\nmodel: {tmp_path / 'tiny.keras'}\n"
+                "preprocess: unit\nbatch_size: 16\n")
+    model = ip.run_cell("%%fit xr_features -> xr_model\nmaxIter: 100\nthreshold: 0.5\n").result
+    assert isinstance(model, MultiLabelModel), model
+    ev = ip.run_cell("%%evaluate xr_model -> xr_eval\ntop_errors: 4\n").result
+    assert isinstance(ev, MultiLabelEvaluation), ev
+    assert ev.metrics["count"] == images.split_sizes()["test"]
+    assert (ev.per_label["roc_auc"] > 0.5).all(), ev.per_label  # beats chance per label
+
+
+# --------------------------------------------------------------------------- SQL, streams, %%predict
+
 @pytest.fixture
 def label_set_model(tmp_path):
     """Load (label sets) → featurize (a tiny seeded Keras model) → fit, in the active
     session: (images, model)."""
-    keras = pytest.importorskip("keras")
     from sparkdl_magics import featurize, fit, load_images
 
     def make():
         root, table = label_set_images(tmp_path)
-        keras.utils.set_random_seed(0)
-        tiny = keras.Sequential([keras.Input((32, 32, 3)),
-                                 keras.layers.Conv2D(8, 3, activation="relu"),
-                                 keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(4)])
-        tiny.save(tmp_path / "tiny.keras")
+        write_tiny_model(tmp_path / "tiny.keras", features=4)
         images = load_images(str(root), labels=str(table), id_column="Image Index",
                              label_column="Finding Labels", label_separator="|",
                              multi_label="keep", empty_label="No Finding", split=0.6, seed=3)
