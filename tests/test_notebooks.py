@@ -23,8 +23,10 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 CHECK = "# NBVAL_CHECK_OUTPUT"
 
 #: An absolute path: a POSIX one of two or more parts where a path starts (not inside a
-#: URL, a relative path or a closing HTML tag), a ``file:`` URI, or a Windows drive path.
-ABSOLUTE = re.compile(r"file:/+[^\s'\"<>]+|(?<![\w/.~+<:-])/[\w.@-]+/[^\s'\"<>]*"
+#: URL, a relative path or a closing HTML tag; its top folder has two or more letters,
+#: so Open Images' label ids such as ``/m/0cgh4`` are not paths), a ``file:`` URI, or a
+#: Windows drive path.
+ABSOLUTE = re.compile(r"file:/+[^\s'\"<>]+|(?<![\w/.~+<:-])/[\w.@-]{2,}/[^\s'\"<>]*"
                       r"|\b[A-Za-z]:\\\\?[\w. -]+")
 #: Inline images (``data:image/png;base64,...``) hold '/' that are not paths.
 DATA_URI = re.compile(r"data:[\w/+.-]+;base64,[A-Za-z0-9+/=]+")
@@ -58,7 +60,7 @@ def test_the_path_and_noise_patterns_find_what_they_are_for():
     assert len(found) == 5, found
     clean = ("data/digits/3/x.png", "https://example.org/a/b", "sc://localhost:PORT",
              "train 58 / test 38", "4.96 images/s", "</td></tr>", "s3://openimages/train/x",
-             "~/data/photos", "Red circle|Green square")
+             "~/data/photos", "Red circle|Green square", "LabelName /m/0cgh4")
     assert not [t for t in clean if ABSOLUTE.search(t)]
     assert not ABSOLUTE.search(DATA_URI.sub("", "<img src='data:image/png;base64,iVB/a+/b/c='>"))
 
