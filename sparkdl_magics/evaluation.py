@@ -17,6 +17,7 @@ from . import defaults
 from .errors import DataError, OptionError
 from .frames import evaluation_frame
 from .loading.previews import image_thumbnails
+from .partitioning import canonical_layout
 from .results import (CLASS_INDEX_COL, LABEL_COL, LABEL_NAME_COL, PATH_COL, PROBABILITIES_COL,
                       Comparison, Evaluation, FineTunedModel, FittedModel, MultiLabelModel)
 from .training import transform
@@ -171,8 +172,8 @@ def _log_loss(predictions: Any) -> float:
     p_true = F.element_at(probs, (F.col(LABEL_COL) + 1).cast("int"))
     p_sum = F.aggregate(probs, F.lit(0.0), lambda acc, x: acc + x)
     p = F.least(F.greatest(p_true / p_sum, F.lit(EPS)), F.lit(1 - EPS))
-    row = predictions.select(F.avg(-F.log(p)).alias("ll")).first()
-    return float(row["ll"])
+    losses = canonical_layout(predictions.select((-F.log(p)).alias("ll")), ["ll"])
+    return float(losses.select(F.avg("ll").alias("ll")).first()["ll"])
 
 
 def _binary_curves(predictions: Any, has_prob: bool) -> tuple:

@@ -31,6 +31,7 @@ from .errors import DataError, OptionError
 from .frames import evaluation_frame, model_input_frame
 from .loading.previews import image_thumbnails
 from .mllib import drop_training_summaries
+from .partitioning import canonical_layout
 from .results import (FEATURES_COL, LABEL_PROBABILITIES_COL, LABELS_COL, PATH_COL,
                       PREDICTED_LABELS_COL, FeatureSet, MultiLabelEvaluation,
                       MultiLabelModel)
@@ -94,7 +95,8 @@ def fit(features: FeatureSet, classifier: str = defaults.CLASSIFIER, *,
     if features.feature_col != FEATURES_COL:
         train = train.withColumnRenamed(features.feature_col, FEATURES_COL)
     ys = [F.element_at(_truth(classes), i + 1).alias(f"_y{i}") for i in range(len(classes))]
-    train = train.select(FEATURES_COL, *ys)
+    train = canonical_layout(train.select(FEATURES_COL, *ys),
+                             [FEATURES_COL] + [f"_y{i}" for i in range(len(classes))])
     sums = train.agg(F.count("*").alias("n"),
                      *[F.sum(f"_y{i}").alias(f"s{i}") for i in range(len(classes))]).first()
     n = int(sums["n"])

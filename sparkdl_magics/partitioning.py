@@ -19,11 +19,14 @@ Partitions hold at most :data:`IMAGES_PER_PARTITION` images and about
 :data:`BYTES_PER_PARTITION` of compressed bytes (when the mean file size is known),
 because a pandas UDF receives a whole partition of that size as one Arrow batch: the
 Python worker's memory is bounded by the partition, not by the dataset.
+
+Classifiers are the other way round: cheap next to the CNN, but their results depend on
+the rows' layout (:func:`canonical_layout` gives them one that depends on the rows alone).
 """
 from __future__ import annotations
 
 import math
-from typing import Any, Optional, Tuple
+from typing import Any, Optional, Sequence, Tuple
 
 from .errors import OptionError
 from .session import task_slots
@@ -34,6 +37,8 @@ IMAGES_PER_PARTITION = 128
 BYTES_PER_PARTITION = 64 * 1024 * 1024
 #: From this many waves of tasks on, merge partitions (coalesce) instead of shuffling.
 MANY_WAVES = 8
+#: Partitions of :func:`canonical_layout`: two partial sums add up alike in either order.
+CANONICAL_PARTITIONS = 2
 
 
 def images_per_partition(mean_bytes: Optional[float] = None) -> int:
@@ -107,6 +112,29 @@ def partition_plan(df: Any, images: Optional[int] = None, mean_bytes: Optional[f
     return "repartition", int(partitions)
 
 
+def canonical_layout(df: Any, cols: Sequence[str]) -> Any:
+    """*df*'s *cols* in partitions, and an order within them, that the rows' values alone
+    decide: the same rows give the same layout wherever they came from.
+
+    Why: MLlib's fits (and a metric's sum) add per-row terms partition by partition, then
+    add the partitions' sums on the driver in the order their tasks finish. Floating-point
+    sums depend on that order, and a badly conditioned fit (features with almost no
+    variance, as an untrained network gives) turns last-bit differences into other
+    coefficients and other predictions. The features' partitions come from round-robin
+    shuffles, which Spark orders by a hash of the whole row, absolute path included, so
+    the same images in another folder trained another model. Here each row goes to the
+    partition of a hash of *cols* and each partition is sorted by it (rows with equal
+    values are interchangeable). :data:`CANONICAL_PARTITIONS` is two: the driver adds two
+    partial sums exactly alike in either order, three or more not. The cost is one
+    shuffle of the columns (features, not images) and a classifier on two cores, small
+    next to featurizing.
+    """
+    from pyspark.sql import functions as F
+    key = F.xxhash64(*cols)
+    return (df.select(*cols).repartition(CANONICAL_PARTITIONS, key)
+            .sortWithinPartitions(key))
+
+
 def check_partitions(value: Any) -> Optional[int]:
     """The ``partitions`` option: ``auto``/None, 0 (keep the input's), or a count."""
     if value is None or (isinstance(value, str) and value.strip().lower() in ("auto", "")):
@@ -122,4 +150,5 @@ def check_partitions(value: Any) -> Optional[int]:
 
 
 __all__ = ["even_partitions", "partition_plan", "plan_partitions", "images_per_partition", "size_of",
-           "check_partitions", "IMAGES_PER_PARTITION", "BYTES_PER_PARTITION", "MANY_WAVES"]
+           "check_partitions", "canonical_layout", "IMAGES_PER_PARTITION",
+           "BYTES_PER_PARTITION", "MANY_WAVES", "CANONICAL_PARTITIONS"]

@@ -31,9 +31,10 @@ from . import precision as precisions
 from .errors import DataError, OptionError
 from .frames import image_column, images_frame
 from .inference import BatchRunner, check_batch_size, check_positive_int
-from .results import (CONTENT_COL, IMAGE_COL, LABEL_NAME_COL, PATH_COL, PREDICT_ERROR_COL,
-                      TOP_K_COL, TOP_LABEL_COL, TOP_PROBABILITY_COL, FineTunedModel, ImageSet,
-                      Predictions)
+from .results import (CONTENT_COL, FEATURES_COL, IMAGE_COL, LABEL_NAME_COL,
+                      LABEL_PROBABILITIES_COL, LABELS_COL, PATH_COL, PREDICT_ERROR_COL,
+                      PREDICTED_LABELS_COL, TOP_K_COL, TOP_LABEL_COL, TOP_PROBABILITY_COL,
+                      FineTunedModel, ImageSet, MultiLabelModel, Predictions)
 
 ERROR_COL = PREDICT_ERROR_COL
 _TMP_COL = "__sparkdl_predict"
@@ -49,6 +50,7 @@ OUTPUT_TYPES = {
     "label": "string",
     "probabilities": "array<float>",
     "features": "array<float>",
+    "label_set": "array<string>",
 }
 
 
@@ -101,29 +103,31 @@ def decode_scores(scores: np.ndarray, k: int, labels: Optional[Sequence[str]] = 
 
 def image_udf(spec: Any, batch_size: int, output: str = "labels", top_k: int = defaults.TOP_K,
               labels: Optional[Sequence[str]] = None, threads: int = 1,
-              head: Optional[Any] = None) -> Any:
+              head: Optional[Any] = None, threshold: Optional[float] = None) -> Any:
     """A pandas UDF over an image column: bytes (``content``) *or* image structs.
 
     The input kind is seen per batch (a Series of bytes, or a DataFrame of struct
     fields), so one UDF serves both and can be registered for SQL without knowing the
     column. ``output``: ``labels`` (struct of top-K classes + decode error), ``topk``
     (the top-K array alone), ``label``
-    (top-1 name), ``probabilities`` (all class scores) or ``features`` (the spec's
-    output as is, e.g. pooled features). Undecodable images give nulls. *head* (a
-    :class:`sparkdl_magics.sql.LinearHead`) turns the spec's features into class
-    probabilities on the worker, for a fitted classifier.
+    (top-1 name), ``probabilities`` (all class scores), ``features`` (the spec's
+    output as is, e.g. pooled features) or ``label_set`` (the *labels* whose score is
+    at least *threshold*: a multi-label model). Undecodable images give nulls. *head* (a
+    :class:`sparkdl_magics.sql.LinearHead` or :class:`~sparkdl_magics.sql.LabelHeads`)
+    turns the spec's features into class probabilities on the worker, for a fitted
+    classifier.
     """
     if output not in OUTPUT_TYPES:
         raise OptionError(f"unknown output {output!r} (valid: {', '.join(OUTPUT_TYPES)})")
     labels = list(labels) if labels is not None else None
     formatter = functools.partial(_format_scores, output=output, top_k=top_k, labels=labels,
-                                  head=head)
+                                  head=head, threshold=threshold)
     return BatchRunner(spec, batch_size, formatter, threads=threads).udf(OUTPUT_TYPES[output])
 
 
 def _format_scores(items: Any, scores: List[Optional[np.ndarray]], errors: List[Optional[str]],
                    output: str, top_k: int, labels: Optional[List[str]],
-                   head: Optional[Any] = None) -> Any:
+                   head: Optional[Any] = None, threshold: Optional[float] = None) -> Any:
     """The batch runner's formatter: a fitted *head* first, then the *output* shape."""
     if head is not None:
         scores = [None if s is None else head(s) for s in scores]
@@ -141,6 +145,10 @@ def _format_scores(items: Any, scores: List[Optional[np.ndarray]], errors: List[
         return pd.Series([decoded.get(i) for i in range(n)])
     if output == "label":
         return pd.Series([decoded[i][0]["label"] if i in decoded else None for i in range(n)])
+    if output == "label_set":
+        names = labels or []
+        return pd.Series([None if s is None else [names[j] for j in np.flatnonzero(
+            np.asarray(s) >= threshold)] for s in scores])
     return pd.Series([None if s is None else np.asarray(s, dtype=np.float32) for s in scores])
 
 
@@ -152,8 +160,9 @@ def preview_rows(result: Predictions, n: Optional[int] = None) -> pd.DataFrame:
     n = result.show if n is None else int(n)
     if result.rows is None or len(result.rows) < n:
         from .progress import current_scope, work
-        cols = [c for c in (PATH_COL, LABEL_NAME_COL, TOP_LABEL_COL, TOP_PROBABILITY_COL,
-                            TOP_K_COL, ERROR_COL) if c in result.df.columns]
+        cols = [c for c in (PATH_COL, LABEL_NAME_COL, LABELS_COL, TOP_LABEL_COL,
+                            TOP_PROBABILITY_COL, TOP_K_COL, PREDICTED_LABELS_COL,
+                            LABEL_PROBABILITIES_COL, ERROR_COL) if c in result.df.columns]
         known = result.stats.get("images")
         todo = min(n, known) if known is not None else n
         scope = current_scope()
@@ -175,7 +184,7 @@ def predict(images: Any, model: str = defaults.MODEL, weights: Optional[str] = d
             labels: Optional[Sequence[str]] = None, preprocess: Optional[str] = None,
             input_col: Optional[str] = None, unsafe: bool = False,
             partitions: Any = "auto", precision: str = defaults.PRECISION,
-            spark: Any = None) -> Predictions:
+            threshold: Optional[float] = None, spark: Any = None) -> Predictions:
     """Top-K classes per image with a full pretrained model (no training).
 
     *images*: an ImageSet (its ``df``: every split) or a DataFrame with ``content``
@@ -188,11 +197,18 @@ def predict(images: Any, model: str = defaults.MODEL, weights: Optional[str] = d
     them, ``N`` repartitions to N (see :mod:`sparkdl_magics.partitioning`).
     *precision*: ``float32``, ``bfloat16``, ``float16`` or ``auto`` (see
     :mod:`sparkdl_magics.precision`); ``stats['precision']`` says what runs.
+    *model* may be a :class:`~sparkdl_magics.results.MultiLabelModel`: then each image
+    gets its label set and one probability per label (:func:`label_sets`; *threshold*).
     """
     from pyspark.sql import functions as F
 
-    from .partitioning import check_partitions, partition_plan
+    from .partitioning import check_partitions
     from .session import task_cores
+    if isinstance(model, MultiLabelModel):
+        return label_sets(images, model, threshold, partitions)
+    if threshold is not None:
+        raise OptionError("option 'threshold' is for multi-label models (one probability "
+                          "per label); this model predicts classes")
     if isinstance(model, FineTunedModel):  # its Keras file, its classes, its input scaling
         model, labels, preprocess = model.model_file, labels or model.classes, model.preprocess
     partitions = check_partitions(partitions)
@@ -206,13 +222,7 @@ def predict(images: Any, model: str = defaults.MODEL, weights: Optional[str] = d
     if col not in df.columns:
         raise DataError(f"the images have no column {col!r} (columns: {', '.join(df.columns)})")
     resolved = resolve_classifier(model, weights, preprocess, unsafe, spark, precision)
-    how = "keep"
-    if partitions is not None or image_set is not None:  # an image set knows its size
-        how, count = partition_plan(df, image_set.num_images if image_set else None,
-                                    image_set.stats.get("mean_bytes") if image_set else None,
-                                    partitions, spark)
-        df = df.repartition(count) if how == "repartition" else (
-            df.coalesce(count) if how == "coalesce" else df)
+    df, how = _spread(df, image_set, partitions, spark)
     udf = image_udf(resolved.spec, batch_size, "labels", top_k, labels, task_cores(spark))
     tmp = F.col(_TMP_COL)
     out = df.withColumn(_TMP_COL, udf(F.col(col)))
@@ -226,6 +236,45 @@ def predict(images: Any, model: str = defaults.MODEL, weights: Optional[str] = d
     return Predictions(out, resolved.model_name, resolved.weights, top_k, resolved.untrained,
                        stats={"batch_size": batch_size, "partitioning": how, "precision": ran,
                               **({"images": image_set.num_images} if image_set else {})})
+
+
+def _spread(df: Any, image_set: Optional[ImageSet], partitions: Optional[int], spark: Any
+            ) -> Tuple[Any, str]:
+    """*df* spread over the task slots (see *partitions* in :func:`predict`), and how."""
+    from .partitioning import partition_plan
+    if partitions is None and image_set is None:  # a DataFrame stays lazy
+        return df, "keep"
+    how, count = partition_plan(df, image_set.num_images if image_set else None,
+                                image_set.stats.get("mean_bytes") if image_set else None,
+                                partitions, spark)
+    if how == "repartition":
+        return df.repartition(count), how
+    return (df.coalesce(count) if how == "coalesce" else df), how
+
+
+def label_sets(images: Any, model: MultiLabelModel, threshold: Optional[float] = None,
+               partitions: Any = "auto") -> Predictions:
+    """Each image's label set (``predicted_labels``: the labels whose probability is at
+    least *threshold*, default the model's) and ``label_probabilities`` (one per label,
+    in ``model.classes`` order), from a multi-label model's featurizer stage and
+    per-label classifiers; lazy, and a stream works too. ``predictions`` and
+    ``prediction`` are not there: an image has a set of labels, not a ranking."""
+    from .multilabel import check_threshold, transform
+    from .partitioning import check_partitions
+    cut = model.threshold if threshold is None else check_threshold(threshold)
+    df = images_frame(images, "predict on")
+    image_set = images if isinstance(images, ImageSet) else None
+    image_column(df)  # one clear error for a frame without images
+    df, how = _spread(df, image_set, check_partitions(partitions), df.sparkSession)
+    out = transform(model, df, cut)
+    out = out.drop(*[c for c in (CONTENT_COL, IMAGE_COL, FEATURES_COL) if c in out.columns])
+    featurizer = model.pipeline_model.stages[0] if model.has_featurizer else None
+    return Predictions(out, model.model_name or "multi-label model",
+                       featurizer.getWeights() if featurizer is not None else "",
+                       len(model.classes), model.untrained,
+                       stats={"partitioning": how, "threshold": cut,
+                              **({"images": image_set.num_images} if image_set else {})},
+                       classes=list(model.classes), threshold=cut)
 
 
 def resolve_classifier(model: str, weights: Optional[str], preprocess: Optional[str] = None,
@@ -245,5 +294,5 @@ def resolve_classifier(model: str, weights: Optional[str], preprocess: Optional[
     return precisions.with_precision(resolved, precision)
 
 
-__all__ = ["predict", "preview_rows", "resolve_classifier", "image_udf", "imagenet_classes",
+__all__ = ["predict", "label_sets", "preview_rows", "resolve_classifier", "image_udf", "imagenet_classes",
            "decode_scores", "top_k_indices", "class_names"]

@@ -286,6 +286,10 @@ class Predictions(_Rendered):
     decoded; its predictions are null). Lazy: it runs when used, and works on a
     streaming DataFrame (write it with ``writeStream``). ``rows`` holds the first
     ``show`` rows as pandas once computed (by ``%%predict`` or :meth:`preview`).
+
+    From a multi-label model (``threshold`` set, ``classes`` its labels), ``df`` has
+    ``predicted_labels`` (each image's label set) and ``label_probabilities`` (one per
+    label) instead of the top-K columns.
     """
 
     df: Any
@@ -296,6 +300,12 @@ class Predictions(_Rendered):
     stats: Dict[str, Any] = field(default_factory=dict)
     show: int = 20  # rows the rich display shows
     rows: Optional[Any] = None  # pandas: the first rows, once computed
+    classes: Optional[List[str]] = None  # a multi-label model's labels
+    threshold: Optional[float] = None  # a multi-label model's cut: label sets, not top-K
+
+    @property
+    def multi_label(self) -> bool:
+        return self.threshold is not None
 
     @property
     def is_streaming(self) -> bool:
@@ -315,6 +325,8 @@ class Predictions(_Rendered):
                 "untrained": self.untrained, **self.stats}
 
     def __repr__(self) -> str:
+        if self.multi_label:
+            return f"Predictions({self.model_name}, label sets at {self.threshold:g})"
         return f"Predictions({self.model_name}, top {self.top_k})"
 
 
@@ -581,6 +593,13 @@ class MultiLabelModel(_Rendered):
     def predict(self, images: Any, threshold: Optional[float] = None) -> Any:
         """Label probabilities and label sets for an ImageSet, a FeatureSet or a DataFrame."""
         return _stage("multilabel").predict(self, images, threshold)
+
+    def register_sql_function(self, name: str = "tags", output: str = "labels",
+                              threshold: Optional[float] = None, spark: Any = None) -> Any:
+        """``SELECT <name>(content) FROM images``: this model as a Spark SQL function
+        (each image's label set, or ``output="probabilities"``: one per label)."""
+        return _stage("sql").register_sql_function(name, model=self, output=output,
+                                                   threshold=threshold, spark=spark)
 
     def save(self, path: str, overwrite: bool = True) -> str:
         """Save the PipelineModel and the classes/threshold (:mod:`sparkdl_magics.persist`)."""

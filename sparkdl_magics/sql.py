@@ -18,7 +18,11 @@ featurizer's precision unless one is given.
 
 ``model`` may also be a fitted model from ``%%fit`` (a logistic regression on features
 from ``%%featurize``): the function then returns its class names (``label``), or class
-probabilities in the order of ``fitted.classes`` (``probabilities``).
+probabilities in the order of ``fitted.classes`` (``probabilities``). A multi-label
+model (``multi_label: keep``) returns each image's label set (``labels``, the default:
+``array<string>``, the labels whose probability is at least ``threshold``, default the
+model's) or one probability per label in the order of ``model.classes``
+(``probabilities``).
 """
 from __future__ import annotations
 
@@ -32,7 +36,7 @@ from . import precision as precisions
 from .errors import OptionError, unknown_choice
 from .inference import check_batch_size, check_positive_int
 from .prediction import OUTPUT_TYPES, image_udf, resolve_classifier
-from .results import FineTunedModel, FittedModel
+from .results import FineTunedModel, FittedModel, MultiLabelModel
 from .session import get_spark, task_cores
 from .weights import resolve_spec
 
@@ -61,11 +65,12 @@ def register_sql_function(name: str = "classify", model: Any = defaults.MODEL,
                           labels: Optional[Sequence[str]] = None,
                           layer: Optional[str] = None, preprocess: Optional[str] = None,
                           unsafe: bool = False, precision: Optional[str] = None,
-                          spark: Any = None) -> SqlFunction:
+                          threshold: Optional[float] = None, spark: Any = None) -> SqlFunction:
     """Register *model* as the SQL function *name* in *spark* (the active session).
 
     *precision*: float32, bfloat16, float16 or auto; None: a fitted model's own
-    (its featurizer's), else :data:`defaults.PRECISION`."""
+    (its featurizer's), else :data:`defaults.PRECISION`. *threshold*: a multi-label
+    model's cut for its label sets (default: the model's)."""
     name = str(name).strip()
     if not name.isidentifier():
         raise OptionError(f"option 'name': {name!r} is not a valid SQL function name")
@@ -80,6 +85,9 @@ def register_sql_function(name: str = "classify", model: Any = defaults.MODEL,
         model, labels, preprocess = model.model_file, list(model.classes), model.preprocess
     if isinstance(model, FittedModel):
         return _register_fitted(name, model, output, top_k, batch_size, spark, precision)
+    if isinstance(model, MultiLabelModel):
+        return _register_label_sets(name, model, output, batch_size, spark, precision,
+                                    threshold)
     precision = precision or defaults.PRECISION
     if output == "features":
         resolved = precisions.with_precision(
@@ -124,7 +132,32 @@ def linear_head(classifier: Any) -> LinearHead:
                       np.asarray(classifier.interceptVector.toArray(), dtype=np.float64))
 
 
+@dataclass(frozen=True)
+class LabelHeads:
+    """One fitted binary logistic regression per label, as numpy: P(label i) each, in
+    float64 (the label set is cut at the threshold as MLlib's doubles are).
+
+    ``weights`` is (labels x features), one row per label's ``coefficients``."""
+
+    weights: np.ndarray
+    intercepts: np.ndarray
+
+    def __call__(self, features: np.ndarray) -> np.ndarray:
+        logits = self.weights @ np.asarray(features, dtype=np.float64) + self.intercepts
+        return 1.0 / (1.0 + np.exp(-logits))
+
+
+def label_heads(model: MultiLabelModel) -> LabelHeads:
+    """The :class:`LabelHeads` of a multi-label model's per-label classifiers."""
+    per_label = model.pipeline_model.stages[-len(model.classes):]
+    return LabelHeads(np.stack([np.asarray(m.coefficients.toArray(), dtype=np.float64)
+                                for m in per_label]),
+                      np.array([float(m.intercept) for m in per_label]))
+
+
 FITTED_OUTPUTS = ("label", "probabilities")
+#: What a multi-label model's SQL function returns (``label``, the default, means ``labels``).
+LABEL_SET_OUTPUTS = ("labels", "probabilities")
 
 
 def _register_fitted(name: str, fitted: FittedModel, output: str, top_k: int, batch_size: int,
@@ -151,4 +184,30 @@ def _register_fitted(name: str, fitted: FittedModel, output: str, top_k: int, ba
                        OUTPUT_TYPES[output], registered, resolved.spec.precision)
 
 
-__all__ = ["register_sql_function", "SqlFunction", "SQL_OUTPUTS", "LinearHead"]
+def _register_label_sets(name: str, model: MultiLabelModel, output: str, batch_size: int,
+                         spark: Any, precision: Optional[str], threshold: Optional[float]
+                         ) -> SqlFunction:
+    """A SQL function for a multi-label model: featurizer on the workers, then one
+    sigmoid per label; the label set, or the probabilities."""
+    from .multilabel import check_threshold
+    output = "labels" if output == "label" else output
+    if output not in LABEL_SET_OUTPUTS:
+        raise unknown_choice("output for a multi-label model", output, LABEL_SET_OUTPUTS)
+    if not model.has_featurizer:
+        raise OptionError("option 'model': this multi-label model has no featurizer stage "
+                          "(its features did not come from %%featurize), so SQL cannot feed "
+                          "it images")
+    cut = model.threshold if threshold is None else check_threshold(threshold)
+    resolved = model.pipeline_model.stages[0].resolve(spark)
+    if precision is not None:
+        resolved = precisions.with_precision(resolved, precision)
+    kind = "label_set" if output == "labels" else "probabilities"
+    udf = image_udf(resolved.spec, batch_size, kind, 1, list(model.classes), task_cores(spark),
+                    head=label_heads(model), threshold=cut)
+    registered = spark.udf.register(name, udf)
+    return SqlFunction(name, output, resolved.model_name, resolved.weights,
+                       OUTPUT_TYPES[kind], registered, resolved.spec.precision)
+
+
+__all__ = ["register_sql_function", "SqlFunction", "SQL_OUTPUTS", "LinearHead", "LabelHeads",
+           "LABEL_SET_OUTPUTS"]

@@ -133,11 +133,14 @@ def _plan(features: Any, classifier: str, params: Dict[str, Any], metric: str,
 
 
 def _training_frame(features: FeatureSet) -> Any:
-    """The training split as (label, features) under the column names MLlib expects."""
+    """The training split as (label, features) under the column names MLlib expects, in
+    a layout its values decide (:func:`~sparkdl_magics.partitioning.canonical_layout`):
+    the same images and seed give the same model wherever the images are."""
+    from .partitioning import canonical_layout
     train = features.train
     if train.columns and features.feature_col != FEATURES_COL:
         train = train.withColumnRenamed(features.feature_col, FEATURES_COL)
-    return train.select(LABEL_COL, FEATURES_COL)
+    return canonical_layout(train, [LABEL_COL, FEATURES_COL])
 
 
 def _tune(plan: _Plan, estimator: Any, train: Any, param_maps: List[Dict[Any, Any]],

@@ -1,19 +1,35 @@
-"""Shared fixtures: Spark sessions in three modes, synthetic image folders, a test shell.
+"""Shared fixtures: Spark sessions in four modes, a local S3 server, synthetic image
+folders and weights, a test shell.
 
 Where tests go: ``tests/test_<module>.py`` tests ``sparkdl_magics/<module>`` (a module or
 package) and the magic that calls it (``test_featurizer.py``: ``featurize`` and
-``%%featurize``). Three contracts that cut across modules have their own files:
+``%%featurize``; ``test_explain.py``: ``explanation``; ``test_finetune.py``:
+``finetuning/``). Contracts that cut across modules have their own files:
 ``test_workflow.py`` (the four steps end to end), ``test_bad_inputs.py`` (every bad input
-is one line, table-driven) and ``test_faults.py`` (killed workers and sessions,
-interrupts, leaks). Shared helpers are in ``helpers.py``, image files in ``imagegen.py``.
+is one line, table-driven), ``test_faults.py`` (killed workers and sessions, interrupts,
+leaks), ``test_hidden_files.py`` (every file loaded, invalid or skipped),
+``test_quiet_cells.py`` (no noise in cells), ``test_notebooks.py`` (the notebooks' saved
+outputs), ``test_browser.py`` (JupyterLab in headless Chromium) and ``test_packaging.py``
+(the sdist and wheel outside the checkout). Shared helpers are in ``helpers.py``, image
+files in ``imagegen.py``, the separate Connect server in ``connect_server.py``, the S3
+server in ``s3_server.py``, the test shell in ``shell.py``.
 
 Spark sessions: ``spark`` (local[2]), ``spark_cluster`` (local-cluster[2,1,1024]: two
 executor JVMs, so code really ships to other processes) and ``spark_connect`` (Spark
-Connect, run twice: an in-process server, and a separate server started with Spark's own
-script, ``remote``). ``spark_any`` runs a test once per mode. Only one session lives
-at a time; tests are reordered so each mode starts once. These fixtures are function
-scoped on purpose: never cache a DataFrame across tests in a session-scoped fixture,
-since the session behind it may have been switched.
+Connect, run twice: an in-process server, ``connect``, and a separate server started
+with Spark's own script, ``remote``). ``spark_any`` runs a test once per mode (local,
+cluster, connect, remote). Only one session lives at a time; tests are reordered so each
+mode starts once, and marked ``cluster`` / ``connect`` by mode. These fixtures are
+function scoped on purpose: never cache a DataFrame across tests in a session-scoped
+fixture, since the session behind it may have been switched.
+
+Other fixtures: ``s3`` (moto's S3 server on 127.0.0.1; the AWS variables point at it
+before any JVM starts, so every worker inherits them), ``image_folder`` and
+``image_folder_with_corrupt`` (class folders of synthetic JPEG/PNG files, the second with
+zero-byte, text and truncated files), ``ip`` (an IPython shell with the extension loaded
+whose ``run_cell`` raises the cell's error), ``small_weights`` / ``top_weights`` (weights
+files of the small test model) and ``cached_resnet50`` (a Keras cache holding a
+ResNet50 weights file).
 """
 from __future__ import annotations
 

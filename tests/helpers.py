@@ -18,6 +18,9 @@ from sklearn import metrics as skm
 from sparkdl_magics.results import FeatureSet, ImageSet
 
 SMALL = "MobileNetV3Small"  # the cheap model for mode tests
+#: What must never reach a cell's output: tracebacks, the JVM's WARN lines and start-up
+#: notes, netlib's dlopen complaint, Keras' download note.
+NOISE = ("Traceback", "WARN", "jdk.incubator", "netlib", "Downloading data")
 INDEX = Path(__file__).parent.parent / "sparkdl_magics" / "data" / "imagenet_class_index.json"
 
 

@@ -6,7 +6,9 @@ temporary settings dir (notebook windowing off, so every cell is in the page), a
 kernels run this interpreter with this checkout on the import path, offline (an empty
 Keras cache, downloads refused: ``weights: auto`` takes its fallback, as in CI).
 
-Checked: widgets render (no "Loading widget", no widget repr text); every progress bar
+Checked: the quickstart's metrics in the browser equal those of a headless run of the
+same cells (``sparkdl_magics.run_notebook``, what ``make quickstart`` runs) in another
+folder; widgets render (no "Loading widget", no widget repr text); every progress bar
 only moves forward and finished bars end at 100 % (a MutationObserver records each
 bar's ``style.width``; values shown under 0.1 s are ignored: value and max arrive as
 separate updates); the saved notebook has no traceback and no JVM/Keras noise, and its
@@ -27,6 +29,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from helpers import NOISE
 
 pytestmark = pytest.mark.slow
 
@@ -38,9 +41,10 @@ CHROMIUM = next((p for p in (os.environ.get("CHROMIUM"), shutil.which("chromium"
 CHROMEDRIVER = next((p for p in (os.environ.get("CHROMEDRIVER"), shutil.which("chromedriver"),
                                  "/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver")
                      if p and os.path.exists(p)), None)
-NOISE = ("Traceback", "WARN", "jdk.incubator", "netlib", "Downloading data")
 INTERRUPT_LINE = "%%featurize: interrupted; this cell's Spark jobs were cancelled"
 
+# Appended to the quickstart's cells: its metrics, to compare with a headless run's.
+METRICS_CELL = "import json\nprint('metrics:', json.dumps(report.metrics, sort_keys=True))"
 # Cells appended to the copy of the quickstart: a featurize long enough to interrupt.
 SETUP_CELL = ("from sparkdl_magics.datasets import write_digits\n"
               "many_counts = write_digits('data/many', per_class=None, size=32)\n"
@@ -100,6 +104,43 @@ def _require_browser() -> None:
                         "(pip install -e '.[test]')")
 
 
+def offline_env(tmp: Path) -> dict:
+    """What the kernels get: this checkout on the import path, an empty Keras cache and
+    downloads refused (``weights: auto`` takes its fallback, as in CI)."""
+    keras_home = tmp / "keras"
+    keras_home.mkdir(exist_ok=True)
+    refused = f"http://127.0.0.1:{_free_port()}"  # nothing listens: downloads fail at once
+    return dict(PYTHONPATH=os.pathsep.join([str(ROOT)] + [p for p in [os.environ.get("PYTHONPATH")] if p]),
+                KERAS_HOME=str(keras_home), TF_CPP_MIN_LOG_LEVEL="2",
+                HTTPS_PROXY=refused, https_proxy=refused, HTTP_PROXY=refused, http_proxy=refused,
+                NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost")
+
+
+def quickstart_metrics(cells) -> dict:
+    """The metrics the appended METRICS_CELL printed (cells of a saved notebook)."""
+    for cell in cells:
+        if cell["cell_type"] == "code" and "".join(cell["source"]) == METRICS_CELL:
+            text = "".join(_text_of(o) for o in cell.get("outputs", []))
+            line = next(ln for ln in text.splitlines() if ln.startswith("metrics: "))
+            return json.loads(line[len("metrics: "):])
+    raise AssertionError("the metrics cell is not in the notebook")
+
+
+def run_headless(nb, folder: Path, monkeypatch) -> dict:
+    """The quickstart's cells as ``make quickstart`` runs them (nbclient, no browser), in
+    another folder, offline like the browser's kernels: the metrics it printed."""
+    import nbformat
+
+    from sparkdl_magics.run_notebook import run
+    folder.mkdir()
+    for key, value in offline_env(folder).items():
+        monkeypatch.setenv(key, value)
+    nbformat.write(nb, folder / "quickstart.ipynb")
+    assert run(folder / "quickstart.ipynb", output=folder / "ran.ipynb") == 0
+    monkeypatch.undo()
+    return quickstart_metrics(nbformat.read(folder / "ran.ipynb", as_version=4).cells)
+
+
 class Lab:
     """A JupyterLab server started here, and the API calls the test needs."""
 
@@ -117,15 +158,8 @@ class Lab:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(values))
         self.port, self.token = _free_port(), secrets.token_hex(16)
-        keras_home = tmp / "keras"
-        keras_home.mkdir()
-        refused = f"http://127.0.0.1:{_free_port()}"  # nothing listens: downloads fail at once
-        env = dict(os.environ,
-                   PYTHONPATH=os.pathsep.join([str(ROOT)] + [p for p in [os.environ.get("PYTHONPATH")] if p]),
-                   KERAS_HOME=str(keras_home), JUPYTER_CONFIG_DIR=str(tmp / "config"),
-                   JUPYTER_RUNTIME_DIR=str(tmp / "runtime"), TF_CPP_MIN_LOG_LEVEL="2",
-                   HTTPS_PROXY=refused, https_proxy=refused, HTTP_PROXY=refused, http_proxy=refused,
-                   NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost")
+        env = dict(os.environ, **offline_env(tmp), JUPYTER_CONFIG_DIR=str(tmp / "config"),
+                   JUPYTER_RUNTIME_DIR=str(tmp / "runtime"))
         env.pop("SPARKDL_PROGRESS", None)  # the default: a widget inside a kernel
         self.log = open(tmp / "jupyterlab.log", "w")
         self.proc = subprocess.Popen(
@@ -314,17 +348,21 @@ def _text_of(output: dict) -> str:
     return ""
 
 
-def test_quickstart_and_an_interrupt_in_jupyterlab(tmp_path):
+@pytest.mark.timeout(1800)  # the quickstart twice (headless, then in the browser)
+def test_quickstart_and_an_interrupt_in_jupyterlab(tmp_path, monkeypatch):
     _require_browser()
     import nbformat
     started = time.monotonic()
+    nb = nbformat.read(ROOT / "notebooks" / "quickstart.ipynb", as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    nb.cells.append(nbformat.v4.new_code_cell(METRICS_CELL))
+    headless = run_headless(nb, tmp_path / "headless", monkeypatch)
+    timings = {"headless": round(time.monotonic() - started)}
     lab = Lab(tmp_path)
     page = None
     try:
-        nb = nbformat.read(ROOT / "notebooks" / "quickstart.ipynb", as_version=4)
-        for cell in nb.cells:
-            if cell.cell_type == "code":
-                cell.outputs, cell.execution_count = [], None
         first_extra = len(nb.cells)
         nb.cells += [nbformat.v4.new_code_cell(src) for src in (SETUP_CELL, LONG_CELL, NEXT_CELL)]
         path = lab.root / "quickstart.ipynb"
@@ -339,7 +377,7 @@ def test_quickstart_and_an_interrupt_in_jupyterlab(tmp_path):
         page.wait_idle(900, "the quickstart to run")
         quickstart_png = page.screenshot("quickstart")
         body = page.js("return document.querySelector('.jp-Notebook').innerText")
-        timings = {"quickstart": round(time.monotonic() - started)}
+        timings["quickstart"] = round(time.monotonic() - started)
 
         # 2. A long featurize, interrupted from the Kernel menu while it runs.
         page.select(first_extra)
@@ -375,6 +413,12 @@ def test_quickstart_and_an_interrupt_in_jupyterlab(tmp_path):
         lab.close()
     print("browser test timings (s):", timings, "screenshots:", quickstart_png, interrupt_png)
 
+    # The same seeded cells give the same numbers in the browser and headless (another
+    # folder, another kernel launcher).
+    in_browser = quickstart_metrics(saved["cells"])
+    print("quickstart metrics, headless:", headless, "in JupyterLab:", in_browser)
+    assert in_browser == headless
+
     # Widgets rendered, never their text form.
     assert "Loading widget" not in body
     assert "IntProgress(" not in body and "VBox(" not in body and "HBox(" not in body
@@ -404,4 +448,4 @@ def test_quickstart_and_an_interrupt_in_jupyterlab(tmp_path):
                   if cell != first_extra + 1 and (not widths or widths[-1] < 99.9)]
     assert not unfinished, f"bars that did not end at 100 %: {unfinished}"
     assert not problems, ("progress bar value went backwards (the bar must track images "
-                          "done; issue 14's honest-progress item): " + "; ".join(problems))
+                          "done, never what was merely scheduled): " + "; ".join(problems))

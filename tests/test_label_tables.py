@@ -1,4 +1,4 @@
-"""Label tables as real data sets ship them (issue 20, items 1-3).
+"""Label tables as real data sets ship them.
 
 Ids as stems (Open Images), file names (NIH ChestX-ray14's ``Image Index``, Kaggle's
 ``train.csv``), paths relative to the folder, absolute paths; ids naming two files;

@@ -1,4 +1,4 @@
-"""Multi-label as a task (issue 20, item 4): label sets from a table, one binary
+"""Multi-label as a task: label sets from a table, one binary
 classifier per label, metrics equal to scikit-learn's on the product's own predictions,
 save/load, the magics and the display."""
 from __future__ import annotations
@@ -111,32 +111,42 @@ def test_label_not_always_present_notes_and_option_errors(spark):
         evaluate(model, threshold=0)
 
 
-def test_nih_table_to_label_sets_featurize_fit_evaluate_magics(ip, spark, tmp_path):
-    """Label sets from an NIH-style table, through the magics, with a tiny Keras model
-    written by the test (no download)."""
-    pytest.importorskip("keras")
-    import keras
+def label_set_images(folder, n=40, seed=1):
+    """Images with coloured bars and an NIH-style table naming the colours they show."""
     from imagegen import encode
     from PIL import Image
-
-    rng = np.random.default_rng(1)
+    rng = np.random.default_rng(seed)
     colours = {"Red": (220, 30, 30), "Green": (30, 200, 30), "Blue": (30, 30, 220)}
-    root = tmp_path / "images"
-    root.mkdir()
+    root = folder / "images"
+    root.mkdir(parents=True)
     lines = ["Image Index,Finding Labels"]
-    for j in range(48):
+    for j in range(n):
         pixels = np.full((32, 32, 3), 128, dtype=np.uint8)
         present = [c for c in colours if rng.random() < 0.45]
         for k, c in enumerate(present):
             pixels[2 + 10 * k:10 + 10 * k, 4:28] = colours[c]
         (root / f"{j:05d}_000.png").write_bytes(encode(Image.fromarray(pixels), "PNG"))
         lines.append(f"{j:05d}_000.png,{'|'.join(present) or 'No Finding'}")
-    (tmp_path / "Data_Entry.csv").write_text("\n".join(lines) + "\n")
+    (folder / "Data_Entry.csv").write_text("\n".join(lines) + "\n")
+    return root, folder / "Data_Entry.csv"
+
+
+def write_tiny_model(path, features):
+    """A tiny seeded Keras CNN saved at *path*: *features* pooled outputs."""
+    keras = pytest.importorskip("keras")
     keras.utils.set_random_seed(0)
     tiny = keras.Sequential([keras.Input((32, 32, 3)),
                              keras.layers.Conv2D(8, 3, activation="relu"),
-                             keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(2)])
-    tiny.save(tmp_path / "tiny.keras")
+                             keras.layers.GlobalAveragePooling2D(),
+                             keras.layers.Dense(features)])
+    tiny.save(path)
+
+
+def test_nih_table_to_label_sets_featurize_fit_evaluate_magics(ip, spark, tmp_path):
+    """Label sets from an NIH-style table, through the magics, with a tiny Keras model
+    written by the test (no download)."""
+    root, _ = label_set_images(tmp_path, n=48)
+    write_tiny_model(tmp_path / "tiny.keras", features=2)
 
     ip.run_cell(f"%%dlload xr\npath: {root}\nlabels: {tmp_path / 'Data_Entry.csv'}\n"
                 "id_column: Image Index\nlabel_column: Finding Labels\nlabel_separator: '|'\n"
@@ -152,3 +162,103 @@ def test_nih_table_to_label_sets_featurize_fit_evaluate_magics(ip, spark, tmp_pa
     assert isinstance(ev, MultiLabelEvaluation), ev
     assert ev.metrics["count"] == images.split_sizes()["test"]
     assert (ev.per_label["roc_auc"] > 0.5).all(), ev.per_label  # beats chance per label
+
+
+# --------------------------------------------------------------------------- SQL, streams, %%predict
+
+@pytest.fixture
+def label_set_model(tmp_path):
+    """Load (label sets) → featurize (a tiny seeded Keras model) → fit, in the active
+    session: (images, model)."""
+    from sparkdl_magics import featurize, fit, load_images
+
+    def make():
+        root, table = label_set_images(tmp_path)
+        write_tiny_model(tmp_path / "tiny.keras", features=4)
+        images = load_images(str(root), labels=str(table), id_column="Image Index",
+                             label_column="Finding Labels", label_separator="|",
+                             multi_label="keep", empty_label="No Finding", split=0.6, seed=3)
+        fs = featurize(images, model=str(tmp_path / "tiny.keras"), preprocess="unit",
+                       batch_size=16)
+        return images, fit(fs, maxIter=50)
+    return make
+
+
+def by_path(rows, *cols):
+    return {r["path"]: tuple(r[c] for c in cols) for r in rows}
+
+
+def check_sql_label_sets(spark, label_set_model):
+    images, model = label_set_model()
+    images.test.createOrReplaceTempView("xr_test")
+    fn = model.register_sql_function("tags", spark=spark)
+    model.register_sql_function("tag_probs", output="probabilities", spark=spark)
+    model.register_sql_function("strict_tags", threshold=0.8, spark=spark)
+    assert fn.return_type == "array<string>" and fn.output == "labels"
+    via_sql = by_path(spark.sql("SELECT path, tags(content) AS s, tag_probs(content) AS p, "
+                                "strict_tags(content) AS s8 FROM xr_test").collect(),
+                      "s", "p", "s8")
+    via_model = by_path(model.predict(images.test).collect(), "predicted_labels",
+                        "label_probabilities")
+    assert set(via_sql) == set(via_model) and len(via_sql) == images.split_sizes()["test"]
+    for path, (labels, probs, strict) in via_sql.items():
+        want_labels, want_probs = via_model[path]
+        np.testing.assert_allclose(probs, want_probs, atol=1e-5)
+        near = [c for c, p in zip(model.classes, want_probs) if abs(p - 0.5) < 1e-5]
+        assert set(labels) ^ set(want_labels) <= set(near), path
+        assert strict == [c for c, p in zip(model.classes, probs) if p >= 0.8]
+    assert any(via_sql[p][0] for p in via_sql)  # some images do get labels
+
+
+def test_a_multi_label_model_as_a_sql_function_gives_label_sets(spark, label_set_model):
+    check_sql_label_sets(spark, label_set_model)
+
+
+@pytest.mark.parametrize("spark_connect", ["connect"], indirect=True)
+def test_a_multi_label_model_as_a_sql_function_over_connect(spark_connect, label_set_model):
+    check_sql_label_sets(spark_connect, label_set_model)
+
+
+def test_a_multi_label_sql_function_says_which_outputs_there_are(spark, label_set_model):
+    _, model = label_set_model()
+    with pytest.raises(OptionError, match=r"output for a multi-label model.*labels, "
+                                          r"probabilities"):
+        model.register_sql_function("nope", output="features", spark=spark)
+    with pytest.raises(OptionError, match=r"option 'threshold'"):
+        model.register_sql_function("nope", threshold=2, spark=spark)
+
+
+def test_a_multi_label_model_on_a_stream(spark, label_set_model, tmp_path):
+    from sparkdl_magics import predict
+    from sparkdl_magics.streaming import read_image_stream, run_available_now
+    images, model = label_set_model()
+    stream = read_image_stream(str(tmp_path / "images"), spark=spark)
+    preds = predict(stream, model=model)
+    assert preds.is_streaming and preds.multi_label and "streaming" in preds._repr_html_()
+    run_available_now(preds.df.select("path", "predicted_labels", "label_probabilities"),
+                      sink="memory", query_name="xr_stream")
+    streamed = by_path(spark.sql("SELECT * FROM xr_stream").collect(), "predicted_labels",
+                       "label_probabilities")
+    static = by_path(model.predict(images).collect(), "predicted_labels", "label_probabilities")
+    assert set(streamed) == set(static) and len(streamed) == images.num_images
+    for path, (labels, probs) in streamed.items():
+        assert labels == static[path][0], path
+        np.testing.assert_allclose(probs, static[path][1], atol=1e-6)
+
+
+def test_predict_magic_with_a_multi_label_model(ip, spark, label_set_model):
+    images, model = label_set_model()
+    ip.user_ns.update(xr=images, xr_model=model)
+    result = ip.run_cell("%%predict xr -> xr_pred\nmodel: xr_model\nthreshold: 0.3\n"
+                         "show: 5\n").result
+    assert result is ip.user_ns["xr_pred"] and result.multi_label and result.threshold == 0.3
+    assert "predicted_labels" in result.df.columns and "predictions" not in result.df.columns
+    want = by_path(model.predict(images, threshold=0.3).collect(), "predicted_labels")
+    got = by_path(result.df.collect(), "predicted_labels")
+    assert got == want and len(got) == images.num_images
+    html = result._repr_html_()
+    assert "label sets (probability at least 0.3)" in html
+    shown = result.rows
+    assert len(shown) == 5 and "predicted_labels" in shown.columns
+    with pytest.raises(Exception, match=r"option 'threshold'"):
+        ip.run_cell("%%predict xr\nmodel: MobileNetV3Small\nthreshold: 0.3\n")

@@ -121,7 +121,7 @@ def test_metadata_passes_twine_check_and_names_what_is_true(release):
     assert meta["License-Expression"] == "Apache-2.0"
     assert meta.get_all("License-File") == ["LICENSE"]
     requires = meta.get_all("Requires-Dist")
-    # a plain `pip install sparkdl_magics` has a Keras backend (issue 19)
+    # a plain `pip install sparkdl_magics` has a Keras backend (TensorFlow)
     assert any(re.fullmatch(r"tensorflow[<>=!,.\d]+", r.replace(" ", "")) for r in requires), \
         requires
     assert not any(r.startswith("tensorflow-cpu") for r in requires)  # same files as tensorflow

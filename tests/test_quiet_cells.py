@@ -22,9 +22,9 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import NOISE
 
 ROOT = Path(__file__).resolve().parents[1]
-NOISE = ("Traceback", "WARN", "jdk.incubator", "netlib", "Downloading data")
 
 
 def _env(**extra: str) -> dict:

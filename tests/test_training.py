@@ -35,8 +35,10 @@ def test_grid_search_picks_the_best_point_by_the_metric(spark):
                 seed=7)
     grid = model.grid
     assert list(grid["regParam"]) == grid_values
-    # our own per-point evaluation on TrainValidationSplit's split (rand(seed) >= ratio)
-    df = fs.train.select("label", "features").select("*", F.rand(7).alias("r"))
+    # our own per-point evaluation on TrainValidationSplit's split (rand(seed) >= ratio),
+    # drawn over the layout fit gives its training rows
+    from sparkdl_magics.partitioning import canonical_layout
+    df = canonical_layout(fs.train, ["label", "features"]).select("*", F.rand(7).alias("r"))
     train, valid = df.filter(F.col("r") < 0.7), df.filter(F.col("r") >= 0.7)
     ours = []
     for reg in grid_values:
@@ -51,6 +53,33 @@ def test_grid_search_picks_the_best_point_by_the_metric(spark):
     assert model.params["maxIter"] == 15
     html = model._repr_html_()
     assert "Grid search" in html and "data:image/png" in html
+
+
+def test_a_fit_and_its_metrics_do_not_depend_on_how_the_rows_are_partitioned(spark):
+    """The same rows in other partitions, in another order or under other paths (the
+    same images in another folder) train the same model to the last bit and give the
+    same metrics: MLlib adds partition sums in the order their tasks finish, so fit and
+    the log loss get a layout that the rows' values alone decide."""
+    from pyspark.sql import functions as F
+
+    from sparkdl_magics import evaluate, fit
+    fs = blobs(spark, n_train=60, n_test=30, dim=16, spread=2.0, with_images=False)
+    layouts = {"one partition": lambda df: df.coalesce(1),
+               "five partitions": lambda df: df.repartition(5),
+               "other paths": lambda df: df.withColumn(
+                   "path", F.concat(F.lit("/elsewhere"), "path")).repartition(3)}
+    runs = {}
+    for name, layout in layouts.items():
+        moved = FeatureSet(train=layout(fs.train), test=layout(fs.test),
+                           classes=fs.classes, model_name="blobs")
+        model = fit(moved, maxIter=40, regParam=0.001)
+        lr = model.classifier_model
+        runs[name] = (lr.coefficientMatrix.toArray(), lr.interceptVector.toArray(),
+                      evaluate(model, top_errors=0).metrics)
+    (coef, intercept, metrics), *_ = runs.values()
+    for name, (coef2, intercept2, metrics2) in list(runs.items())[1:]:
+        assert np.array_equal(coef, coef2) and np.array_equal(intercept, intercept2), name
+        assert metrics == metrics2, name
 
 
 def test_grid_without_folds_uses_cross_validation_and_says_so(spark):

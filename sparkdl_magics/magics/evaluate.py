@@ -8,8 +8,9 @@ from __future__ import annotations
 from typing import Any
 
 from .. import defaults
-from ..options import TRACK, MagicCall, MagicSpec, Option, as_bool, as_float, as_int, as_str
+from ..options import TRACK, MagicCall, MagicSpec, Option, as_bool, as_int, as_str
 from ..results import FittedModel, MultiLabelModel
+from .common import THRESHOLD
 from .runner import Context
 
 MAX_MODELS = 6
@@ -30,9 +31,7 @@ SPEC = MagicSpec(
                "(default: the test split the model was trained with)", as_str),
         Option("top_errors", defaults.TOP_ERRORS, "how many misclassified images to show", as_int(minimum=0),
                nullable=False),
-        Option("threshold", None, "multi-label models: the probability at which a label is "
-               "predicted [default: the model's, 0.5]",
-               as_float(minimum=0.0, maximum=1.0, exclusive_min=True)),
+        THRESHOLD,
         Option("explain", False, "add an 'explain' toggle to the mistakes gallery: the "
                "heatmap of each mistake's predicted class (see %%explain)", as_bool,
                nullable=False),

@@ -9,8 +9,9 @@ from typing import Any
 
 from .. import defaults
 from ..options import MagicCall, MagicSpec, Option, as_int, as_list_of, as_str, kwargs_for
-from ..results import FineTunedModel
-from .common import BATCH_SIZE, PARTITIONS, PRECISION, PREPROCESS, UNSAFE, lookup_images
+from ..results import FineTunedModel, MultiLabelModel
+from .common import (BATCH_SIZE, PARTITIONS, PRECISION, PREPROCESS, THRESHOLD, UNSAFE,
+                     lookup_images)
 from .runner import Context
 
 SPEC = MagicSpec(
@@ -22,7 +23,8 @@ SPEC = MagicSpec(
     output=True,
     options=(
         Option("model", defaults.MODEL, "a model from %dlmodels (run with its ImageNet "
-               "head), or a .keras/.h5 classifier file", as_str, nullable=False),
+               "head), a .keras/.h5 classifier file, or the name of a %%finetune result or "
+               "of a multi-label %%fit result (label sets)", as_str, nullable=False),
         Option("weights", defaults.WEIGHTS, "imagenet (Keras' cache), none (untrained), or a "
                "weights file of the full model", as_str),
         Option("top_k", defaults.TOP_K, "how many classes to return per image", as_int(minimum=1),
@@ -34,6 +36,7 @@ SPEC = MagicSpec(
                "ImageNet names for 1000 outputs, else the index]", as_list_of(as_str)),
         PREPROCESS,
         UNSAFE,
+        THRESHOLD,
         Option("show", 20, "rows to show", as_int(minimum=0), nullable=False),
     ),
     usage="Example:\n  %%predict photos -> preds\n  model: ResNet50\n  top_k: 3\n"
@@ -47,9 +50,9 @@ def run(call: MagicCall, ctx: Context) -> Any:
     name = call.positional[0]
     images = lookup_images(ctx, name)
     kwargs = kwargs_for(call, ("model", "weights", "top_k", "batch_size", "labels",
-                               "preprocess", "unsafe", "partitions", "precision"))
+                               "preprocess", "unsafe", "partitions", "precision", "threshold"))
     named = ctx.shell.user_ns.get(str(kwargs.get("model")))
-    if isinstance(named, FineTunedModel):  # model: <a %%finetune result>
+    if isinstance(named, (FineTunedModel, MultiLabelModel)):  # a %%finetune / %%fit result
         kwargs["model"] = named
     with ctx.progress_scope("predict"):
         result = predict(images, **kwargs)
