@@ -39,6 +39,10 @@ BYTES_PER_PARTITION = 64 * 1024 * 1024
 MANY_WAVES = 8
 #: Partitions of :func:`canonical_layout`: two partial sums add up alike in either order.
 CANONICAL_PARTITIONS = 2
+#: Up to this many rows a fit runs on the exact two-partition layout; above it (a fit of a
+#: large collection on a cluster) on one partition per this many rows, still placed by the
+#: rows' values, so that a big fit is not held to two tasks.
+CANONICAL_ROWS_PER_PARTITION = 250_000
 
 
 def images_per_partition(mean_bytes: Optional[float] = None) -> int:
@@ -112,7 +116,7 @@ def partition_plan(df: Any, images: Optional[int] = None, mean_bytes: Optional[f
     return "repartition", int(partitions)
 
 
-def canonical_layout(df: Any, cols: Sequence[str]) -> Any:
+def canonical_layout(df: Any, cols: Sequence[str], rows: Optional[int] = None) -> Any:
     """*df*'s *cols* in partitions, and an order within them, that the rows' values alone
     decide: the same rows give the same layout wherever they came from.
 
@@ -127,11 +131,14 @@ def canonical_layout(df: Any, cols: Sequence[str]) -> Any:
     values are interchangeable). :data:`CANONICAL_PARTITIONS` is two: the driver adds two
     partial sums exactly alike in either order, three or more not. The cost is one
     shuffle of the columns (features, not images) and a classifier on two cores, small
-    next to featurizing.
+    next to featurizing. Given *rows* above :data:`CANONICAL_ROWS_PER_PARTITION`, one
+    partition per that many rows instead: the same placement by value, but the driver's
+    sum of more than two partials may then differ in its last bits from run to run.
     """
     from pyspark.sql import functions as F
     key = F.xxhash64(*cols)
-    return (df.select(*cols).repartition(CANONICAL_PARTITIONS, key)
+    partitions = max(CANONICAL_PARTITIONS, -(-int(rows or 0) // CANONICAL_ROWS_PER_PARTITION))
+    return (df.select(*cols).repartition(partitions, key)
             .sortWithinPartitions(key))
 
 
@@ -151,4 +158,5 @@ def check_partitions(value: Any) -> Optional[int]:
 
 __all__ = ["even_partitions", "partition_plan", "plan_partitions", "images_per_partition", "size_of",
            "check_partitions", "canonical_layout", "IMAGES_PER_PARTITION",
-           "BYTES_PER_PARTITION", "MANY_WAVES", "CANONICAL_PARTITIONS"]
+           "BYTES_PER_PARTITION", "MANY_WAVES", "CANONICAL_PARTITIONS",
+           "CANONICAL_ROWS_PER_PARTITION"]

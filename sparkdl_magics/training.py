@@ -81,7 +81,7 @@ def fit(features: Any, classifier: str = defaults.CLASSIFIER, *, folds: Optional
         plan.folds = defaults.FOLDS
         plan.notes.append(f"a grid was given without 'folds' or 'validation': "
                           f"using {defaults.FOLDS}-fold cross-validation")
-    train = _training_frame(plan.features)
+    train = _training_frame(plan.features, plan.train_count)
     if plan.folds is None and plan.validation is None:
         model, grid, tuning = estimator.fit(train), None, ""
     else:
@@ -132,7 +132,7 @@ def _plan(features: Any, classifier: str, params: Dict[str, Any], metric: str,
                  train_count=int(sum(present.values())), num_features=num_features)
 
 
-def _training_frame(features: FeatureSet) -> Any:
+def _training_frame(features: FeatureSet, rows: Optional[int] = None) -> Any:
     """The training split as (label, features) under the column names MLlib expects, in
     a layout its values decide (:func:`~sparkdl_magics.partitioning.canonical_layout`):
     the same images and seed give the same model wherever the images are."""
@@ -140,7 +140,7 @@ def _training_frame(features: FeatureSet) -> Any:
     train = features.train
     if train.columns and features.feature_col != FEATURES_COL:
         train = train.withColumnRenamed(features.feature_col, FEATURES_COL)
-    return canonical_layout(train, [LABEL_COL, FEATURES_COL])
+    return canonical_layout(train, [LABEL_COL, FEATURES_COL], rows)
 
 
 def _tune(plan: _Plan, estimator: Any, train: Any, param_maps: List[Dict[Any, Any]],

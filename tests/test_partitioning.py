@@ -119,3 +119,21 @@ def test_partitions_option_is_checked_when_the_cell_is_parsed(ip, spark, image_f
     assert "\n" not in str(err.value)
     with pytest.raises(UsageError, match="partitions"):
         ip.run_cell("%%predict flowers\npartitions: -2\n")
+
+
+def test_canonical_layout_is_two_partitions_unless_the_fit_is_large(spark):
+    """Small fits get the exact two-partition layout; a large one is not held to two tasks,
+    and either way the rows' values alone decide where each row goes."""
+    from pyspark.sql import functions as F
+    from sparkdl_magics.partitioning import CANONICAL_ROWS_PER_PARTITION, canonical_layout
+    df = spark.range(40).select((F.col("id") % 3).alias("label"), F.col("id").alias("x"))
+    small = canonical_layout(df, ["label", "x"])
+    large = canonical_layout(df, ["label", "x"], rows=2 * CANONICAL_ROWS_PER_PARTITION + 1)
+    assert small.rdd.getNumPartitions() == 2
+    assert large.rdd.getNumPartitions() == 3
+
+    def layout(frame):
+        return sorted(frame.withColumn("p", F.spark_partition_id())
+                      .select("p", "label", "x").collect())
+    reordered = canonical_layout(df.orderBy(F.desc("x")).repartition(5), ["label", "x"])
+    assert layout(small) == layout(reordered)
