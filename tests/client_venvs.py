@@ -4,16 +4,18 @@ the README's commands, for ``test_clients.py``.
 The two wheels (``sparkdl_magics`` from the root, ``sparkdl_magics-connect`` from
 ``packaging/connect``) are built from a copy of the checkout; ``--find-links`` stands in
 for the package index for them (everything else comes from the index or pip's cache).
-A venv with TensorFlow takes minutes to make, so each is made once and kept under
-``build/test-venvs/<name>-<key>``, where the key hashes the install commands, both
-pyproject files and the interpreter: a later run only reinstalls this checkout's wheel
-into it (without dependencies) and checks it again. CI starts from a clean clone, so
-there each venv is made once per run.
+A venv with TensorFlow takes minutes to make, so each is made once and kept, like pip's
+own cache, outside the checkout (``$SPARKDL_TEST_VENVS``, default
+``~/.cache/sparkdl_magics/test-venvs/<name>-<key>``), where the key hashes the install
+commands, both pyproject files and the interpreter: a later run, also from another clone
+(CI's), only reinstalls this checkout's wheel into it (without dependencies) and checks
+it again. A new machine makes each venv once.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -22,7 +24,8 @@ from typing import Dict, List, Optional, Sequence
 
 from test_packaging import REPO, _env, _not_released, _run
 
-VENVS = REPO / "build" / "test-venvs"
+VENVS = Path(os.environ.get("SPARKDL_TEST_VENVS")
+             or Path("~/.cache/sparkdl_magics/test-venvs").expanduser())
 
 #: The README's commands for each client (``{client}``: the client's own install line).
 #: test_clients.py checks that the README shows exactly these.
