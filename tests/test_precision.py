@@ -366,19 +366,26 @@ def test_each_batch_says_the_precision_its_model_really_ran_in(tmp_path):
     inference.clear_cache()
 
 
-@pytest.mark.parametrize("mode", ["local", "connect"])
-def test_featurize_reports_the_precision_its_tasks_ran_in(mode, session_pool, tmp_path,
-                                                          small_weights):
+def test_featurize_reports_the_precision_its_tasks_ran_in(spark, tmp_path, small_weights):
+    _check_reported_precision(spark, tmp_path, small_weights)
+
+
+def test_featurize_reports_the_precision_its_tasks_ran_in_over_connect(spark_connect, tmp_path,
+                                                                       small_weights):
+    _check_reported_precision(spark_connect, tmp_path, small_weights)
+
+
+def _check_reported_precision(spark, tmp_path, small_weights):
     """``stats['precision']`` comes from the job that made the features: a model that
     cannot run at a reduced type (a SavedModel folder; ``auto``) says float32 even where
     the workers' hardware would pick bfloat16; a named model at bfloat16 says bfloat16.
-    The side column it travels in is gone from the features."""
+    The side column it travels in is gone from the features. (Through the session
+    fixtures, so the run's one pooled session switches mode in its planned order.)"""
     import keras
 
     from helpers import binary_images
     from imagegen import write_labelled_folder
     from sparkdl_magics.featurizer import featurize
-    spark = session_pool.get(mode)
     write_labelled_folder(tmp_path / "images", ["daisy", "roses"], 3)
     images = binary_images(spark, tmp_path / "images")
     saved = tmp_path / "saved"

@@ -27,9 +27,15 @@ from helpers import NOISE
 ROOT = Path(__file__).resolve().parents[1]
 
 
+#: pyspark's markers of a Connect client: a fresh process (a user's new kernel) has none,
+#: whatever session this test process was attached to before.
+CONNECT_MARKERS = ("SPARK_CONNECT_MODE_ENABLED", "SPARK_REMOTE", "SPARK_LOCAL_REMOTE")
+
+
 def _env(**extra: str) -> dict:
-    """This interpreter's environment, with this checkout first on the import path."""
-    env = dict(os.environ)
+    """This interpreter's environment, as a fresh process has it (no Connect markers),
+    with this checkout first on the import path."""
+    env = {k: v for k, v in os.environ.items() if k not in CONNECT_MARKERS}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in [env.get("PYTHONPATH")] if p])
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     env.update(extra)
