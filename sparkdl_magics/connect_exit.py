@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import gc
 import weakref
 from typing import Any, Iterator
 
@@ -51,12 +52,28 @@ def _live_sessions() -> Iterator[Any]:
 def release_all() -> None:
     """Release every live Connect session of this process, each within a deadline."""
     for spark in _live_sessions():
-        client = spark._client
+        release(spark)
+
+
+def release(spark: Any) -> None:
+    """Release *spark* on its server within a deadline and close its client.
+
+    The garbage collector stays off meanwhile: a Connect model's finalizer run inside the
+    release call would start a second call on the same channel and wait for ever (the
+    hang pyspark's own ``stop()`` can fall into). Afterwards the client counts as closed,
+    so no finalizer calls the server through it."""
+    client = spark._client
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
         with contextlib.suppress(Exception):
             _release_on_server(client)
         with contextlib.suppress(Exception):
             client.close()  # waits at most 10 s for pending releases, closes the channel
+    finally:
         client._closed = True  # whatever close() managed: no finalizer calls the server
+        if collecting:
+            gc.enable()
 
 
 def _release_on_server(client: Any) -> None:

@@ -476,13 +476,17 @@ def stop() -> None:
 
 
 def _stop_connect(spark: Any, url: str) -> None:
-    """Stop a Connect session; a server that does not answer is not waited on (pyspark
-    would retry releasing the session for minutes)."""
+    """Stop a Connect session without waiting on its server for long: the session is
+    released with one bounded call (none when the server does not answer; pyspark would
+    retry for minutes, or hang when a model's finalizer runs inside its release), then
+    pyspark's ``stop()`` forgets it and stops an in-process server."""
     _retire(spark)
     try:
         check_reachable(url, "{reason}", timeout=1.0)
+        connect_exit.release(spark)
     except (ServerNotAnswering, OptionError):
-        spark.release_session_on_close = False
+        pass
+    spark.release_session_on_close = False
     try:
         spark.stop()
     except Exception:  # noqa: BLE001 - stopping is best effort, as in pyspark
