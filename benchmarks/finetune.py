@@ -14,8 +14,9 @@ and is saved as a ``.keras`` features model (pooled output). The benchmark set i
 - plain fine-tuning: ``finetune(unfreeze="all", head_epochs=0)``, a new head from random
   weights, every epoch kept (what ``%%finetune`` did before the probe start);
 - LP-FT, fitted head: ``finetune(head=<the probe>, unfreeze="all")``;
-- LP-FT, warm-up: ``finetune(unfreeze="all")`` (the head first trained alone on the
-  frozen backbone until its validation loss stops improving);
+- LP-FT, warm-up: ``finetune(unfreeze="all")`` (``head_epochs: auto``: the linear head
+  first fitted, inside the job, as a logistic regression on the frozen backbone's
+  features, its L2 strength chosen on the validation images);
 - plain Keras in this process: the backbone + a new softmax head, every layer training,
   ``--epochs`` of Adam 1e-3, batch ``--batch-size`` x workers, no Spark.
 
@@ -164,7 +165,8 @@ def main() -> None:
         seconds = time.perf_counter() - started
         history = tuned.history[tuned.history["epoch"] > 0]
         steady = history.iloc[1:] if len(history) > 1 else history
-        warm = 0 if tuned.warmup is None else len(tuned.warmup)
+        warm = ("none" if tuned.warmup is None else "regression C=%g" % tuned.warmup["probe_C"].iloc[0]
+                if "probe_C" in tuned.warmup else f"{len(tuned.warmup)} epochs")
         show(name, evaluate(tuned, images, top_errors=0).metrics["accuracy"],
              float(steady["images_per_s_per_worker"].median()), seconds,
              f"(epochs run {len(history)}, kept {tuned.best_epoch}, head warm-up {warm}, "

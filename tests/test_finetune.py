@@ -266,10 +266,42 @@ def test_a_fitted_head_is_epoch_0_and_kept_when_fine_tuning_only_hurts(probe, ti
 
 
 @pytest.mark.slow
-def test_the_head_warms_up_on_the_frozen_backbone_until_validation_stops_improving(
+def test_the_automatic_warm_up_of_a_linear_head_is_the_converged_regression(
+        spark, image_folder, tiny_cnn):
+    """head_epochs: auto with the default linear head: epoch 0 is a logistic regression
+    fitted on every worker's frozen features (the train split, validation included) at
+    the L2 strength chosen on validation: the same probabilities as scikit-learn's fit of
+    the plain-Keras features of those images (a backbone learning rate that wrecks the
+    features keeps epoch 0)."""
+    import keras
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    from sparkdl_magics.imaging import decode_array
+    images = _images(spark, image_folder)
+    model = finetune(images, model=str(tiny_cnn), epochs=1, workers=2,
+                     **{**FAST, "learning_rate": [0.01, 5.0], "head_epochs": "auto"})
+    assert model.best_epoch == 0 and model.params["validation"] == 0.2
+    assert model.params["head"] == "logistic regression on the frozen features"
+    c = float(model.warmup["probe_C"].iloc[0])
+    assert model.warmup["train"].iloc[0] < images.train.count()  # validation held out
+    rows = images.train.select("content", "label").collect()
+    x = np.stack([decode_array(r["content"], (SIZE, SIZE)) for r in rows]) / 255.0
+    y = np.array([int(r["label"]) for r in rows])
+    backbone = keras.models.load_model(tiny_cnn)
+    feats = np.asarray(keras.Model(backbone.inputs, backbone.get_layer("pool").output)(x))
+    scaler = StandardScaler().fit(feats)
+    ours = LogisticRegression(C=c, max_iter=2000, tol=1e-6).fit(scaler.transform(feats), y)
+    tuned = keras.models.load_model(model.model_file)
+    np.testing.assert_allclose(np.asarray(tuned(x)), ours.predict_proba(scaler.transform(feats)),
+                               atol=2e-3)
+
+
+@pytest.mark.slow
+def test_a_hidden_layer_head_warms_up_by_epochs_until_validation_stops_improving(
         spark, image_folder, tiny_cnn):
     images = _images(spark, image_folder)
-    model = finetune(images, model=str(tiny_cnn), epochs=2, workers=2,
+    model = finetune(images, model=str(tiny_cnn), epochs=2, workers=2, head=[8],
                      **{**FAST, "learning_rate": [0.01, 5.0], "head_epochs": "auto"})
     warm = model.warmup
     assert warm is not None and 1 <= len(warm) < 100  # stopped by the criterion
@@ -349,3 +381,28 @@ def test_epoch_view_prints_one_line_per_epoch(capsys):
     out = capsys.readouterr().out
     assert out.strip() == "sparkdl_magics: " + epoch_line(record, 3)
     assert "epoch 1/3: loss 0.5000 accuracy 0.7500 | val_loss 0.6000" in out
+
+
+@pytest.mark.parametrize("classes, present", [(2, [0, 1]), (4, [0, 1, 3])])
+def test_the_linear_probe_head_predicts_what_the_regression_does(classes, present):
+    """The fitted regression folded into one softmax layer on unstandardised features:
+    binary and multinomial, a class the images lack given (almost) no probability."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    from sparkdl_magics.finetuning.linear_probe import fit_linear_probe
+    rng = np.random.default_rng(3)
+    y = rng.choice(present, 120)
+    x = rng.normal(size=(120, 6)) * [1, 10, 0.01, 5, 1, 1] + [0, 50, 1, -3, 0, 7]
+    x[:, 0] += 2.0 * y  # informative
+    fitted = fit_linear_probe(x[:90], y[:90], x[90:], y[90:], classes, seed=0)
+    logits = x @ fitted["kernel"] + fitted["bias"]
+    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probs /= probs.sum(axis=1, keepdims=True)
+    scaler = StandardScaler().fit(x)
+    sk = LogisticRegression(C=fitted["C"], max_iter=2000, tol=1e-6).fit(scaler.transform(x), y)
+    np.testing.assert_allclose(probs[:, present], sk.predict_proba(scaler.transform(x)),
+                               atol=1e-6)
+    absent = sorted(set(range(classes)) - set(present))
+    assert absent == [] or probs[:, absent].max() < 1e-9
+    assert fitted["C"] in (0.01, 0.1, 1.0, 10.0, 100.0) and fitted["val_loss"] > 0

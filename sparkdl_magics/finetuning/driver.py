@@ -80,7 +80,7 @@ def finetune(images: Any, model: str = defaults.FINETUNE_MODEL,
         opts = replace(opts, probe=probe_weights(head, classes, model, weights, layer,
                                                  preprocess, resolved, spark))
     net = _network_spec(resolved, len(classes), image_size, opts.hidden, opts.dropout,
-                        opts.unfreeze, probe)
+                        opts.unfreeze, probe or opts.warmup == "probe")
     unfrozen = _check_network(net, resolved, opts.probe)
     from .task import TaskPlan
     plan = TaskPlan(job=opts.job(net, task_cores(spark)),

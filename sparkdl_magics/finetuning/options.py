@@ -2,8 +2,9 @@
 
 What the driver tells every worker is :meth:`FineTuneOptions.job`. Linear probe, then
 fine-tune: ``head`` may be a fitted logistic regression (the head starts as it); else,
-when backbone layers train, ``head_epochs: auto`` first trains the head alone on the
-frozen features until the validation loss stops improving. Either way a validation
+when backbone layers train, ``head_epochs: auto`` first fits the head on the frozen
+features: a linear head as a converged logistic regression (:mod:`.linear_probe`), a head
+with hidden layers by epochs until the validation loss stops improving. Either way a validation
 fraction is held out (``validation``, default :data:`~sparkdl_magics.defaults.FINETUNE_VALIDATION`)
 so the best epoch, "epoch 0" (the probe) included, is the one kept.
 """
@@ -39,6 +40,9 @@ class FineTuneOptions:
     patience: Optional[int]
     trace_steps: bool
     head_epochs: int = 0  # the warm-up's most epochs (0: none)
+    #: how the head warms up: "probe" (a logistic regression fitted on the frozen
+    #: features: ``auto`` with a linear head), "epochs" (Adam epochs), "" (none)
+    warmup: str = ""
     batchnorm: str = "frozen"
     probe: Optional[Dict[str, Any]] = None  # {"kernel", "bias"} of a fitted regression
 
@@ -48,7 +52,7 @@ class FineTuneOptions:
                 "learning_rate": self.head_lr, "backbone_learning_rate": self.backbone_lr,
                 "augment": asdict(self.augment) if self.augment is not None else None,
                 "seed": self.seed, "patience": self.patience,
-                "head_epochs": self.head_epochs,
+                "head_epochs": self.head_epochs, "warmup": self.warmup,
                 "head_patience": defaults.FINETUNE_HEAD_PATIENCE,
                 "head_lr_factor": defaults.FINETUNE_HEAD_LR_FACTOR,
                 "batchnorm": self.batchnorm, "probe": self.probe,
@@ -69,6 +73,7 @@ def check_options(spark: Any, unfreeze: Any, head: Any, epochs: Any, batch_size:
     head_lr, backbone_lr = check_learning_rate(learning_rate)
     unfreeze = check_unfreeze(unfreeze)
     warm = check_head_epochs(head_epochs, unfreeze != 0 and not probe)
+    warmup = "" if not warm else ("probe" if _is_auto(head_epochs) and not hidden else "epochs")
     validation = check_fraction(validation)
     if validation is None and (warm or probe):
         validation = defaults.FINETUNE_VALIDATION
@@ -80,7 +85,7 @@ def check_options(spark: Any, unfreeze: Any, head: Any, epochs: Any, batch_size:
         head_lr=head_lr, backbone_lr=backbone_lr, augment=parse_augment(augment),
         workers=check_workers(workers, task_slots(spark)), seed=int(seed),
         validation=validation, patience=patience, trace_steps=bool(trace_steps),
-        head_epochs=warm, batchnorm=check_batchnorm(batchnorm))
+        head_epochs=warm, warmup=warmup, batchnorm=check_batchnorm(batchnorm))
 
 
 def check_learning_rate(value: Any) -> Tuple[float, float]:
@@ -103,10 +108,16 @@ def check_fraction(value: Any) -> Optional[float]:
                         "expected a fraction between 0 and 1", "must be between 0 and 1")
 
 
+def _is_auto(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and value.strip().lower() == "auto")
+
+
 def check_head_epochs(value: Any, backbone_trains: bool) -> int:
-    """``head_epochs``: ``auto`` (a warm-up of at most FINETUNE_HEAD_EPOCHS when backbone
-    layers train, converged on validation), 0 (none), or at most N epochs."""
-    if value is None or (isinstance(value, str) and value.strip().lower() == "auto"):
+    """``head_epochs``: ``auto`` (when backbone layers train: a linear head starts as a
+    logistic regression fitted on the frozen features, see :mod:`.linear_probe`; a head
+    with hidden layers trains alone for at most FINETUNE_HEAD_EPOCHS, converged on
+    validation), 0 (none), or at most N epochs of the head alone."""
+    if _is_auto(value):
         return defaults.FINETUNE_HEAD_EPOCHS if backbone_trains else 0
     return check_number("head_epochs", value, int, lambda n: n >= 0,
                         "expected auto or a whole number", "must be 0 or more")

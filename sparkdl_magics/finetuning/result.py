@@ -36,7 +36,7 @@ def keep_model_file(data: bytes, model_name: str) -> str:
 def history_frame(records: List[Dict[str, Any]], kind: str = "epoch") -> Any:
     import pandas as pd
     cols = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds", "images",
-            "images_per_s_per_worker"]
+            "images_per_s_per_worker", "probe_C", "train"]
     rows = [r for r in records if r["kind"] == kind and r["rank"] == 0]
     frame = pd.DataFrame(rows).sort_values("epoch") if rows else pd.DataFrame(columns=cols)
     return frame[[c for c in cols if c in frame.columns]].reset_index(drop=True)
@@ -64,7 +64,12 @@ def build_result(model_file: str, records: List[Dict[str, Any]], classes: List[s
     notes = []
     if opts.probe is not None:
         notes.append("the head started from the fitted logistic regression (epoch 0 is it)")
-    if len(warmup):
+    fitted = _first(records, "warmup") if opts.warmup == "probe" else None
+    if fitted is not None:
+        notes.append("the head started as a logistic regression fitted on the frozen "
+                     f"backbone's features (L2 strength C={fitted['probe_C']:g}, chosen on "
+                     "the validation images; epoch 0 is it)")
+    elif len(warmup):
         notes.append(f"the head trained alone on the frozen backbone for {len(warmup)} "
                      f"epoch{'s' if len(warmup) != 1 else ''} first (until its validation "
                      "loss stopped improving)")
@@ -82,11 +87,14 @@ def build_result(model_file: str, records: List[Dict[str, Any]], classes: List[s
         notes.append(f"{len(skipped)} training image{'s' if len(skipped) != 1 else ''} could "
                      f"not be decoded and trained nothing (e.g. {skipped[0]})")
     params = {"unfreeze": unfreeze_param(net.unfreeze),
-              "head": "fitted model" if opts.probe is not None else list(net.hidden),
+              "head": ("fitted model" if opts.probe is not None else
+                       "logistic regression on the frozen features" if fitted is not None
+                       else list(net.hidden)),
               "dropout": net.dropout, "epochs": opts.epochs,
               "batch_size": opts.batch_size, "learning_rate": opts.head_lr,
               "backbone_learning_rate": opts.backbone_lr, "workers": opts.workers,
-              "image_size": list(net.input_size), "head_epochs": len(warmup),
+              "image_size": list(net.input_size),
+              "head_epochs": "auto" if fitted is not None else len(warmup),
               "batchnorm": opts.batchnorm}
     if opts.augment is not None:
         params["augment"] = asdict(opts.augment)

@@ -26,7 +26,7 @@ import json
 import os
 import sys
 import time
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 import numpy as np
 
@@ -37,6 +37,10 @@ def weights_checksum(variables: List[Any]) -> str:
     for v in variables:
         digest.update(np.ascontiguousarray(np.asarray(v)).tobytes())
     return digest.hexdigest()[:16]
+
+
+def _or_nan(value: Any) -> float:
+    return float("nan") if value is None else float(value)
 
 
 class Log:
@@ -238,7 +242,9 @@ class Trainer:
             self._adapt_batchnorm()
         if job.get("probe"):
             self.net.set_probe(job["probe"]["kernel"], job["probe"]["bias"])
-        if job.get("head_epochs"):
+        if job.get("warmup") == "probe":
+            self._fit_probe()
+        elif job.get("head_epochs"):
             self._warm_up(int(job["head_epochs"]), int(job.get("head_patience") or 1))
         best, best_weights, best_epoch, waited = None, None, None, 0
         if patience is not None:
@@ -295,6 +301,48 @@ class Trainer:
 
     def _all_sum(self, values: Any) -> np.ndarray:
         return np.asarray(self._sum(self.tf.constant(np.asarray(values, np.float64))), np.float64)
+
+    def _fit_probe(self) -> None:
+        """The linear head as a converged logistic regression on the frozen backbone's
+        features (:mod:`.linear_probe`): the chief fits it on every worker's features and
+        all workers take its coefficients (the same head everywhere)."""
+        from .linear_probe import fit_linear_probe
+        x_train, y_train = self._gather(*self._features(self.train))
+        x_val, y_val = self._gather(*self._features(self.val))
+        classes = self.spec.num_classes
+        width = x_train.shape[1]
+        fitted = None
+        mine = np.zeros(width * classes + classes + 3, np.float64)
+        if self.rank == 0:
+            fitted = fit_linear_probe(x_train, y_train, x_val, y_val, classes, self.seed)
+            mine[:] = np.concatenate([np.ravel(fitted["kernel"]), fitted["bias"],
+                                      [fitted["C"], _or_nan(fitted["val_loss"]),
+                                       _or_nan(fitted["val_accuracy"])]])
+        got = self._all_sum(mine)  # the chief's values, the others' zeros
+        kernel = got[:width * classes].reshape(width, classes)
+        bias, (c, val_loss, val_accuracy) = got[width * classes:-3], got[-3:]
+        self.net.set_probe(kernel, bias)
+        record = {"kind": "warmup", "rank": self.rank, "epoch": 1, "probe_C": float(c),
+                  "train": int(len(y_train))}
+        if not np.isnan(val_loss):
+            record.update(val_loss=float(val_loss), val_accuracy=float(val_accuracy))
+        self.log.write(record)
+
+    def _gather(self, features: np.ndarray, labels: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """Every worker's (features, labels), in rank order, on every worker (one sum of
+        zero-padded blocks: exact, since each value meets only zeros)."""
+        width = int(self.net.features.output.shape[-1])
+        workers = int(self.job["workers"])
+        counts = np.zeros(workers, np.float64)
+        counts[self.rank] = len(labels)
+        counts = self._all_sum(counts).astype(np.int64)
+        start = int(counts[:self.rank].sum())
+        block = np.zeros((int(counts.sum()), width + 1), np.float64)
+        if len(labels):
+            block[start:start + len(labels), :width] = features
+            block[start:start + len(labels), width] = labels
+        block = self._all_sum(block)
+        return block[:, :width].astype(np.float32), block[:, width].astype(np.int32)
 
     def _warm_up(self, max_epochs: int, patience: int) -> None:
         """Train the head alone on the frozen backbone's features until the validation

@@ -81,8 +81,10 @@ SPEC = MagicSpec(
                "{hidden: [256], dropout: 0.3}; or a %%fit logistic regression on this "
                "backbone's features (e.g. clf): the head starts as it", _checked(_head)),
         Option("head_epochs", "auto", "auto: when backbone layers train (and head is not a "
-               "fitted model), first train the head alone on the frozen backbone until its "
-               "validation loss stops improving; 0: no such warm-up; N: at most N epochs",
+               "fitted model), first fit the head on the frozen backbone's features (a linear "
+               "head: a logistic regression, its L2 strength chosen on validation; hidden "
+               "layers: epochs until the validation loss stops improving); 0: no warm-up; "
+               "N: at most N epochs of the head alone",
                _checked(_head_epochs)),
         Option("batchnorm", "frozen", "frozen: BatchNormalization keeps the backbone's "
                "statistics (inference mode), even with unfreeze: all; adapt: re-estimate "
