@@ -2,12 +2,10 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 from .snapshot import ProgressSnapshot, StageProgress, Work, mark_skipped
-
-if TYPE_CHECKING:
-    from .scope import CellScope
+from .scoped import Scoped
 
 
 class ClassicSource:
@@ -16,7 +14,7 @@ class ClassicSource:
 
     name = "status-tracker"
 
-    def __init__(self, spark: Any, group: str, scope: Optional["CellScope"] = None):
+    def __init__(self, spark: Any, group: str, scope: Optional[Scoped] = None):
         self.sc = spark.sparkContext  # classic only
         self.tracker = self.sc.statusTracker()
         self.group = group

@@ -4,12 +4,10 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Dict, Optional
+from typing import Any, Dict, Optional
 
 from .snapshot import ProgressSnapshot, StageProgress, Work, mark_skipped
-
-if TYPE_CHECKING:
-    from .scope import CellScope
+from .scoped import Scoped
 
 
 class ConnectSource:
@@ -21,7 +19,7 @@ class ConnectSource:
 
     name = "connect"
 
-    def __init__(self, spark: Any, scope: Optional["CellScope"] = None):
+    def __init__(self, spark: Any, scope: Optional[Scoped] = None):
         self.spark = spark
         self.scope = scope
         self.thread = threading.get_ident()

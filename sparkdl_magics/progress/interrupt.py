@@ -6,10 +6,9 @@ import contextlib
 import signal
 import sys
 import threading
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import Any, Iterator
 
-if TYPE_CHECKING:
-    from .scope import CellScope
+from .scoped import Scoped
 
 
 def inside_py4j(frame: Any) -> bool:
@@ -21,7 +20,7 @@ def inside_py4j(frame: Any) -> bool:
     return False
 
 
-def cancel_on_interrupt(scope: "CellScope", patience: float = 5.0) -> None:
+def cancel_on_interrupt(scope: Scoped, patience: float = 5.0) -> None:
     """Cancel the scope's jobs; if the cell still waits on the JVM (not a Spark job, e.g.
     a long file listing), say how to stop at once."""
     scope.cancel()
@@ -31,7 +30,7 @@ def cancel_on_interrupt(scope: "CellScope", patience: float = 5.0) -> None:
 
 
 @contextlib.contextmanager
-def scope_sigint(scope: "CellScope") -> Iterator[None]:
+def scope_sigint(scope: Scoped) -> Iterator[None]:
     """PySpark's SIGINT handler cancels every job of the context; ours stops only this
     scope's work and remembers that the user asked to stop, see :func:`cell_scope`.
 
