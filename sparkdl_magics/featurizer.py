@@ -32,7 +32,7 @@ from . import defaults
 from . import precision as precisions
 from .errors import DataError, OptionError
 from .frames import image_column
-from .inference import BatchRunner, check_batch_size
+from .inference import PRECISION_FIELD, BatchRunner, check_batch_size
 from .results import (CONTENT_COL, FEATURES_COL, FEATURIZE_ERROR_COL,
                       FEATURIZE_PRECISION_COL, IMAGE_COL, LABEL_COL, LABEL_NAME_COL, PATH_COL,
                       FeatureSet, ImageSet)
@@ -41,7 +41,8 @@ from .session import is_dataframe
 ERROR_COL = FEATURIZE_ERROR_COL
 PRECISION_COL = FEATURIZE_PRECISION_COL
 _TMP_COL = "__sparkdl_featurize"
-UDF_RETURN = "features array<float>, error string, precision string"
+#: What the UDF returns per image (and, reported by its runner, the type its model ran in).
+UDF_RETURN = "features array<float>, error string"
 
 
 class DeepImageFeaturizer(Transformer, HasInputCol, HasOutputCol,
@@ -175,7 +176,7 @@ class DeepImageFeaturizer(Transformer, HasInputCol, HasOutputCol,
         if self.getErrorCol():
             out = out.withColumn(self.getErrorCol(), tmp["error"])
         if self.getPrecisionCol():
-            out = out.withColumn(self.getPrecisionCol(), tmp["precision"])
+            out = out.withColumn(self.getPrecisionCol(), tmp[PRECISION_FIELD])
         return out.drop(_TMP_COL)
 
 
@@ -197,7 +198,7 @@ def build_featurizer(model: str = defaults.MODEL, weights: Optional[str] = defau
 
 def features_udf(spec: Any, batch_size: int, threads: int = 1) -> Any:
     """The pandas UDF: image column (bytes or image structs) -> struct<features
-    array<float>, error string>.
+    array<float>, error string, precision string>.
 
     Reusable for any :class:`~sparkdl_magics.inference.ModelSpec` (``include_top`` gives
     class scores instead of features). Only *spec* (a few hundred bytes) travels.
@@ -257,8 +258,7 @@ def featurize(images: Any, model: str = defaults.MODEL, weights: Optional[str] =
     invalid = _merge_load_invalid(images, _invalid_table(invalid_frames))
     stats = _stats(counts, n_bad, len(invalid), resolved, seconds, job)
     stats["model_seconds"] = round(model_seconds, 2)
-    stats["precision"] = precisions.describe(precision, ran)
-    precisions.note_run(resolved.model_name, stats["precision"])
+    stats["precision"] = precisions.report(resolved.model_name, precision, ran)
     return FeatureSet(train=out["train"], test=out.get("test"), classes=classes,
                       featurizer=featurizer, images=images if isinstance(images, ImageSet) else None,
                       model_name=resolved.model_name, weights=resolved.weights,

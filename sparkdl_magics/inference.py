@@ -438,6 +438,8 @@ def run_decoded(model: LoadedModel, items: Sequence[Any], batch_size: int,
 
 # --------------------------------------------------------------------------- the batch runner
 
+#: The struct field a reporting :class:`BatchRunner` adds: the type its task's model ran in.
+PRECISION_FIELD = "precision"
 #: Per Arrow batch: (batch, model) -> (items, decoder) for :func:`run_decoded`.
 Adapter = Callable[[Any, LoadedModel], Tuple[Sequence[Any], Decoder]]
 #: Per Arrow batch: (items, outputs, errors) -> the pandas Series/DataFrame the UDF yields.
@@ -458,9 +460,10 @@ class BatchRunner:
     module-level functions (or partials/closures over small values); the spec is a
     few hundred bytes. ``raw``: see :func:`run_decoded`. ``derive``: a hashable
     callable building the model actually run from the cached one (:func:`get_derived`).
-    ``report_precision``: each formatted frame gets a ``precision`` column, the number
-    type this task's model really runs in (``auto`` decided, a fallback to float32 seen):
-    what a result reports comes from the tasks that made it, not from a separate probe.
+    ``report_precision``: each formatted frame (a struct's fields: a DataFrame) gets a
+    ``precision`` field, the number type this task's model really runs in (``auto``
+    decided, a fallback to float32 seen), and :meth:`udf` declares it: what a result
+    reports comes from the tasks that made it (:func:`sparkdl_magics.precision.report`).
     """
 
     spec: ModelSpec
@@ -485,10 +488,11 @@ class BatchRunner:
             outputs, errors = run_decoded(model, items, batch_size, decoder, self.raw,
                                           decode_threads)
             frame = self.formatter(items, outputs, errors)
-            yield frame.assign(precision=ran) if self.report_precision else frame
+            yield frame.assign(**{PRECISION_FIELD: ran}) if self.report_precision else frame
 
     def udf(self, return_type: str) -> Any:
-        """This runner as a Spark scalar-iterator pandas UDF returning *return_type*.
+        """This runner as a Spark scalar-iterator pandas UDF returning *return_type*
+        (a struct's fields; with ``report_precision`` a ``precision string`` field more).
 
         A bytes column arrives as Series batches, a struct column as DataFrame batches
         of its fields; the adapter tells them apart.
@@ -496,6 +500,8 @@ class BatchRunner:
         import pandas as pd
         from pyspark.sql.functions import pandas_udf
         runner = self
+        if self.report_precision:
+            return_type = f"{return_type}, {PRECISION_FIELD} string"
 
         def apply(batches):  # type hints set below: pandas is not imported at module level
             return runner(batches)
@@ -519,4 +525,5 @@ __all__ = ["ShippedFile", "ModelSpec", "LoadedModel", "get_model", "clear_cache"
            "load_user_model", "preprocess_function", "get_derived", "predict_images",
            "decode_bytes",
            "decode_struct", "batch_items", "run_decoded", "BatchRunner", "image_batch",
+           "PRECISION_FIELD",
            "check_batch_size", "check_positive_int", "set_tf_threads", "MAX_CACHED_MODELS"]

@@ -25,7 +25,10 @@ cosine 0.997-0.998 of float32's (16 photo-like images), 0.9968 without the foldi
 difference is bfloat16's rounding, not the folding's.
 
 Models that cannot be cloned layer by layer (subclassed models, SavedModel folders)
-run in float32, and :func:`apply` says so: what ran is what is reported.
+run in float32, and :func:`apply` says so. What a result reports is what ran
+(:func:`report`): each task says the type its model ran in on a side column, and the job
+that computes the result reads it (``featurize``: the job counting the features;
+``predict``: the rows it shows), so there is no separate job asking the workers.
 """
 from __future__ import annotations
 
@@ -252,30 +255,6 @@ def with_precision(resolved: Any, precision: str) -> Any:
                                                                   precision=precision))
 
 
-def on_workers(spark: Any, precision: str, tasks: int = 0) -> Tuple[str, ...]:
-    """What *precision* is on the session's workers: itself, or for ``auto`` what the
-    workers decide, asked with one tiny Spark job (*tasks* tasks, default one per task
-    slot; each pins its GPU first, as a model task does). Works over Spark Connect."""
-    precision = check(precision)
-    if precision != AUTO:
-        return (precision,)
-    from .session import task_slots
-    n = int(tasks) or task_slots(spark)
-    rows = (spark.range(0, n, 1, n).mapInPandas(_decide_in_task, "precision string")
-            .distinct().collect())
-    return tuple(sorted(r[0] for r in rows))
-
-
-def _decide_in_task(batches: Any) -> Any:
-    import pandas as pd
-
-    from . import devices
-    devices.pin_task_gpus()
-    decided = resolve(AUTO)
-    for batch in batches:
-        yield pd.DataFrame({"precision": [decided] * len(batch)})
-
-
 #: The precision each named model last ran at in this session (what ``%dlmodels`` shows).
 last_run: Dict[str, str] = {}
 
@@ -285,6 +264,17 @@ def note_run(model_name: str, described: str) -> None:
     last_run[str(model_name)] = described
 
 
+def report(model_name: str, requested: str, ran: Sequence[str]) -> str:
+    """What a result says it ran in (:func:`describe`), remembered for ``%dlmodels``.
+
+    *ran*: the values of the side column the result's tasks filled (a
+    :class:`~sparkdl_magics.inference.BatchRunner` with ``report_precision``), read by
+    the job that computed the result: what the tasks used, never a separate probe."""
+    described = describe(requested, ran)
+    note_run(model_name, described)
+    return described
+
+
 __all__ = ["PRECISIONS", "FLOAT32", "BFLOAT16", "FLOAT16", "AUTO", "HardwareFacts", "check",
            "choose", "resolve", "cpu_flags", "local_facts", "layer_dtype", "apply", "describe",
-           "on_workers", "note_run", "last_run", "with_precision"]
+           "note_run", "report", "last_run", "with_precision"]

@@ -30,13 +30,15 @@ from . import defaults
 from . import precision as precisions
 from .errors import DataError, OptionError
 from .frames import image_column, images_frame
-from .inference import BatchRunner, check_batch_size, check_positive_int
+from .inference import PRECISION_FIELD, BatchRunner, check_batch_size, check_positive_int
 from .results import (CONTENT_COL, FEATURES_COL, IMAGE_COL, LABEL_NAME_COL,
                       LABEL_PROBABILITIES_COL, LABELS_COL, PATH_COL, PREDICT_ERROR_COL,
-                      PREDICTED_LABELS_COL, TOP_K_COL, TOP_LABEL_COL, TOP_PROBABILITY_COL,
-                      FineTunedModel, ImageSet, MultiLabelModel, Predictions)
+                      PREDICT_PRECISION_COL, PREDICTED_LABELS_COL, TOP_K_COL, TOP_LABEL_COL,
+                      TOP_PROBABILITY_COL, FineTunedModel, ImageSet, MultiLabelModel,
+                      Predictions)
 
 ERROR_COL = PREDICT_ERROR_COL
+PRECISION_COL = PREDICT_PRECISION_COL
 _TMP_COL = "__sparkdl_predict"
 
 #: One predicted class.
@@ -103,7 +105,8 @@ def decode_scores(scores: np.ndarray, k: int, labels: Optional[Sequence[str]] = 
 
 def image_udf(spec: Any, batch_size: int, output: str = "labels", top_k: int = defaults.TOP_K,
               labels: Optional[Sequence[str]] = None, threads: int = 1,
-              head: Optional[Any] = None, threshold: Optional[float] = None) -> Any:
+              head: Optional[Any] = None, threshold: Optional[float] = None,
+              report_precision: bool = False) -> Any:
     """A pandas UDF over an image column: bytes (``content``) *or* image structs.
 
     The input kind is seen per batch (a Series of bytes, or a DataFrame of struct
@@ -115,14 +118,18 @@ def image_udf(spec: Any, batch_size: int, output: str = "labels", top_k: int = d
     at least *threshold*: a multi-label model). Undecodable images give nulls. *head* (a
     :class:`sparkdl_magics.sql.LinearHead` or :class:`~sparkdl_magics.sql.LabelHeads`)
     turns the spec's features into class probabilities on the worker, for a fitted
-    classifier.
+    classifier. *report_precision* (``labels`` only: a struct): one field more, the type
+    each task's model ran in (see :class:`~sparkdl_magics.inference.BatchRunner`).
     """
     if output not in OUTPUT_TYPES:
         raise OptionError(f"unknown output {output!r} (valid: {', '.join(OUTPUT_TYPES)})")
+    if report_precision and output != "labels":
+        raise ValueError(f"report_precision needs the 'labels' output (a struct), not {output!r}")
     labels = list(labels) if labels is not None else None
     formatter = functools.partial(_format_scores, output=output, top_k=top_k, labels=labels,
                                   head=head, threshold=threshold)
-    return BatchRunner(spec, batch_size, formatter, threads=threads).udf(OUTPUT_TYPES[output])
+    return BatchRunner(spec, batch_size, formatter, threads=threads,
+                       report_precision=report_precision).udf(OUTPUT_TYPES[output])
 
 
 def _format_scores(items: Any, scores: List[Optional[np.ndarray]], errors: List[Optional[str]],
@@ -171,12 +178,28 @@ def preview_rows(result: Predictions, n: Optional[int] = None) -> pd.DataFrame:
         with work(result.df.sparkSession, f"predict: {result.model_name} on the first "
                   f"{todo:,} images", items=todo,
                   shuffled=result.stats.get("partitioning") == "repartition") as part:
-            result.rows = result.df.select(*cols).limit(int(n)).toPandas()
+            result.rows = read_rows(result, n, cols)
             if len(result.rows) < todo:  # fewer images than asked: all of them are done
                 part.items = len(result.rows)
                 if scope is not None:
                     scope.set_items(len(result.rows), unit="images", counted=True)
     return result.rows.head(n)
+
+
+def read_rows(result: Predictions, limit: Optional[int], cols: Optional[Sequence[str]] = None
+              ) -> pd.DataFrame:
+    """*limit* rows (None: all) of *result*'s *cols* (default: all) as pandas, one job.
+    Where the result reports its precision (``reporting_df``), ``stats['precision']``
+    becomes what the tasks that computed these rows ran in (see :class:`Predictions`)."""
+    reporting = result.reporting_df
+    cols = list(cols) if cols is not None else list(result.df.columns)
+    df = result.df.select(*cols) if reporting is None else reporting.select(*cols, PRECISION_COL)
+    rows = (df if limit is None else df.limit(int(limit))).toPandas()
+    if reporting is not None:
+        ran = rows.pop(PRECISION_COL).dropna().unique().tolist()
+        result.stats["precision"] = precisions.report(result.model_name,
+                                                      result.requested_precision, ran)
+    return rows
 
 
 def predict(images: Any, model: str = defaults.MODEL, weights: Optional[str] = defaults.WEIGHTS,
@@ -196,7 +219,9 @@ def predict(images: Any, model: str = defaults.MODEL, weights: Optional[str] = d
     (its size is known; a DataFrame keeps its partitions, to stay lazy), ``0`` keeps
     them, ``N`` repartitions to N (see :mod:`sparkdl_magics.partitioning`).
     *precision*: ``float32``, ``bfloat16``, ``float16`` or ``auto`` (see
-    :mod:`sparkdl_magics.precision`); ``stats['precision']`` says what runs.
+    :mod:`sparkdl_magics.precision`); ``stats['precision']`` says what the tasks that
+    computed the rows ran in, once rows are computed (``preview``, ``to_pandas``,
+    ``%%predict``), and the request until then.
     *model* may be a :class:`~sparkdl_magics.results.MultiLabelModel`: then each image
     gets its label set and one probability per label (:func:`label_sets`; *threshold*).
     """
@@ -223,19 +248,22 @@ def predict(images: Any, model: str = defaults.MODEL, weights: Optional[str] = d
         raise DataError(f"the images have no column {col!r} (columns: {', '.join(df.columns)})")
     resolved = resolve_classifier(model, weights, preprocess, unsafe, spark, precision)
     df, how = _spread(df, image_set, partitions, spark)
-    udf = image_udf(resolved.spec, batch_size, "labels", top_k, labels, task_cores(spark))
+    udf = image_udf(resolved.spec, batch_size, "labels", top_k, labels, task_cores(spark),
+                    report_precision=True)
     tmp = F.col(_TMP_COL)
     out = df.withColumn(_TMP_COL, udf(F.col(col)))
     out = (out.withColumn(TOP_LABEL_COL, tmp[TOP_K_COL][0]["label"])
               .withColumn(TOP_PROBABILITY_COL, tmp[TOP_K_COL][0]["probability"])
               .withColumn(TOP_K_COL, tmp[TOP_K_COL])
               .withColumn(ERROR_COL, tmp["error"])
+              .withColumn(PRECISION_COL, tmp[PRECISION_FIELD])
               .drop(_TMP_COL, *[c for c in (CONTENT_COL, IMAGE_COL, col) if c in df.columns]))
-    ran = precisions.describe(precision, precisions.on_workers(spark, precision))
-    precisions.note_run(resolved.model_name, ran)
-    return Predictions(out, resolved.model_name, resolved.weights, top_k, resolved.untrained,
-                       stats={"batch_size": batch_size, "partitioning": how, "precision": ran,
-                              **({"images": image_set.num_images} if image_set else {})})
+    return Predictions(out.drop(PRECISION_COL), resolved.model_name, resolved.weights, top_k,
+                       resolved.untrained,
+                       stats={"batch_size": batch_size, "partitioning": how,
+                              "precision": precision,  # the request, until rows are computed
+                              **({"images": image_set.num_images} if image_set else {})},
+                       reporting_df=out, requested_precision=precision)
 
 
 def _spread(df: Any, image_set: Optional[ImageSet], partitions: Optional[int], spark: Any
@@ -294,5 +322,6 @@ def resolve_classifier(model: str, weights: Optional[str], preprocess: Optional[
     return precisions.with_precision(resolved, precision)
 
 
-__all__ = ["predict", "label_sets", "preview_rows", "resolve_classifier", "image_udf", "imagenet_classes",
+__all__ = ["predict", "label_sets", "preview_rows", "read_rows", "resolve_classifier", "image_udf",
+           "imagenet_classes",
            "decode_scores", "top_k_indices", "class_names"]

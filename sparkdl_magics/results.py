@@ -53,8 +53,10 @@ TOP_K_COL = "predictions"
 FEATURIZE_ERROR_COL = "featurize_error"
 PREDICT_ERROR_COL = "predict_error"
 #: The number type the model ran in, per row, in the task that computed the features
-#: (``featurize`` reads it in its counting job, then drops it).
+#: (``featurize`` reads it in its counting job, then drops it) or the predictions
+#: (``Predictions`` reads it with the rows it computes; not in ``Predictions.df``).
 FEATURIZE_PRECISION_COL = "featurize_precision"
+PREDICT_PRECISION_COL = "predict_precision"
 
 
 def _stage(module: str) -> Any:
@@ -290,6 +292,12 @@ class Predictions(_Rendered):
     From a multi-label model (``threshold`` set, ``classes`` its labels), ``df`` has
     ``predicted_labels`` (each image's label set) and ``label_probabilities`` (one per
     label) instead of the top-K columns.
+
+    ``stats['precision']``: the precision asked for until rows are computed, then what
+    the tasks that computed them ran in (``auto -> float32`` for a model that cannot run
+    at a reduced type): :meth:`preview` and :meth:`to_pandas` read it from
+    ``reporting_df`` (``df`` plus ``predict_precision``, one value per row) in the job
+    that computes the rows.
     """
 
     df: Any
@@ -302,6 +310,8 @@ class Predictions(_Rendered):
     rows: Optional[Any] = None  # pandas: the first rows, once computed
     classes: Optional[List[str]] = None  # a multi-label model's labels
     threshold: Optional[float] = None  # a multi-label model's cut: label sets, not top-K
+    reporting_df: Optional[Any] = None  # df + the precision each row's task ran in
+    requested_precision: str = ""  # what was asked ("auto", ...): see stats['precision']
 
     @property
     def multi_label(self) -> bool:
@@ -313,8 +323,7 @@ class Predictions(_Rendered):
 
     def to_pandas(self, limit: Optional[int] = 1000) -> Any:
         """Rows as pandas (``limit`` rows; None for all — only for small results)."""
-        df = self.df if limit is None else self.df.limit(int(limit))
-        return df.toPandas()
+        return _stage("prediction").read_rows(self, limit)
 
     def preview(self, n: Optional[int] = None) -> Any:
         """The first *n* rows (default: ``show``) as pandas, computed once and kept."""

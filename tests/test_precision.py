@@ -399,3 +399,47 @@ def _check_reported_precision(spark, tmp_path, small_weights):
     assert "featurize_precision" not in fs.train.columns
     assert fs.train.count() == 6
     fs.train.unpersist()
+
+
+def test_predict_reports_the_precision_its_tasks_ran_in(spark, tmp_path):
+    _check_predicted_precision(spark, tmp_path)
+
+
+def test_predict_reports_the_precision_its_tasks_ran_in_over_connect(spark_connect, tmp_path):
+    _check_predicted_precision(spark_connect, tmp_path)
+
+
+def _check_predicted_precision(spark, tmp_path):
+    """``predict``'s ``stats['precision']`` comes from the tasks that computed its rows
+    (``preview`` and ``to_pandas`` read it), not from a job of its own: a subclassed
+    Keras model (exported as a SavedModel folder, the form in which one reaches the
+    workers) cannot be cloned at a reduced type, so ``auto`` runs it in float32 inside
+    the tasks and says float32 where this CPU would pick bfloat16; a functional model
+    says what the CPU picks. Before any row is computed the request is all it says.
+    ``%dlmodels`` (``last_run``) says the same; the side column is not in the result."""
+    import keras
+
+    from helpers import binary_images
+    from imagegen import write_labelled_folder
+    from sparkdl_magics.precision import HardwareFacts, choose, cpu_flags, last_run
+    from sparkdl_magics.prediction import predict
+    write_labelled_folder(tmp_path / "images", ["daisy"], 3)
+    images = binary_images(spark, tmp_path / "images")
+    saved, cnn = tmp_path / "saved", tmp_path / "cnn.keras"
+    _subclassed_net(keras).export(str(saved), verbose=False)
+    _cnn(keras, seed=6).save(str(cnn))
+
+    result = predict(images, model=str(saved), preprocess="unit", precision="auto", top_k=2)
+    assert result.stats["precision"] == "auto"  # nothing has run yet
+    rows = result.preview(3)
+    assert len(rows) == 3 and rows["predict_error"].isna().all()
+    assert result.stats["precision"] == "auto -> float32"
+    assert last_run[result.model_name] == "auto -> float32"
+    assert "predict_precision" not in set(result.df.columns) | set(rows.columns)
+
+    here = choose(HardwareFacts(cpu_flags()))
+    result = predict(images, model=str(cnn), preprocess="unit", precision="auto", top_k=2)
+    frame = result.to_pandas()
+    assert len(frame) == 3 and "predict_precision" not in frame.columns
+    assert result.stats["precision"] == f"auto -> {here}"
+    assert last_run[result.model_name] == f"auto -> {here}"
