@@ -184,7 +184,9 @@ def _check_network(net: NetworkSpec, resolved: Any, probe: Optional[Dict[str, An
 def _stage_input(train: Any, image_col: str, validation: Optional[float], seed: int,
                  workers: int) -> Any:
     """The train rows the tasks read: path, bytes, int label, validation flag; one
-    partition per worker."""
+    partition per worker, chosen by a hash of the path. Not round-robin: the order rows
+    arrive in after a shuffle varies from run to run, and with it which worker would
+    train on which image (and so the weights a seed gives)."""
     from pyspark.sql import functions as F
     if validation is None:
         held_out = F.lit(False)
@@ -194,7 +196,7 @@ def _stage_input(train: Any, image_col: str, validation: Optional[float], seed: 
     return (train.where(F.col(LABEL_COL).isNotNull())
             .select(F.col(PATH_COL), F.col(image_col).alias(CONTENT_COL),
                     F.col(LABEL_COL).cast("int").alias(LABEL_COL), held_out.alias("validation"))
-            .repartition(workers))
+            .repartition(workers, F.col(PATH_COL)))
 
 
 def _run_stage(spark: Any, frame: Any, plan: Any, workers: int, model_name: str,

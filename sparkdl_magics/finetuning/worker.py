@@ -99,9 +99,8 @@ class Trainer:
     Same seed, same weights: TensorFlow's op determinism is on; the head starts from the
     seed; each worker's rows are sorted by path, then shuffled by (seed, epoch, rank)
     and augmented by (seed, path, epoch); the all-reduce is a ring in rank order (a fixed
-    summation order). Not fixed here: which worker gets which image is Spark's
-    round-robin repartition of the train split, the same for the same input partitions
-    (same files, same session parallelism); with one worker the input order is irrelevant.
+    summation order); which worker trains on which image is a hash of its path (see
+    ``driver._stage_input``), not the order Spark delivers rows in.
     """
 
     def __init__(self, job: Dict[str, Any], strategy: Any, keras: Any, tf: Any, log: Log):
