@@ -216,11 +216,13 @@ def _log_exported(model: Any) -> None:
         here = os.path.dirname(os.path.abspath(__file__))
         decoding = os.path.join(folder, "sparkdl_imaging.py")  # its decoding rules
         shutil.copyfile(os.path.join(here, "imaging.py"), decoding)
-        mlflow.pyfunc.log_model(
-            name=EXPORTED_MODEL, python_model=os.path.join(here, "pyfunc_model.py"),
-            artifacts={"network": path, "info": os.path.join(folder, "model.json")},
-            code_paths=[decoding], signature=_image_signature(info["classes"]),
-            pip_requirements=_requirements(EXPORTED_MODEL_NEEDS))
+        with warnings.catch_warnings():  # its signature says what an example would
+            warnings.filterwarnings("ignore", message=".*input example was not provided")
+            mlflow.pyfunc.log_model(
+                name=EXPORTED_MODEL, python_model=os.path.join(here, "pyfunc_model.py"),
+                artifacts={"network": path, "info": os.path.join(folder, "model.json")},
+                code_paths=[decoding], signature=_image_signature(info["classes"]),
+                pip_requirements=_requirements(EXPORTED_MODEL_NEEDS))
 
 
 #: The run's exported network as an MLflow model (``runs:/<run id>/keras_model``).
