@@ -266,20 +266,30 @@ def log_finetune(model: Any, track: Optional[bool] = None) -> Optional[str]:
     params = {"backbone": model.model_name, "preprocess": model.preprocess,
               "input_size": list(model.input_size), "workers": model.workers,
               "unfreeze": model.unfreeze, "head": list(model.head),
-              "epochs": 0 if model.history is None else len(model.history),
+              "epochs": _epochs_trained(model.history),
               **_image_params(model.images, model.classes)}
     with mlflow.start_run(run_name="finetune") as run:
         mlflow.log_params(_flat(params))
         mlflow.set_tag("sparkdl_magics.stage", "finetune")
         if model.history is not None:
-            for epoch, row in model.history.reset_index(drop=True).iterrows():
+            for i, row in model.history.reset_index(drop=True).iterrows():
+                step = int(row["epoch"]) if _is_number(row.get("epoch")) else int(i)
                 mlflow.log_metrics({k: float(v) for k, v in row.items()
-                                    if v is not None and _is_number(v)}, step=int(epoch))
+                                    if k != "epoch" and _is_number(v)}, step=step)
         if model.model_file and os.path.exists(model.model_file):
             mlflow.log_artifact(model.model_file, artifact_path="finetuned")
         _log_exported(model)
     model.run_id = run.info.run_id
     return model.run_id
+
+
+def _epochs_trained(history: Any) -> int:
+    """Epochs run (epoch 0, the model before training, is not one)."""
+    if history is None or not len(history):
+        return 0
+    if "epoch" in history:
+        return int(history["epoch"].max())
+    return len(history)
 
 
 def _is_number(value: Any) -> bool:

@@ -195,3 +195,35 @@ def test_logged_network_predicts_spark_probabilities_from_image_bytes_without_sp
     assert diff <= 1e-5
     artifacts = sorted(a.path for a in MlflowClient(tracked.url).list_artifacts(model.run_id))
     print("artifacts:", artifacts)
+
+
+@pytest.mark.slow
+def test_finetune_logs_each_epoch_as_a_metric_step(spark, tracked, image_folder, tmp_path):
+    """Per-epoch loss and validation metrics read back as metric steps (the epoch), the
+    options as params, the trained file and the network as a pyfunc model."""
+    from mlflow.tracking import MlflowClient
+    from sparkdl_magics import load_images
+    from sparkdl_magics.finetuning import finetune
+    backbone = small_cnn_file(tmp_path / "backbone.keras")
+    images = load_images(str(image_folder), split=0.75, seed=1, spark=spark)
+    model = finetune(images, model=str(backbone), epochs=2, workers=1, validation=0.3,
+                     preprocess="unit", unfreeze="all", batch_size=8, head_epochs=0,
+                     seed=7, spark=spark)
+    assert model.run_id
+    client = MlflowClient(tracked.url)
+    history = model.history.reset_index(drop=True)
+    assert len(history) >= 2
+    for key in ("loss", "val_loss", "val_accuracy"):
+        known = history[history[key].notna()]  # epoch 0 (before training): no loss
+        logged = sorted(client.get_metric_history(model.run_id, key), key=lambda m: m.step)
+        assert len(known) >= 2 and [m.step for m in logged] == known["epoch"].tolist(), key
+        assert [m.value for m in logged] == pytest.approx(known[key].tolist()), key
+    run = client.get_run(model.run_id)
+    print("\nfinetune params:", dict(sorted(run.data.params.items())))
+    assert run.data.params["epochs"] == "2"  # trained; epoch 0 is the start
+    assert "epoch" not in run.data.metrics  # the step, not a metric
+    assert run.data.params["unfreeze"] == str(model.unfreeze)
+    assert run.data.tags["sparkdl_magics.stage"] == "finetune"
+    assert [a.path for a in client.list_artifacts(model.run_id, "finetuned")]
+    info = mlflow.models.get_model_info(f"runs:/{model.run_id}/keras_model")
+    assert [c.name for c in info.signature.outputs.inputs] == list(model.classes)
