@@ -11,8 +11,9 @@ mlflow is never imported and nothing is written (no ``mlruns/`` or ``mlflow.db``
 A fit logs one run: the backbone, its weights and precision, the feature size, the
 classifier and its params, the image set (source, classes, counts per split), a grid as
 one nested run per point with its tuning score (the chosen one tagged), the pipeline as
-an MLflow Spark model (classic sessions) and the exported Keras network (the
-``keras_model`` artifact: images in, probabilities out, no Spark needed) where the
+an MLflow Spark model (classic sessions) and the exported Keras network as an MLflow
+pyfunc model (``keras_model``: a pandas column of encoded image files in, class
+probabilities out, loaded without Spark: :mod:`sparkdl_magics.pyfunc_model`) where the
 classifier can be exported. A fine-tune logs its per-epoch history as metric steps and
 its ``.keras`` file. An evaluation logs its metrics on the model's run (prefixed with the
 data's name when it is not the model's own test split), the confusion matrix and the
@@ -25,6 +26,7 @@ import contextlib
 import io
 import json
 import os
+import shutil
 import sys
 import tempfile
 import warnings
@@ -187,15 +189,19 @@ def _log_spark_model(model: Any) -> None:
         out = model.pipeline_model.transform(example).select(PREDICTION_NAME_COL)
         signature = infer_signature(example.toPandas(), out.toPandas())
     import mlflow.spark
+    # Requirements given: inferring them reloads the model in a new Spark (a minute)
     mlflow.spark.log_model(model.pipeline_model, artifact_path="spark_model",
-                           signature=signature)
+                           signature=signature,
+                           pip_requirements=_requirements(SPARK_MODEL_NEEDS))
 
 
 def _log_exported(model: Any) -> None:
-    """The exported Keras network (needs no Spark), when the classifier is layers."""
+    """The exported Keras network as an MLflow pyfunc model (``keras_model``): encoded
+    image files in, class probabilities out, loaded without Spark (see
+    :mod:`sparkdl_magics.pyfunc_model`); when the classifier is layers."""
     import mlflow
     from .errors import DataError
-    from .export import network
+    from .export import describe, network
     try:
         net = network(model)
     except DataError as exc:
@@ -204,10 +210,49 @@ def _log_exported(model: Any) -> None:
     with tempfile.TemporaryDirectory(prefix="sparkdl-export-") as folder:
         path = os.path.join(folder, "model.keras")
         net.save(path)
-        from .export import describe
+        info = describe(model, net)
         with open(os.path.join(folder, "model.json"), "w") as out:
-            json.dump(describe(model, net), out, indent=1)
-        mlflow.log_artifacts(folder, artifact_path="keras_model")
+            json.dump(info, out, indent=1)
+        here = os.path.dirname(os.path.abspath(__file__))
+        decoding = os.path.join(folder, "sparkdl_imaging.py")  # its decoding rules
+        shutil.copyfile(os.path.join(here, "imaging.py"), decoding)
+        with warnings.catch_warnings():  # its signature says what an example would
+            warnings.filterwarnings("ignore", message=".*input example was not provided")
+            mlflow.pyfunc.log_model(
+                name=EXPORTED_MODEL, python_model=os.path.join(here, "pyfunc_model.py"),
+                artifacts={"network": path, "info": os.path.join(folder, "model.json")},
+                code_paths=[decoding], signature=_image_signature(info["classes"]),
+                pip_requirements=_requirements(EXPORTED_MODEL_NEEDS))
+
+
+#: The run's exported network as an MLflow model (``runs:/<run id>/keras_model``).
+EXPORTED_MODEL = "keras_model"
+
+
+def _image_signature(classes: Any) -> Any:
+    """Encoded image files in (column ``image``), one float column per class out."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, DataType, Schema
+    return ModelSignature(inputs=Schema([ColSpec(DataType.binary, "image")]),
+                          outputs=Schema([ColSpec(DataType.double, str(c))
+                                          for c in classes]))
+
+
+#: What each logged model needs where it is loaded (pinned to the versions used here).
+SPARK_MODEL_NEEDS = ("mlflow", "pyspark", "sparkdl_magics")
+EXPORTED_MODEL_NEEDS = ("mlflow", "keras", "tensorflow", "pillow", "numpy", "pandas")
+
+
+def _requirements(names: Any) -> Any:
+    """``name==version`` for each of *names* installed here."""
+    from importlib import metadata
+    out = []
+    for name in names:
+        try:
+            out.append(f"{name}=={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            continue  # e.g. another Keras backend than TensorFlow
+    return out
 
 
 # --------------------------------------------------------------------------- finetune
@@ -221,20 +266,30 @@ def log_finetune(model: Any, track: Optional[bool] = None) -> Optional[str]:
     params = {"backbone": model.model_name, "preprocess": model.preprocess,
               "input_size": list(model.input_size), "workers": model.workers,
               "unfreeze": model.unfreeze, "head": list(model.head),
-              "epochs": 0 if model.history is None else len(model.history),
+              "epochs": _epochs_trained(model.history),
               **_image_params(model.images, model.classes)}
     with mlflow.start_run(run_name="finetune") as run:
         mlflow.log_params(_flat(params))
         mlflow.set_tag("sparkdl_magics.stage", "finetune")
         if model.history is not None:
-            for epoch, row in model.history.reset_index(drop=True).iterrows():
+            for i, row in model.history.reset_index(drop=True).iterrows():
+                step = int(row["epoch"]) if _is_number(row.get("epoch")) else int(i)
                 mlflow.log_metrics({k: float(v) for k, v in row.items()
-                                    if v is not None and _is_number(v)}, step=int(epoch))
+                                    if k != "epoch" and _is_number(v)}, step=step)
         if model.model_file and os.path.exists(model.model_file):
             mlflow.log_artifact(model.model_file, artifact_path="finetuned")
         _log_exported(model)
     model.run_id = run.info.run_id
     return model.run_id
+
+
+def _epochs_trained(history: Any) -> int:
+    """Epochs run (epoch 0, the model before training, is not one)."""
+    if history is None or not len(history):
+        return 0
+    if "epoch" in history:
+        return int(history["epoch"].max())
+    return len(history)
 
 
 def _is_number(value: Any) -> bool:

@@ -195,6 +195,20 @@ def image_set_of(train, test=None, classes=(), validation=None):
                     classes=list(classes), invalid=None, counts=None)
 
 
+def small_cnn_file(path: Path, size: int = 32) -> Path:
+    """A small seeded CNN saved as a Keras file, whose pooled output is the feature
+    vector (8 values): a backbone the export and tracking tests build in a second."""
+    import keras
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input((size, size, 3))
+    x = keras.layers.Conv2D(8, 3, activation="relu")(inputs)
+    x = keras.layers.Conv2D(8, 3, strides=2, activation="tanh")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(3, activation="softmax")(x)
+    keras.Model(inputs, outputs).save(path)
+    return path
+
+
 def shapes_cnn(seed: int, size: int = 64):
     """A 4-conv CNN for the shape images, global average pooling, one sigmoid a shape."""
     import keras

@@ -20,7 +20,7 @@ import pytest
 
 from sparkdl_magics import featurize, fit, load_images
 from sparkdl_magics.errors import DataError, OptionError
-from helpers import local_path
+from helpers import local_path, small_cnn_file
 
 SIZE = 32
 TOLERANCE = 1e-5
@@ -43,16 +43,7 @@ CASES = {
 @pytest.fixture(scope="module")
 def backbone(tmp_path_factory) -> Path:
     """A small CNN file whose pooled output is the feature vector (8 values)."""
-    import keras
-    keras.utils.set_random_seed(3)
-    inputs = keras.Input((SIZE, SIZE, 3))
-    x = keras.layers.Conv2D(8, 3, activation="relu")(inputs)
-    x = keras.layers.Conv2D(8, 3, strides=2, activation="tanh")(x)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    outputs = keras.layers.Dense(3, activation="softmax")(x)
-    path = tmp_path_factory.mktemp("backbone") / "backbone.keras"
-    keras.Model(inputs, outputs).save(path)
-    return path
+    return small_cnn_file(tmp_path_factory.mktemp("backbone") / "backbone.keras", SIZE)
 
 
 @pytest.fixture(scope="module")

@@ -4,18 +4,22 @@ The server is ``mlflow server`` with a SQLite store and a local artifact folder,
 by the tests and stopped at the end (also when they fail). Runs are read back with
 ``MlflowClient``; the logged Spark model is loaded with ``mlflow.spark.load_model`` and
 must predict what the fitted model predicts. Without a tracking URI nothing is logged and
-no file appears in the working folder.
+no file appears in the working folder. The exported network, logged as an MLflow pyfunc
+model, is loaded in a fresh process that never imports Spark (nor this package) and must
+give the Spark pipeline's probabilities on encoded image files.
 """
 from __future__ import annotations
 
 import atexit
+import json
 import subprocess
 import sys
+import textwrap
 
 import numpy as np
 import pytest
 
-from helpers import blobs
+from helpers import blobs, local_path, small_cnn_file
 
 mlflow = pytest.importorskip("mlflow")
 
@@ -134,3 +138,92 @@ def test_magic_option_and_switch_override_the_uri(spark, tracked, ip, capsys):
     assert f"run {ip.user_ns['clf3'].run_id}" in out
     assert out.count("MLflow: experiment") == 1
     assert "View run" not in out  # MLflow's own two lines are not added to ours
+
+
+def test_logged_network_predicts_spark_probabilities_from_image_bytes_without_spark(
+        spark, tracked, image_folder, tmp_path):
+    """A fit on real images (a small CNN file as the backbone) logs ``keras_model``; a
+    new process loads it with ``mlflow.pyfunc.load_model`` and predicts on a pandas
+    frame of the test images' file bytes: Spark's probabilities within 1e-5."""
+    from mlflow.tracking import MlflowClient
+    from sparkdl_magics import featurize, fit, load_images
+    backbone = small_cnn_file(tmp_path / "backbone.keras")
+    images = load_images(str(image_folder), split=0.75, seed=1, spark=spark)
+    model = fit(featurize(images, model=str(backbone), preprocess="caffe"), maxIter=30,
+                regParam=0.01, seed=5)
+    assert model.run_id
+    spark_out = {local_path(r["path"]): r["probability"].toArray().tolist()
+                 for r in model.transform(images.test).select("path", "probability")
+                 .collect()}
+    uri = f"runs:/{model.run_id}/keras_model"
+    info = mlflow.models.get_model_info(uri)
+    assert [c.name for c in info.signature.inputs.inputs] == ["image"]
+    assert [c.name for c in info.signature.outputs.inputs] == list(model.classes)
+    request = tmp_path / "request.json"
+    request.write_text(json.dumps({"uri": uri, "images": list(spark_out)}))
+    script = textwrap.dedent("""
+        import importlib.abc, json, sys
+        from pathlib import Path
+
+        class NotInstalled(importlib.abc.MetaPathFinder):
+            \"\"\"As where the model is served: no Spark, no sparkdl_magics (MLflow
+            itself imports pyspark where it is installed, only to probe for it).\"\"\"
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in ("pyspark", "py4j", "sparkdl_magics"):
+                    raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+        sys.meta_path.insert(0, NotInstalled())
+        import mlflow.pyfunc, pandas as pd
+        job = json.loads(Path(sys.argv[1]).read_text())
+        frame = pd.DataFrame({"image": [Path(p).read_bytes() for p in job["images"]]})
+        out = mlflow.pyfunc.load_model(job["uri"]).predict(frame)
+        assert not [m for m in sys.modules
+                    if m.split(".")[0] in ("pyspark", "py4j", "sparkdl_magics")]
+        print(json.dumps({"columns": list(out.columns), "values": out.values.tolist()}))
+    """)
+    done = subprocess.run([sys.executable, "-c", script, str(request)], capture_output=True,
+                          text=True, timeout=600, cwd=str(tmp_path))
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["columns"] == list(model.classes)
+    ours = np.array(result["values"])
+    theirs = np.array(list(spark_out.values()))
+    assert ours.shape == theirs.shape == (len(spark_out), len(model.classes))
+    assert len(spark_out) >= 6
+    diff = float(np.abs(ours - theirs).max())
+    print(f"\npyfunc keras_model vs Spark: max abs probability difference {diff:.3g}")
+    assert diff <= 1e-5
+    artifacts = sorted(a.path for a in MlflowClient(tracked.url).list_artifacts(model.run_id))
+    print("artifacts:", artifacts)
+
+
+@pytest.mark.slow
+def test_finetune_logs_each_epoch_as_a_metric_step(spark, tracked, image_folder, tmp_path):
+    """Per-epoch loss and validation metrics read back as metric steps (the epoch), the
+    options as params, the trained file and the network as a pyfunc model."""
+    from mlflow.tracking import MlflowClient
+    from sparkdl_magics import load_images
+    from sparkdl_magics.finetuning import finetune
+    backbone = small_cnn_file(tmp_path / "backbone.keras")
+    images = load_images(str(image_folder), split=0.75, seed=1, spark=spark)
+    model = finetune(images, model=str(backbone), epochs=2, workers=1, validation=0.3,
+                     preprocess="unit", unfreeze="all", batch_size=8, head_epochs=0,
+                     seed=7, spark=spark)
+    assert model.run_id
+    client = MlflowClient(tracked.url)
+    history = model.history.reset_index(drop=True)
+    assert len(history) >= 2
+    for key in ("loss", "val_loss", "val_accuracy"):
+        known = history[history[key].notna()]  # epoch 0 (before training): no loss
+        logged = sorted(client.get_metric_history(model.run_id, key), key=lambda m: m.step)
+        assert len(known) >= 2 and [m.step for m in logged] == known["epoch"].tolist(), key
+        assert [m.value for m in logged] == pytest.approx(known[key].tolist()), key
+    run = client.get_run(model.run_id)
+    print("\nfinetune params:", dict(sorted(run.data.params.items())))
+    assert run.data.params["epochs"] == "2"  # trained; epoch 0 is the start
+    assert "epoch" not in run.data.metrics  # the step, not a metric
+    assert run.data.params["unfreeze"] == str(model.unfreeze)
+    assert run.data.tags["sparkdl_magics.stage"] == "finetune"
+    assert [a.path for a in client.list_artifacts(model.run_id, "finetuned")]
+    info = mlflow.models.get_model_info(f"runs:/{model.run_id}/keras_model")
+    assert [c.name for c in info.signature.outputs.inputs] == list(model.classes)
