@@ -20,7 +20,8 @@ and is saved as a ``.keras`` features model (pooled output). The benchmark set i
 - plain Keras in this process: the backbone + a new softmax head, every layer training,
   ``--epochs`` of Adam 1e-3, batch ``--batch-size`` x workers, no Spark.
 
-Printed per setup: test accuracy, images/s per worker (fine-tuning: the workers' own
+Two runs with the same ``--workdir`` (the images' paths pick each worker's share and the
+validation split) and seed print the same weights checksums. Printed per setup: test accuracy, images/s per worker (fine-tuning: the workers' own
 per-epoch timing, decode + steps, median after the first epoch; Keras: train images x
 epochs / fit seconds, one process), and wall seconds. The machine may be shared: compare
 the figures of one run with each other, not with another run's.
@@ -30,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -121,12 +123,19 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--json", default=None, help="also write the figures here")
+    parser.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(),
+                                                          "sparkdl_bench_finetune"),
+                        help="images and backbone are written here (emptied first)")
     args = parser.parse_args()
 
     from sparkdl_magics import evaluate, featurize, fit, load_images, session
     from sparkdl_magics.datasets import write_digits
     from sparkdl_magics.finetuning import finetune
-    work = tempfile.mkdtemp(prefix="sparkdl-bench-finetune-")
+    # a fixed folder: the images' paths choose each worker's share and the validation
+    # split, so two runs compare (same checksums) only on the same paths
+    work = args.workdir
+    shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(work)
     folder = os.path.join(work, "digits")
     write_digits(folder, per_class=args.per_class, size=args.size)
     backbone = os.path.join(work, "digits0-4_features.keras")
