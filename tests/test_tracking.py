@@ -227,3 +227,27 @@ def test_finetune_logs_each_epoch_as_a_metric_step(spark, tracked, image_folder,
     assert [a.path for a in client.list_artifacts(model.run_id, "finetuned")]
     info = mlflow.models.get_model_info(f"runs:/{model.run_id}/keras_model")
     assert [c.name for c in info.signature.outputs.inputs] == list(model.classes)
+
+
+@pytest.mark.parametrize("spark_connect", ["connect"], indirect=True)
+def test_a_fit_over_spark_connect_is_logged_and_says_why_no_spark_model(
+        spark_connect, tracked, image_folder, tmp_path):
+    """Over Spark Connect the run holds the parameters, the evaluation's metrics and the
+    exported network (a pyfunc model); MLflow's Spark flavour needs a classic session,
+    so the run says so in one tag instead of a Spark model."""
+    from mlflow.tracking import MlflowClient
+    from sparkdl_magics import evaluate, featurize, fit, load_images
+    backbone = small_cnn_file(tmp_path / "backbone.keras")
+    images = load_images(str(image_folder), split=0.75, seed=1, spark=spark_connect)
+    model = fit(featurize(images, model=str(backbone), preprocess="caffe"), maxIter=20,
+                regParam=0.01, seed=5)
+    evaluation = evaluate(model)
+    assert model.run_id and evaluation.run_id == model.run_id
+    run = MlflowClient(tracked.url).get_run(model.run_id)
+    assert run.data.params["classifier"] == "logistic_regression"
+    assert run.data.metrics["accuracy"] == pytest.approx(evaluation.metrics["accuracy"])
+    assert "classic" in run.data.tags["spark_model"] and "\n" not in run.data.tags["spark_model"]
+    artifacts = [a.path for a in MlflowClient(tracked.url).list_artifacts(model.run_id)]
+    assert "spark_model" not in artifacts
+    info = mlflow.models.get_model_info(f"runs:/{model.run_id}/keras_model")
+    assert [c.name for c in info.signature.outputs.inputs] == list(model.classes)
