@@ -307,9 +307,18 @@ def test_a_hidden_layer_head_warms_up_by_epochs_until_validation_stops_improving
     best = warm["val_loss"].min()
     # stopped FINETUNE_HEAD_PATIENCE epochs after its best (or at the cap)
     assert len(warm) - int(warm["val_loss"].idxmin()) - 1 == 5
-    # epoch 0 is the warmed-up head (its best epoch), kept when fine-tuning only hurts
-    assert model.history["val_loss"].iloc[0] == pytest.approx(best, rel=1e-4)
-    assert model.best_epoch == 0 and model.params["validation"] == 0.2
+    # epoch 0 is the warmed-up head (its best epoch); the kept epoch is the best of all,
+    # epoch 0 included. Which one that is depends on the validation split (seeded by path,
+    # so on the temporary folder): a wrecked network predicting the class priors can beat
+    # a barely-learnt hidden-layer head on 5 images. The linear-head tests above show
+    # epoch 0 kept where the probe is clearly better.
+    history = model.history
+    assert history["val_loss"].iloc[0] == pytest.approx(best, rel=1e-4)
+    assert model.best_epoch == int(history.loc[history["val_loss"].idxmin(), "epoch"])
+    sums = model.checksums
+    kept = sums[(sums["kind"] == "epoch") & (sums["epoch"] == model.best_epoch)]
+    assert set(kept["checksum"]) == {model.checksum}  # the result holds that epoch's weights
+    assert model.params["validation"] == 0.2
 
 
 def test_a_head_from_another_backbone_or_a_non_regression_is_one_line(probe, tmp_path):
