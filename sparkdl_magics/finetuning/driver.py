@@ -184,9 +184,10 @@ def _check_network(net: NetworkSpec, resolved: Any, probe: Optional[Dict[str, An
 def _stage_input(train: Any, image_col: str, validation: Optional[float], seed: int,
                  workers: int) -> Any:
     """The train rows the tasks read: path, bytes, int label, validation flag; one
-    partition per worker, chosen by a hash of the path. Not round-robin: the order rows
-    arrive in after a shuffle varies from run to run, and with it which worker would
-    train on which image (and so the weights a seed gives)."""
+    partition per worker, chosen by a hash of the path, so each worker's share (and so
+    the weights a seed gives) depends on the paths alone, not on how the input happens
+    to be partitioned. The validation flag is a seeded hash of the full path too: the
+    same folder moved elsewhere gives another split."""
     from pyspark.sql import functions as F
     if validation is None:
         held_out = F.lit(False)

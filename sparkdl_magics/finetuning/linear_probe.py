@@ -33,9 +33,10 @@ def fit_linear_probe(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray
     scaler.scale_[scaler.scale_ == 0] = 1.0  # a constant feature: zero coefficient
     chosen: Dict[str, Any] = {"C": 1.0, "val_loss": None, "val_accuracy": None}
     if len(y_val) and len(np.unique(y_train)) > 1:
+        z_train, z_val = scaler.transform(x_train), scaler.transform(x_val)
         for c in grid:
-            clf = _regression(scaler.transform(x_train), y_train, c, seed)
-            probs = _probabilities(clf, scaler.transform(x_val), num_classes)
+            clf = _regression(z_train, y_train, c, seed)
+            probs = _probabilities(clf, z_val, num_classes)
             p = np.clip(probs[np.arange(len(y_val)), y_val], 1e-12, 1.0)
             loss = float(-np.log(p).mean())
             if chosen["val_loss"] is None or loss < chosen["val_loss"] - 1e-9:

@@ -100,7 +100,9 @@ class Trainer:
     seed; each worker's rows are sorted by path, then shuffled by (seed, epoch, rank)
     and augmented by (seed, path, epoch); the all-reduce is a ring in rank order (a fixed
     summation order); which worker trains on which image is a hash of its path (see
-    ``driver._stage_input``), not the order Spark delivers rows in.
+    ``driver._stage_input``), so it does not depend on the input's partitioning. The
+    paths are part of the data: the same images under another folder give another
+    split and share.
     """
 
     def __init__(self, job: Dict[str, Any], strategy: Any, keras: Any, tf: Any, log: Log):
@@ -310,7 +312,6 @@ class Trainer:
         x_val, y_val = self._gather(*self._features(self.val))
         classes = self.spec.num_classes
         width = x_train.shape[1]
-        fitted = None
         mine = np.zeros(width * classes + classes + 3, np.float64)
         if self.rank == 0:
             fitted = fit_linear_probe(x_train, y_train, x_val, y_val, classes, self.seed)
