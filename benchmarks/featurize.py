@@ -1,13 +1,21 @@
 """Benchmark: plain Keras in one process vs the Spark featurize path, same images/cores.
 
     python benchmarks/featurize.py --model ResNet50 --images 300 --cores 2
+    python benchmarks/featurize.py --size 500x375,1024x768,4032x3024 --images 300,200,48 \
+        --digits-per-class 0 --memory-images ''
     python benchmarks/featurize.py --memory-images 1000,10000 --memory-model MobileNetV3Small
 
-In one run, on the same images and cores, it prints images/s and the ratio to the
-model-only float32 ceiling for: the model alone on pre-decoded batches (the package's
-traced ``tf.function``, the ceiling) at each precision, plain Keras decode +
-``model.predict`` (float32), and the Spark path (``featurize()``) at each precision of
-``--precisions`` (default float32 and bfloat16, plus float16 where a GPU is visible).
+For each photo size of ``--size`` (generated photo-like JPEGs at quality 90, the
+``--images`` count for that size), on the same images and cores, it prints: decoding
+alone on one thread (the package's decode to the model's input size, JPEG draft mode
+included, and a full decode + resize without draft mode, images/s per core) with the
+per-image cosine of the model's float32 features between the two; then images/s and the
+ratio to the model-only ceiling *of the same precision* for: the model alone on
+pre-decoded batches (the package's traced ``tf.function``, the ceiling) at each
+precision, plain Keras decode + ``model.predict`` (float32), and the Spark path
+(``featurize()``) at each precision of ``--precisions`` (default float32 and bfloat16,
+plus float16 where a GPU is visible), and the Spark path's ratio to decoding alone on
+all cores (the bound on big photos).
 Then the quality of reduced precision: the per-image cosine between its features and
 float32's (same images), and the test accuracy of a logistic regression (scikit-learn,
 same seeded split) on the digits (``datasets.write_digits``) featurized at each
@@ -54,6 +62,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def write_jpegs(folder: str, count: int, size=(500, 375)) -> None:
+    """*count* photo-like JPEGs (a smooth colour field plus sensor-like noise, quality 90,
+    so each costs a camera photo's decode time), written once per folder."""
     from PIL import Image
     os.makedirs(folder, exist_ok=True)
     rng = np.random.default_rng(0)
@@ -91,11 +101,35 @@ def timed(run):
     return times
 # the ceiling: the model alone (the package's traced tf.function) on pre-decoded batches,
 # the precisions' timed runs alternating (same machine load for each)
-decoded = {{p: imaging.decode_array(open(p, 'rb').read(), spec.input_size) for p in files}}
+# decoding alone, one thread: the package's decode (JPEG draft mode) and a full decode
+import io
+from PIL import Image
+raw = {{p: open(p, 'rb').read() for p in files}}
+def full_decode(data):
+    image = Image.open(io.BytesIO(data)); image.load()
+    return np.asarray(image.convert("RGB").resize(tuple(spec.input_size), imaging.RESAMPLE))
+decoders = {{"draft": lambda data: imaging.decode_array(data, spec.input_size),
+             "full": full_decode}}
+decode_runs = {{name: [] for name in decoders}}
+for _ in range({repeat}):
+    for name, fn in decoders.items():
+        t = time.perf_counter()
+        for p in files:
+            fn(raw[p])
+        decode_runs[name].append(time.perf_counter() - t)
+decoded = {{p: imaging.decode_array(raw[p], spec.input_size) for p in files}}
 models = {{p: build(dataclasses.replace(spec, precision=p)) for p in {precisions!r}}}
-def model_only(loaded, paths):
+def model_only(loaded, paths, arrays=decoded):
+    out = []
     for i in range(0, len(paths), {batch}):
-        loaded.predict(np.stack([decoded[p] for p in paths[i:i + {batch}]]))
+        out.append(loaded.predict(np.stack([arrays[p] for p in paths[i:i + {batch}]])))
+    return np.concatenate(out).astype(np.float64)
+# what draft mode does to the features: float32, draft vs full decoding
+fulls = {{p: full_decode(raw[p]) for p in files}}
+a, b = model_only(models["float32"], files), model_only(models["float32"], files, fulls)
+draft_cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+draft_pixels = max(float(np.abs(decoded[p].astype(int) - fulls[p]).mean()) for p in files)
+del raw, fulls
 ceiling = {{p: {{"ran": loaded.precision, "runs": []}} for p, loaded in models.items()}}
 for loaded in models.values():
     model_only(loaded, files[:{batch}])  # warm-up (graph tracing)
@@ -112,6 +146,9 @@ def plain(paths):
                           for p in paths[i:i + {batch}]])
         model.predict(batch, verbose=0)
 print(json.dumps({{"images": len(files), "runs": timed(plain), "ceiling": ceiling,
+                  "decode": decode_runs, "draft_cosine": [float(draft_cos.min()),
+                                                          float(np.median(draft_cos))],
+                  "draft_pixels": draft_pixels,
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
 """
 
@@ -127,6 +164,8 @@ def plain_keras(folder, model, weights, cores, batch, repeat, precisions=("float
     result = with_median_rate(json.loads(out.stdout.strip().splitlines()[-1]))
     for name, ceiling in result["ceiling"].items():
         result["ceiling"][name] = with_median_rate({"images": result["images"], **ceiling})
+    result["decode"] = {name: with_median_rate({"images": result["images"], "runs": runs})
+                        for name, runs in result["decode"].items()}
     return result
 
 
@@ -239,13 +278,62 @@ def fmt(runs):
     return ", ".join(f"{t:.2f}" for t in runs)
 
 
+def one_size(spark, folder, args, weights, precisions):
+    """Decode alone, the model-only ceilings, plain Keras and the Spark path on one
+    folder of photos, each as images/s and its ratio to the ceiling of its precision."""
+    plain = plain_keras(folder, args.model, weights, args.cores, args.batch_size, args.repeat,
+                        precisions)
+    ceiling = plain["ceiling"]
+
+    def line(what, result, precision="float32", note=""):
+        rate = result["images_per_s"]
+        top = ceiling[precision]["images_per_s"]
+        print(f"  {what:<30} {rate:7.2f} images/s  {rate / top:5.2f}x {precision} ceiling  "
+              f"(runs {fmt(result['runs'])} s{note})", flush=True)
+
+    decode = plain["decode"]
+    for name, what in (("draft", "decode alone (package)"), ("full", "decode alone (full)")):
+        print(f"  {what:<30} {decode[name]['images_per_s']:7.2f} images/s per core "
+              f"(runs {fmt(decode[name]['runs'])} s)", flush=True)
+    cos_min, cos_median = plain["draft_cosine"]
+    print(f"  draft vs full decoding: float32 features per-image cosine min {cos_min:.6f}, "
+          f"median {cos_median:.6f}; worst image's mean pixel difference "
+          f"{plain['draft_pixels']:.2f} of 255", flush=True)
+    for precision, result in ceiling.items():
+        line(f"model only, {precision}", result, precision, f"; ran {result['ran']}")
+    line("plain Keras decode+predict", plain, "float32",
+         f"; peak RSS {plain['peak_rss_mb']:.0f} MB")
+    with PeakRSS() as peaks:
+        spark_runs = spark_paths(spark, folder, args.model, weights, args.batch_size,
+                                 args.repeat, precisions, keep_features=True)
+    decode_all = decode["draft"]["images_per_s"] * args.cores
+    for precision, sp in spark_runs.items():
+        line(f"Spark path, {precision}", sp, precision,
+             f"; {sp['images_per_s'] / decode_all:.2f}x decode alone on {args.cores} cores; "
+             f"{sp['partitions']} partitions; ran {sp['precision']}")
+    base = spark_runs["float32"]
+    print(f"  Spark float32 / plain Keras: "
+          f"{base['images_per_s'] / plain['images_per_s']:.2f}x")
+    for precision in precisions[1:]:
+        sp = spark_runs[precision]
+        cos = cosines(base["features"], sp["features"])
+        print(f"  Spark {precision} / Spark float32: "
+              f"{sp['images_per_s'] / base['images_per_s']:.2f}x (model only: "
+              f"{ceiling[precision]['images_per_s'] / ceiling['float32']['images_per_s']:.2f}x);"
+              f" per-image cosine vs float32: min {cos.min():.6f}, median "
+              f"{np.median(cos):.6f} ({len(cos)} images)")
+    print(f"  peak RSS (local[{args.cores}]: the driver JVM is the executor too): "
+          f"{peaks.summary()}", flush=True)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="ResNet50")
     ap.add_argument("--weights", default=None, help="imagenet, trained-like, none, or a "
                     "file [default: imagenet if cached, else trained-like]")
-    ap.add_argument("--images", type=int, default=200)
-    ap.add_argument("--size", default="500x375")
+    ap.add_argument("--images", default="200", help="images per size: one count, or one "
+                    "per --size (comma-separated)")
+    ap.add_argument("--size", default="500x375", help="photo sizes WxH, comma-separated")
     ap.add_argument("--cores", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--repeat", type=int, default=3, help="timed runs per side (median)")
@@ -263,9 +351,11 @@ def main(argv=None):
     ap.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "sparkdl_bench"))
     args = ap.parse_args(argv)
     weights, weights_label = choose_weights(args.weights, args.model, args.workdir)
-    size = tuple(int(v) for v in args.size.split("x"))
-    folder = os.path.join(args.workdir, f"jpeg_{args.size}_{args.images}")
-    write_jpegs(folder, args.images, size)
+    sizes = [tuple(int(v) for v in text.split("x")) for text in args.size.split(",")]
+    counts = [int(c) for c in args.images.split(",")]
+    counts = counts * len(sizes) if len(counts) == 1 else counts
+    if len(counts) != len(sizes):
+        raise SystemExit("--images: one count, or one per --size")
 
     from sparkdl_magics.devices import visible_gpus
     precisions = [p.strip() for p in (args.precisions or "").split(",") if p.strip()] or \
@@ -273,44 +363,16 @@ def main(argv=None):
     if "float32" not in precisions:
         precisions.insert(0, "float32")  # the reference of every ratio and cosine
 
-    print(f"{args.model} ({weights_label} weights), {args.images} images {args.size}, "
-          f"{args.cores} cores, batch {args.batch_size}, median of {args.repeat} runs",
-          flush=True)
-    plain = plain_keras(folder, args.model, weights, args.cores, args.batch_size, args.repeat,
-                        precisions)
-    top = plain["ceiling"]["float32"]["images_per_s"]
-
-    def line(what, result, note=""):
-        rate = result["images_per_s"]
-        print(f"  {what:<28} {rate:7.2f} images/s  {rate / top:5.2f}x ceiling  "
-              f"(runs {fmt(result['runs'])} s{note})", flush=True)
-
-    for precision, ceiling in plain["ceiling"].items():
-        line(f"model only, {precision}", ceiling, f"; ran {ceiling['ran']}")
-    line("plain Keras decode+predict", plain, f"; peak RSS {plain['peak_rss_mb']:.0f} MB")
-
+    print(f"{args.model} ({weights_label} weights), sizes {args.size}, {args.cores} cores, "
+          f"batch {args.batch_size}, median of {args.repeat} runs", flush=True)
     from sparkdl_magics import session
     spark = session.start_local(f"local[{args.cores}]", conf={"spark.ui.enabled": "false"})
-    with PeakRSS() as peaks:
-        spark_runs = spark_paths(spark, folder, args.model, weights, args.batch_size,
-                                 args.repeat, precisions, keep_features=True)
-    for precision, sp in spark_runs.items():
-        line(f"Spark path, {precision}", sp, f"; {sp['partitions']} partitions; "
-             f"ran {sp['precision']}")
-    base = spark_runs["float32"]
-    print(f"  Spark float32 / plain Keras: "
-          f"{base['images_per_s'] / plain['images_per_s']:.2f}x")
-    for precision in precisions[1:]:
-        sp = spark_runs[precision]
-        cos = cosines(base["features"], sp["features"])
-        ceil = plain["ceiling"]
-        print(f"  Spark {precision} / Spark float32: "
-              f"{sp['images_per_s'] / base['images_per_s']:.2f}x (model only: "
-              f"{ceil[precision]['images_per_s'] / ceil['float32']['images_per_s']:.2f}x); "
-              f"per-image cosine vs float32: min {cos.min():.6f}, median "
-              f"{np.median(cos):.6f} ({len(cos)} images)")
-    print(f"  peak RSS (local[{args.cores}]: the driver JVM is the executor too): "
-          f"{peaks.summary()}", flush=True)
+    for size, count in zip(sizes, counts):
+        label = f"{size[0]}x{size[1]}"
+        folder = os.path.join(args.workdir, f"jpeg_{label}_{count}")
+        write_jpegs(folder, count, size)
+        print(f"{label}: {count} images", flush=True)
+        one_size(spark, folder, args, weights, precisions)
     if args.digits_per_class:
         accuracy, agree, tested = digits_accuracy(
             spark, os.path.join(args.workdir, f"digits_{args.digits_per_class}"), args.model,
@@ -322,14 +384,14 @@ def main(argv=None):
               flush=True)
     session.stop()
 
-    counts = [int(c) for c in args.memory_images.split(",") if c.strip()]
-    if counts:
+    memory_counts = [int(c) for c in args.memory_images.split(",") if c.strip()]
+    if memory_counts:
         spark = session.start_local(args.memory_master, conf={"spark.ui.enabled": "false"})
         print(f"driver memory on {args.memory_master}, {args.memory_model} "
               "(untrained weights):")
-    for count in counts:
-        mfolder = os.path.join(args.workdir, f"jpeg_{args.size}_{count}")
-        write_jpegs(mfolder, count, size)
+    for count in memory_counts:
+        mfolder = os.path.join(args.workdir, f"jpeg_{sizes[0][0]}x{sizes[0][1]}_{count}")
+        write_jpegs(mfolder, count, sizes[0])
         with PeakRSS() as mpeaks:
             res = spark_path(spark, mfolder, args.memory_model, "none", args.batch_size)
         print(f"  {count} images ({res['images_per_s']:.1f} images/s, {res['partitions']} "
