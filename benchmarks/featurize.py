@@ -5,11 +5,12 @@
         --digits-per-class 0 --memory-images ''
     python benchmarks/featurize.py --memory-images 1000,10000 --memory-model MobileNetV3Small
 
-For each photo size of ``--size`` (generated photo-like JPEGs at quality 90, the
-``--images`` count for that size), on the same images and cores, it prints: decoding
-alone on one thread (the package's decode to the model's input size, JPEG draft mode
-included, and a full decode + resize without draft mode, images/s per core) with the
-per-image cosine of the model's float32 features between the two; then images/s and the
+For each photo size of ``--size`` (generated photo-like JPEGs at quality 90, see
+:func:`write_jpegs`; the ``--images`` count for that size), on the same images and
+cores, it prints: decoding alone on one thread (the package's decode to the model's
+input size, JPEG draft mode included, and a full decode + resize without draft mode,
+images/s per core) with the per-image cosine of the model's float32 features between
+the two; then images/s and the
 ratio to the model-only ceiling *of the same precision* for: the model alone on
 pre-decoded batches (the package's traced ``tf.function``, the ceiling) at each
 precision, plain Keras decode + ``model.predict`` (float32), and the Spark path
@@ -62,21 +63,23 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def write_jpegs(folder: str, count: int, size=(500, 375)) -> None:
-    """*count* photo-like JPEGs (a smooth colour field plus sensor-like noise, quality 90,
-    so each costs a camera photo's decode time), written once per folder."""
+    """*count* photo-like JPEGs at *size*: a photograph's spectrum and shapes
+    (``trained_like.photo_like_images`` at 768 px, upscaled) plus mild sensor noise
+    (sigma 3), quality 90 as a camera saves them; written once per folder."""
     from PIL import Image
+
+    from trained_like import photo_like_images
     os.makedirs(folder, exist_ok=True)
     rng = np.random.default_rng(0)
     w, h = size
-    base = rng.integers(0, 255, size=(h // 8, w // 8, 3), dtype=np.uint8)
     for i in range(count):
         path = os.path.join(folder, f"img_{i:06d}.jpg")
         if os.path.exists(path):
             continue
-        tile = np.roll(base, i, axis=(0, 1))
-        img = Image.fromarray(tile).resize((w, h), Image.Resampling.BILINEAR)
-        noise = rng.integers(0, 40, size=(h, w, 3), dtype=np.uint8)
-        Image.fromarray(np.asarray(img) // 2 + noise).save(path, quality=90)
+        scene = Image.fromarray(photo_like_images(1, 768, seed=i)[0])
+        pixels = np.asarray(scene.resize((w, h), Image.Resampling.BICUBIC), np.float32)
+        pixels = pixels + rng.normal(0, 3, pixels.shape).astype(np.float32)
+        Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(path, quality=90)
 
 
 # --------------------------------------------------------------------------- plain Keras
@@ -369,7 +372,7 @@ def main(argv=None):
     spark = session.start_local(f"local[{args.cores}]", conf={"spark.ui.enabled": "false"})
     for size, count in zip(sizes, counts):
         label = f"{size[0]}x{size[1]}"
-        folder = os.path.join(args.workdir, f"jpeg_{label}_{count}")
+        folder = os.path.join(args.workdir, f"photos_{label}_{count}")
         write_jpegs(folder, count, size)
         print(f"{label}: {count} images", flush=True)
         one_size(spark, folder, args, weights, precisions)
@@ -390,7 +393,7 @@ def main(argv=None):
         print(f"driver memory on {args.memory_master}, {args.memory_model} "
               "(untrained weights):")
     for count in memory_counts:
-        mfolder = os.path.join(args.workdir, f"jpeg_{sizes[0][0]}x{sizes[0][1]}_{count}")
+        mfolder = os.path.join(args.workdir, f"photos_{sizes[0][0]}x{sizes[0][1]}_{count}")
         write_jpegs(mfolder, count, sizes[0])
         with PeakRSS() as mpeaks:
             res = spark_path(spark, mfolder, args.memory_model, "none", args.batch_size)
