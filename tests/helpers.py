@@ -24,6 +24,12 @@ NOISE = ("Traceback", "WARN", "jdk.incubator", "netlib", "Downloading data")
 INDEX = Path(__file__).parent.parent / "sparkdl_magics" / "data" / "imagenet_class_index.json"
 
 
+def cosines(a, b):
+    """Per-row cosine between two arrays of feature rows, in float64."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return (a * b).sum(-1) / np.linalg.norm(a, axis=-1) / np.linalg.norm(b, axis=-1)
+
+
 def binary_images(spark, folder, glob="*"):
     """Labelled images as the loader gives them: path, content, label, label_name."""
     from pyspark.sql import functions as F

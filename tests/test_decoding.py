@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from helpers import cosines
 from sparkdl_magics import imaging
-from trained_like import photo_like_images, trained_like_weights
+from trained_like import photo_file, trained_like_weights
 
 SIZE = (224, 224)
 #: The README's bound for ResNet50 features, draft vs full decoding (0.9866 measured by
@@ -26,14 +27,8 @@ MAX_MEAN_PIXEL_DIFFERENCE = 1.0
 
 
 def _photo(width: int, height: int, seed: int, fmt: str = "JPEG", mode: str = "RGB") -> bytes:
-    """A photo-like image with mild sensor noise, saved as a camera would."""
-    scene = Image.fromarray(photo_like_images(1, 384, seed=seed)[0])
-    pixels = np.asarray(scene.resize((width, height), Image.Resampling.BICUBIC), np.float32)
-    pixels += np.random.default_rng(seed).normal(0, 3, pixels.shape).astype(np.float32)
-    image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).convert(mode)
-    buf = io.BytesIO()
-    image.save(buf, format=fmt, **({"quality": 90} if fmt == "JPEG" else {}))
-    return buf.getvalue()
+    """A photo-like camera file, its noise seeded like its scene."""
+    return photo_file(width, height, seed, np.random.default_rng(seed), fmt=fmt, mode=mode)
 
 
 def _full_decode(data: bytes) -> np.ndarray:
@@ -66,8 +61,7 @@ def test_draft_decoding_keeps_resnet50_features_within_the_stated_cosine(big_jpe
     model = build(spec)
     draft = model.predict(np.stack([imaging.decode_array(d, SIZE) for d in big_jpegs]))
     full = model.predict(np.stack([_full_decode(d) for d in big_jpegs]))
-    a, b = np.asarray(draft, np.float64), np.asarray(full, np.float64)
-    cosine = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    cosine = cosines(draft, full)
     print(f"draft vs full decoding, ResNet50 features: cosine min {cosine.min():.6f}")
     assert cosine.min() >= MIN_COSINE and cosine.min() < 1.0
 

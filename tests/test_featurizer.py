@@ -16,7 +16,7 @@ import pytest
 
 from IPython.core.error import UsageError
 
-from helpers import (SMALL, binary_images, features_by_path, image_set_of, keras_reference,
+from helpers import (SMALL, binary_images, cosines, features_by_path, image_set_of, keras_reference,
                      local_path, write_weights)
 
 ATOL = 2e-4
@@ -346,11 +346,6 @@ def test_featurize_magic_checks_the_augment_option_when_parsing(ip):
 
 # --------------------------------------------------------------------------- precision
 
-def _cosines(a, b):
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return (a * b).sum(-1) / np.linalg.norm(a, axis=-1) / np.linalg.norm(b, axis=-1)
-
-
 def test_bfloat16_features_match_float32_and_the_precision_param_is_saved(
         spark, image_folder, small_weights, tmp_path):
     from sparkdl_magics.errors import OptionError
@@ -365,7 +360,7 @@ def test_bfloat16_features_match_float32_and_the_precision_param_is_saved(
     paths = sorted(fp32)
     got, want = np.stack([bf16[p] for p in paths]), np.stack([fp32[p] for p in paths])
     assert not np.array_equal(got, want)  # it really ran differently...
-    assert _cosines(got, want).min() > 0.99  # ...and agrees with float32
+    assert cosines(got, want).min() > 0.99  # ...and agrees with float32
     stage.write().overwrite().save(str(tmp_path / "stage"))
     assert DeepImageFeaturizer.load(str(tmp_path / "stage")).getPrecision() == "bfloat16"
     with pytest.raises(OptionError, match=r"unknown precision 'int8' \(valid: float32, "

@@ -14,7 +14,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from helpers import SMALL
+from helpers import SMALL, cosines
 from trained_like import make_trained_like, photo_like_images, trained_like_weights
 
 CONV_OPS = ("Conv2D", "DepthwiseConv2dNative", "MatMul", "BatchMatMulV2")
@@ -51,11 +51,6 @@ def _compute_types(loaded, example):
         if op.type in CONV_OPS:
             types.setdefault(op.type, set()).add(tf.as_dtype(op.get_attr("T")).name)
     return types
-
-
-def _cosines(a, b):
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
 
 
 def _subclassed_net(keras):
@@ -138,7 +133,7 @@ def test_reduced_precision_runs_convolutions_in_that_type_with_float32_out(preci
     want = model.predict(x, verbose=0)
     got = LoadedModel(None, reduced, lambda v: v).run(x)
     assert got.dtype == np.float32
-    assert _cosines(got, want).min() > 0.999
+    assert cosines(got, want).min() > 0.999
     assert apply(model, "float32") == (model, "float32")
 
 
@@ -162,7 +157,7 @@ def test_a_registry_model_runs_at_the_spec_precision_and_is_cached_per_precision
     assert types["Conv2D"] == {"bfloat16"} and types["DepthwiseConv2dNative"] == {"bfloat16"}
     want, got = fp32_model.predict(images), bf16_model.predict(images)
     assert got.dtype == np.float32 and got.shape == want.shape
-    assert _cosines(got, want).min() > 0.99
+    assert cosines(got, want).min() > 0.99
     inference.clear_cache()
 
 
@@ -192,7 +187,7 @@ def test_user_model_files_run_at_reduced_precision_and_subclassed_ones_say_they_
     bf16 = inference.build(dataclasses.replace(spec, precision="bfloat16"))
     assert bf16.precision == "bfloat16"
     assert _compute_types(bf16, images.astype(np.float32))["Conv2D"] == {"bfloat16"}
-    assert _cosines(bf16.predict(images), fp32.predict(images)).min() > 0.999
+    assert cosines(bf16.predict(images), fp32.predict(images)).min() > 0.999
 
     sub = tmp_path / "sub.keras"
     _subclassed_net(keras).save(str(sub))
@@ -275,7 +270,7 @@ def test_resnet50_with_trained_like_statistics_folds_them_and_keeps_its_features
     assert np.percentile(np.abs(np.log(variances + 1e-3)), 75) > 1.0  # not 1: real statistics
     assert max(float(np.asarray(n.moving_variance).max()) for n in norms) > 100  # conv1
     images = photo_like_images(8, 224, seed=99)  # not the calibration images
-    cos = _cosines(bf16.predict(images), fp32.predict(images))
+    cos = cosines(bf16.predict(images), fp32.predict(images))
     assert cos.min() > 0.995, cos
     keras.backend.clear_session()
 
@@ -331,7 +326,7 @@ def test_heatmaps_at_bfloat16_match_float32_on_trained_like_weights(method, weig
     a, b = (maps[n].reshape(len(images), -1) for n in ("float32", "bfloat16"))
     assert a.shape == b.shape and a.shape[1] > 1
     assert np.abs(a).max() > 0  # maps with something in them
-    cos = _cosines(a, b)
+    cos = cosines(a, b)
     assert cos.min() > 0.98, cos
     assert np.mean(a.argmax(1) == b.argmax(1)) >= 0.75
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import SMALL, assert_top_k_equal, binary_images, keras_scores, local_path
+from helpers import SMALL, assert_top_k_equal, cosines, binary_images, keras_scores, local_path
 
 pytest.importorskip("keras")
 
@@ -117,5 +117,4 @@ def test_sql_function_runs_at_the_precision_asked(spark, image_folder, tmp_path)
     a = np.array([r["a"] for r in rows], dtype=np.float64)
     b = np.array([r["b"] for r in rows], dtype=np.float64)
     assert len(rows) == 5 and not np.array_equal(a, b)
-    cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
-    assert cos.min() > 0.99
+    assert cosines(a, b).min() > 0.99
