@@ -65,21 +65,16 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 def write_jpegs(folder: str, count: int, size=(500, 375)) -> None:
     """*count* photo-like JPEGs at *size*: a photograph's spectrum and shapes
     (``trained_like.photo_like_images`` at 768 px, upscaled) plus mild sensor noise
-    (sigma 3), quality 90 as a camera saves them; written once per folder."""
-    from PIL import Image
-
-    from trained_like import photo_like_images
+    (sigma 3), quality 90 as a camera saves them (``trained_like.photo_file``); written
+    once per folder."""
+    from trained_like import photo_file
     os.makedirs(folder, exist_ok=True)
     rng = np.random.default_rng(0)
-    w, h = size
     for i in range(count):
         path = os.path.join(folder, f"img_{i:06d}.jpg")
-        if os.path.exists(path):
-            continue
-        scene = Image.fromarray(photo_like_images(1, 768, seed=i)[0])
-        pixels = np.asarray(scene.resize((w, h), Image.Resampling.BICUBIC), np.float32)
-        pixels = pixels + rng.normal(0, 3, pixels.shape).astype(np.float32)
-        Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(path, quality=90)
+        if not os.path.exists(path):
+            with open(path, "wb") as out:
+                out.write(photo_file(size[0], size[1], i, rng, scene=768))
 
 
 # --------------------------------------------------------------------------- plain Keras

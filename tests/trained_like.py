@@ -66,6 +66,23 @@ def photo_like_images(n: int, size: int, seed: int = 0) -> np.ndarray:
     return out
 
 
+def photo_file(width: int, height: int, seed: int, noise: np.random.Generator,
+               scene: int = 384, fmt: str = "JPEG", mode: str = "RGB") -> bytes:
+    """A photo at *width* x *height* as a camera file: one :func:`photo_like_images`
+    scene (*scene* px, *seed*) upscaled, sensor noise (sigma 3, drawn from *noise*),
+    converted to *mode* and saved as *fmt* (JPEG at quality 90)."""
+    import io
+
+    from PIL import Image
+    picture = Image.fromarray(photo_like_images(1, scene, seed=seed)[0])
+    pixels = np.asarray(picture.resize((width, height), Image.Resampling.BICUBIC), np.float32)
+    pixels = pixels + noise.normal(0, 3, pixels.shape).astype(np.float32)
+    image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).convert(mode)
+    buf = io.BytesIO()
+    image.save(buf, format=fmt, **({"quality": 90} if fmt == "JPEG" else {}))
+    return buf.getvalue()
+
+
 def make_trained_like(model: Any, preprocess: Any, seed: int = 0,
                       images: Optional[np.ndarray] = None) -> Any:
     """Give *model*'s BatchNormalization layers trained-like gamma/beta and moving
