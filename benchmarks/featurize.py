@@ -118,13 +118,12 @@ for _ in range({repeat}):
 decoded = {{p: imaging.decode_array(raw[p], spec.input_size) for p in files}}
 models = {{p: build(dataclasses.replace(spec, precision=p)) for p in {precisions!r}}}
 def model_only(loaded, paths, arrays=decoded):
-    out = []
-    for i in range(0, len(paths), {batch}):
-        out.append(loaded.predict(np.stack([arrays[p] for p in paths[i:i + {batch}]])))
-    return np.concatenate(out).astype(np.float64)
+    return [loaded.predict(np.stack([arrays[p] for p in paths[i:i + {batch}]]))
+            for i in range(0, len(paths), {batch})]
 # what draft mode does to the features: float32, draft vs full decoding
 fulls = {{p: full_decode(raw[p]) for p in files}}
-a, b = model_only(models["float32"], files), model_only(models["float32"], files, fulls)
+a, b = (np.concatenate(model_only(models["float32"], files, arrays)).astype(np.float64)
+        for arrays in (decoded, fulls))
 draft_cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
 draft_pixels = max(float(np.abs(decoded[p].astype(int) - fulls[p]).mean()) for p in files)
 del raw, fulls
