@@ -227,7 +227,8 @@ def featurize(images: Any, model: str = defaults.MODEL, weights: Optional[str] =
     Only counts and the (small) invalid list come back to the driver. ``augment``: add
     seeded flipped/rotated copies of the train images (see :mod:`sparkdl_magics.augment`).
     ``partitions``: ``auto`` spreads each split evenly over the task slots (a shuffle
-    of the compressed bytes for a few waves of tasks, a merge for many; see
+    of the paths, or of the compressed bytes where Spark read them, for a few waves of
+    tasks; a merge for many; see
     :mod:`sparkdl_magics.partitioning`), ``0`` keeps the input's partitions, a number
     sets them. ``precision``: ``float32``, ``bfloat16``, ``float16`` or ``auto`` (see
     :mod:`sparkdl_magics.precision`); ``stats['precision']`` says what ran.
@@ -250,7 +251,8 @@ def featurize(images: Any, model: str = defaults.MODEL, weights: Optional[str] =
     job = _SplitJob(spark, featurizer.copy()._set(errorCol=ERROR_COL,  # shares the spec
                                                   precisionCol=PRECISION_COL),
                     col, resolved.spec, augment, seed, partitions, sizes, mean_bytes,
-                    cache_mode, cache_path, resolved.model_name)
+                    cache_mode, cache_path, resolved.model_name,
+                    images.content_of if isinstance(images, ImageSet) else None)
     _declare_images(job, splits)
     model_seconds = time.perf_counter() - started
     out, counts, n_bad, invalid_frames, ran = _featurize_splits(job, splits)
@@ -292,6 +294,8 @@ class _SplitJob:
     cache_mode: str
     cache_path: Optional[str]
     model_name: str = ""
+    #: the image set's :attr:`~sparkdl_magics.results.ImageSet.content_of`, if any
+    content_of: Any = None
 
     def images(self, name: str) -> int:
         """Images the model runs on for split *name* (augmented copies included)."""
@@ -314,7 +318,14 @@ class _SplitJob:
         """One split's features (+ ``featurize_error``), cached as asked; lazy (a
         Parquet cache runs the model here)."""
         how, count = plan
-        if how == "repartition":
+        if how == "repartition" and self.content_of is not None \
+                and self.col == CONTENT_COL and CONTENT_COL in df.columns:
+            # shuffle the paths, read the bytes in the model's tasks (Python reads them),
+            # a partition at a time as before (its chunks overlap decoding and the model)
+            from .partitioning import IMAGES_PER_PARTITION
+            df = self.content_of(df.drop(CONTENT_COL).repartition(count),
+                                 max(IMAGES_PER_PARTITION, self.featurizer.getBatchSize()))
+        elif how == "repartition":
             df = df.repartition(count)
         elif how == "coalesce":
             df = df.coalesce(count)

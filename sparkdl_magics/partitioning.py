@@ -6,7 +6,11 @@ how busy the cores are. Spark's file scan packs files by bytes (``maxPartitionBy
 cores run in 3 waves with one core idle in the last — measured 17.8 vs 22.3 images/s
 for ResNet50 on ``local[2]``. A round-robin repartition into a multiple of the task
 slots costs one shuffle of the compressed bytes (small next to the CNN) and gives
-partitions within a few images of each other.
+partitions within a few images of each other. Where Python reads the files (a local
+folder, a bucket: :mod:`sparkdl_magics.loading.stored`) only the paths are shuffled and
+each file is read in the model's own task (:attr:`~sparkdl_magics.results.ImageSet.content_of`):
+measured on 48 phone photos (4032x3024, 116 MB), ResNet50 bfloat16, ``local[2]``, 9.4 ->
+16.4 images/s.
 
 With many waves (:data:`MANY_WAVES` or more) a partition more or less at the end costs
 little, and shuffling gigabytes of bytes costs memory and time: then the scan's

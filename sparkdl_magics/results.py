@@ -112,6 +112,11 @@ class ImageSet(_Rendered):
     #: ``paths -> DataFrame[path, content]`` reading just those files, where the files are
     #: read by Python (a few thumbnails then cost a few reads, not a task per partition).
     contents: Any = field(default=None, repr=False, compare=False)
+    #: ``(DataFrame[path, ...], chunk=None) -> the same + content``: the bytes read in that
+    #: frame's own tasks, *chunk* files at a time (where Python reads the files): the
+    #: featurizer spreads the rows over the task slots first and reads after, so no
+    #: shuffle moves the bytes.
+    content_of: Any = field(default=None, repr=False, compare=False)
 
     @property
     def num_classes(self) -> int:
@@ -147,6 +152,8 @@ class ImageSet(_Rendered):
             return dict(self.stats["split_images"])
         if self.counts is None:
             return {}
+        if not self.labelled and "images" in self.counts.columns:  # unsplit: all is train
+            return {"train": int(self.counts["images"].sum())}
         cols = [s for s in SPLITS if s in self.counts.columns]
         return {s: int(self.counts[s].sum()) for s in cols}
 

@@ -119,6 +119,31 @@ def test_weights_really_ship_to_separate_executor_processes(spark_cluster, image
                                rtol=1e-3, atol=1e-4)
 
 
+def test_a_folder_python_reads_moves_paths_not_bytes_and_gives_the_same_features(
+        spark, image_folder, small_weights):
+    """A local folder is read by Python (loading.stored): featurize spreads the *paths*
+    over the task slots and reads each file in the model's own task, so the only shuffle
+    holds paths; the features equal those of the same files' binaryFile bytes."""
+    from sparkdl_magics import featurize
+    from sparkdl_magics.loading import load_images
+    images = load_images(str(image_folder), split="1.0", spark=spark)
+    assert images.content_of is not None  # a Python-read folder (not Spark's binaryFile)
+    fs = featurize(images, model=SMALL, weights=str(small_weights), cache="none")
+    plan = fs.train._jdf.queryExecution().executedPlan().toString().splitlines()
+    exchange = next(i for i, line in enumerate(plan) if "Exchange" in line)
+    reads = [i for i, line in enumerate(plan) if "content(path" in line]
+    # the file reading runs above the first (the featurizer's) shuffle, in the model's
+    # Python node, and the shuffle carries no content column
+    assert reads and reads[0] < exchange, "\n".join(plan)
+    assert "content" not in plan[exchange + 1]
+    got = features_by_path(fs.train)
+    want = features_by_path(featurize(binary_images(spark, image_folder), model=SMALL,
+                                      weights=str(small_weights), cache="none").train)
+    assert sorted(got) == sorted(want) and len(got) == 36
+    np.testing.assert_array_equal(np.stack([got[p] for p in sorted(got)]),
+                                  np.stack([want[p] for p in sorted(got)]))
+
+
 def test_corrupt_files_are_counted_listed_and_left_out(spark, image_folder_with_corrupt,
                                                        small_weights):
     from sparkdl_magics import featurize

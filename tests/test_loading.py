@@ -260,6 +260,8 @@ def test_binaryfile_frame_and_list_of_paths_are_accepted(spark, image_folder):
     assert sorted(name(p) for (p,) in rows(globbed.df, "path")) == sorted(pngs)
     assert globbed.classes == [] and globbed.test is None
     assert rows(globbed.df, "label").count((None,)) == len(pngs)
+    # an unlabelled set is one train split, and knows its size (featurize counts nothing)
+    assert globbed.split_sizes() == {"train": globbed.train.count()} == {"train": len(pngs)}
 
 
 # --------------------------------------------------------------------------- errors

@@ -198,7 +198,8 @@ def _image_set(frame: Any, source: Any, listed: Listing, classes: List[str], pla
                     labels=listed.mode, seed=seed, fractions=plan.fractions,
                     stats=listed.stats,
                     preview_paths={g: previews.get(g, []) for g in shown},
-                    contents=getattr(source, "contents", None))
+                    contents=getattr(source, "contents", None),
+                    content_of=getattr(source, "content_of", None))
 
 
 __all__ = ["load_images", "split_sizes", "sample_size", "check_bytes"]

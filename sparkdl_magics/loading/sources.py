@@ -319,9 +319,15 @@ class StoredSource:
         """*frame* spread over small partitions (at most ~128 images each, as the
         featurizer's batches expect), then each file's bytes read in its partition."""
         from ..partitioning import IMAGES_PER_PARTITION
-        from .stored import content_column
         parts = max(1, math.ceil(images / IMAGES_PER_PARTITION))
-        return frame.repartition(parts).select("*", content_column(self.store))
+        return self.content_of(frame.repartition(parts))
+
+    def content_of(self, frame: Any, chunk: Optional[int] = None) -> Any:
+        """*frame* (with ``path``) plus each file's bytes, read in *frame*'s own tasks
+        (*chunk* files at a time): a consumer that repartitions the rows first (the
+        featurizer) then moves paths between tasks, not bytes."""
+        from .stored import READ_CHUNK, content_column
+        return frame.select("*", content_column(self.store, chunk or READ_CHUNK))
 
     def contents(self, paths: Sequence[str]) -> Any:
         """``path`` + ``content`` of a few listed files, read in the listing's own few

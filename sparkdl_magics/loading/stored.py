@@ -259,16 +259,17 @@ def check_partitions(files: int, slots: int) -> int:
     return max(1, min(files, max(slots, math.ceil(files / FILES_PER_CHECK_TASK))))
 
 
-def content_column(store: Store) -> Any:
+def content_column(store: Store, chunk: int = READ_CHUNK) -> Any:
     """A column expression: the bytes of the file at ``path``, read in the task that
-    uses them (batched, at most :data:`READ_CHUNK` images held at a time)."""
+    uses them (batched, at most *chunk* images held at a time: a pandas UDF applied to
+    this column receives them *chunk* at a time)."""
     from pyspark.sql import functions as F
 
     def content(batches: Iterator[pd.Series]) -> Iterator[pd.Series]:
         for paths in batches:
             values = list(paths)
-            for i in range(0, len(values), READ_CHUNK):
-                yield pd.Series(read_bytes(store, values[i:i + READ_CHUNK]), dtype=object)
+            for i in range(0, len(values), chunk):
+                yield pd.Series(read_bytes(store, values[i:i + chunk]), dtype=object)
     return F.pandas_udf(content, "binary")(F.col(PATH_COL)).alias(CONTENT_COL)
 
 
