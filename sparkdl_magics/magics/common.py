@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from .. import defaults
+from ..engines import ENGINES
 from ..options import Option, as_bool, as_choice, as_float, as_int, as_str
 from ..precision import PRECISIONS
 
@@ -30,6 +31,10 @@ PRECISION = Option("precision", defaults.PRECISION, "the number type the model r
                    "the workers (auto: bfloat16 on CPUs with AVX512-BF16/AMX and on GPUs of "
                    "compute capability 8.0+, float16 on older GPUs, else float32); features "
                    "are float32 either way", as_choice(*PRECISIONS), nullable=False)
+ENGINE = Option("engine", defaults.ENGINE, "what runs the model on the workers: keras, "
+                "openvino (converted once per worker; pip install 'sparkdl_magics[openvino]') "
+                "or auto (openvino for registry models where it is installed, else keras)",
+                as_choice(*ENGINES), nullable=False)
 THRESHOLD = Option("threshold", None, "multi-label models: the probability at which a "
                    "label is predicted [default: the model's, 0.5]",
                    as_float(minimum=0.0, maximum=1.0, exclusive_min=True))
