@@ -225,3 +225,12 @@ def test_bad_engine_values_name_the_valid_choices(ip):
     assert check(" OpenVINO ") == "openvino"
     with pytest.raises(OptionError, match="openvino runs float32 or bfloat16 only"):
         featurize(None, engine="openvino", precision="float16")
+
+
+def test_a_saved_featurizer_keeps_its_engine(spark, tmp_path):
+    """The engine is a Param of the stage: a saved pipeline loads with the same engine;
+    a stage that never set one (or saved before there was one) runs Keras."""
+    from sparkdl_magics.featurizer import DeepImageFeaturizer
+    DeepImageFeaturizer(modelName=SMALL, engine="auto").save(str(tmp_path / "stage"))
+    assert DeepImageFeaturizer.load(str(tmp_path / "stage")).getEngine() == "auto"
+    assert DeepImageFeaturizer(modelName=SMALL).getEngine() == "keras"
