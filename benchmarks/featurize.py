@@ -16,7 +16,8 @@ pre-decoded batches (the package's traced ``tf.function``, the ceiling) at each
 precision, plain Keras decode + ``model.predict`` (float32), and the Spark path
 (``featurize()``) at each precision of ``--precisions`` (default float32 and bfloat16,
 plus float16 where a GPU is visible), and the Spark path's ratio to decoding alone on
-all cores (the bound on big photos).
+all cores (the bound on big photos). ``--engine openvino`` (or ``auto``) runs the Spark
+path's model in that engine (the ceilings stay Keras': a ratio above 1 is its gain).
 Then the quality of reduced precision: the per-image cosine between its features and
 float32's (same images), and the test accuracy of a logistic regression (scikit-learn,
 same seeded split) on the digits (``datasets.write_digits``) featurized at each
@@ -176,12 +177,13 @@ def with_median_rate(result):
 # --------------------------------------------------------------------------- Spark path
 
 def spark_paths(spark, folder, model, weights, batch, repeat=1, precisions=("float32",),
-                keep_features=False):
+                keep_features=False, engine="keras"):
     """The product path, as a notebook runs it: load_images() once (%%dlload, not
     timed), then featurize() (%%featurize: even partitions, the pandas UDF, features
     cached in memory, invalid rows counted) timed *repeat* times at each of
     *precisions*, alternating; the median counts. {precision: result}.
-    ``keep_features``: also return the last run's features by path (for cosines)."""
+    ``keep_features``: also return the last run's features by path (for cosines).
+    ``engine``: what runs the model in the workers (keras, openvino, auto)."""
     from sparkdl_magics.featurizer import featurize
     from sparkdl_magics.loading import load_images
     from sparkdl_magics.session import task_slots
@@ -194,17 +196,18 @@ def spark_paths(spark, folder, model, weights, batch, repeat=1, precisions=("flo
     out = {}
     for precision in precisions:
         featurize(warm, model, weights, batch_size=batch, cache="none", partitions=slots,
-                  precision=precision)
+                  precision=precision, engine=engine)
         out[precision] = {"images": n, "runs": [], "features": None}
     for _ in range(repeat):
         for precision in precisions:
             result = out[precision]
             t = time.perf_counter()
             fs = featurize(images, model, weights, batch_size=batch, cache="memory",
-                           precision=precision)
+                           precision=precision, engine=engine)
             result["runs"].append(time.perf_counter() - t)
             result["partitions"] = fs.train.rdd.getNumPartitions()
             result["precision"] = fs.stats["precision"]
+            result["engine"] = fs.stats["engine"]
             if keep_features:
                 result["features"] = {r["path"]: r["features"].toArray()
                                       for r in fs.train.select("path", "features").collect()}
@@ -302,12 +305,13 @@ def one_size(spark, folder, args, weights, precisions):
          f"; peak RSS {plain['peak_rss_mb']:.0f} MB")
     with PeakRSS() as peaks:
         spark_runs = spark_paths(spark, folder, args.model, weights, args.batch_size,
-                                 args.repeat, precisions, keep_features=True)
+                                 args.repeat, precisions, keep_features=True,
+                                 engine=args.engine)
     decode_all = decode["draft"]["images_per_s"] * args.cores
     for precision, sp in spark_runs.items():
         line(f"Spark path, {precision}", sp, precision,
              f"; {sp['images_per_s'] / decode_all:.2f}x decode alone on {args.cores} cores; "
-             f"{sp['partitions']} partitions; ran {sp['precision']}")
+             f"{sp['partitions']} partitions; ran {sp['precision']} in {sp['engine']}")
     base = spark_runs["float32"]
     print(f"  Spark float32 / plain Keras: "
           f"{base['images_per_s'] / plain['images_per_s']:.2f}x")
@@ -337,6 +341,8 @@ def main(argv=None):
     ap.add_argument("--precisions", default=None, help="comma-separated precisions for "
                     "the ceiling and the Spark path [default: float32,bfloat16, plus float16 "
                     "where a GPU is visible]")
+    ap.add_argument("--engine", default="keras", help="what runs the model in the Spark "
+                    "path: keras, openvino or auto (the ceilings stay Keras')")
     ap.add_argument("--digits-per-class", type=int, default=100,
                     help="digits per class for the accuracy check (0 to skip)")
     ap.add_argument("--memory-images", default="1000,10000",

@@ -19,6 +19,9 @@ BATCH_SIZE = 32
 GPU_BATCH_SIZE = 128
 #: The number type a model runs in: float32, bfloat16, float16 or auto (see precision.py).
 PRECISION = "float32"
+#: What runs the model on the workers: keras, openvino or auto (see engines.py). Keras:
+#: converting to OpenVINO costs seconds per worker and changes features by float rounding.
+ENGINE = "keras"
 #: Rows per model call for tensor (array column) inputs: rows are small.
 TENSOR_BATCH_SIZE = 256
 #: Classes returned per image by top-K prediction.

@@ -14,6 +14,8 @@ task also says, per row, the type its model really ran in (``precisionCol``, off
 default): ``featurize`` reads it in the job that counts the features, so
 ``stats['precision']`` is what the tasks used (an ``auto`` model that cannot run at a
 reduced type says float32), over Spark Connect too (a column, no accumulator).
+``engine`` (keras, openvino, auto: :mod:`sparkdl_magics.engines`) is what runs the model
+on the workers; it is reported the same way (``engineCol``, ``stats['engine']``).
 """
 from __future__ import annotations
 
@@ -28,18 +30,19 @@ from pyspark.ml.param import Param, Params, TypeConverters
 from pyspark.ml.param.shared import HasInputCol, HasOutputCol
 from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
 
-from . import defaults
+from . import defaults, engines
 from . import precision as precisions
 from .errors import DataError, OptionError
 from .frames import image_column
-from .inference import PRECISION_FIELD, BatchRunner, check_batch_size
+from .inference import ENGINE_FIELD, PRECISION_FIELD, BatchRunner, check_batch_size
 from .results import (CONTENT_COL, FEATURES_COL, FEATURIZE_ERROR_COL,
-                      FEATURIZE_PRECISION_COL, IMAGE_COL, LABEL_COL, LABEL_NAME_COL, PATH_COL,
+                      FEATURIZE_ENGINE_COL, FEATURIZE_PRECISION_COL, IMAGE_COL, LABEL_COL, LABEL_NAME_COL, PATH_COL,
                       FeatureSet, ImageSet)
 from .session import is_dataframe
 
 ERROR_COL = FEATURIZE_ERROR_COL
 PRECISION_COL = FEATURIZE_PRECISION_COL
+ENGINE_COL = FEATURIZE_ENGINE_COL
 _TMP_COL = "__sparkdl_featurize"
 #: What the UDF returns per image (and, reported by its runner, the type its model ran in).
 UDF_RETURN = "features array<float>, error string"
@@ -57,6 +60,7 @@ class DeepImageFeaturizer(Transformer, HasInputCol, HasOutputCol,
     ``layer``: where to cut a user model (default: its penultimate/pooled output).
     ``precision``: ``float32``, ``bfloat16``, ``float16`` or ``auto`` (decided by each
     worker's hardware); saved with the stage, so a loaded pipeline runs the same way.
+    ``engine``: ``keras``, ``openvino`` or ``auto`` (see :mod:`sparkdl_magics.engines`).
     """
 
     modelName = Param(Params._dummy(), "modelName",
@@ -84,18 +88,24 @@ class DeepImageFeaturizer(Transformer, HasInputCol, HasOutputCol,
     precisionCol = Param(Params._dummy(), "precisionCol",
                          "column for the number type each row's model ran in ('' = no column)",
                          typeConverter=TypeConverters.toString)
+    engine = Param(Params._dummy(), "engine", "what runs the model: keras, openvino or auto",
+                   typeConverter=TypeConverters.toString)
+    engineCol = Param(Params._dummy(), "engineCol",
+                      "column for the engine each row's model ran in ('' = no column)",
+                      typeConverter=TypeConverters.toString)
 
     @keyword_only
     def __init__(self, *, inputCol: str = CONTENT_COL, outputCol: str = FEATURES_COL,
                  modelName: str = defaults.MODEL, weights: str = defaults.WEIGHTS, layer: str = "",
                  preprocess: str = "", batchSize: int = defaults.BATCH_SIZE, errorCol: str = "",
                  unsafe: bool = False, precision: str = defaults.PRECISION,
-                 precisionCol: str = ""):
+                 precisionCol: str = "", engine: str = defaults.ENGINE, engineCol: str = ""):
         super().__init__()
         self._setDefault(inputCol=CONTENT_COL, outputCol=FEATURES_COL, modelName=defaults.MODEL,
                          weights=defaults.WEIGHTS, layer="", preprocess="",
                          batchSize=defaults.BATCH_SIZE, errorCol="", unsafe=False,
-                         precision=defaults.PRECISION, precisionCol="")
+                         precision=defaults.PRECISION, precisionCol="",
+                         engine=defaults.ENGINE, engineCol="")
         self._resolved_cache: Dict[Tuple, Any] = {}
         self.setParams(**self._input_kwargs)
 
@@ -105,12 +115,15 @@ class DeepImageFeaturizer(Transformer, HasInputCol, HasOutputCol,
                   preprocess: str = "", batchSize: int = defaults.BATCH_SIZE,
                   errorCol: str = "", unsafe: bool = False,
                   precision: str = defaults.PRECISION,
-                  precisionCol: str = "") -> "DeepImageFeaturizer":
+                  precisionCol: str = "", engine: str = defaults.ENGINE,
+                  engineCol: str = "") -> "DeepImageFeaturizer":
         kwargs = self._input_kwargs
         if "batchSize" in kwargs:
             kwargs["batchSize"] = check_batch_size(kwargs["batchSize"])
         if "precision" in kwargs:
             kwargs["precision"] = precisions.check(kwargs["precision"])
+        if "engine" in kwargs:
+            kwargs["engine"] = engines.check(kwargs["engine"])
         return self._set(**kwargs)
 
     # getters, MLlib style
@@ -135,10 +148,16 @@ class DeepImageFeaturizer(Transformer, HasInputCol, HasOutputCol,
     def getPrecisionCol(self) -> str:
         return self.getOrDefault(self.precisionCol)
 
+    def getEngine(self) -> str:
+        return self.getOrDefault(self.engine)
+
+    def getEngineCol(self) -> str:
+        return self.getOrDefault(self.engineCol)
+
     # ---- driver side
     def resolve(self, spark: Any = None) -> Any:
         """Resolve model and weights once per session (ships files to executors); the
-        spec carries this stage's precision."""
+        spec carries this stage's precision and engine."""
         from .weights import _session_id, resolve_spec
         if not hasattr(self, "_resolved_cache"):  # instances made by MLlib's loader
             self._resolved_cache = {}
@@ -150,7 +169,9 @@ class DeepImageFeaturizer(Transformer, HasInputCol, HasOutputCol,
                 self.getModelName(), self.getWeights(), self.getLayer() or None,
                 self.getOrDefault(self.preprocess) or None,
                 unsafe=self.getOrDefault(self.unsafe), spark=spark)
-        return precisions.with_precision(self._resolved_cache[key], self.getPrecision())
+        return engines.with_engine(precisions.with_precision(self._resolved_cache[key],
+                                                             self.getPrecision()),
+                                   self.getEngine())
 
     def _transform(self, dataset: Any) -> Any:
         from pyspark.ml.functions import array_to_vector
@@ -177,6 +198,8 @@ class DeepImageFeaturizer(Transformer, HasInputCol, HasOutputCol,
             out = out.withColumn(self.getErrorCol(), tmp["error"])
         if self.getPrecisionCol():
             out = out.withColumn(self.getPrecisionCol(), tmp[PRECISION_FIELD])
+        if self.getEngineCol():
+            out = out.withColumn(self.getEngineCol(), tmp[ENGINE_FIELD])
         return out.drop(_TMP_COL)
 
 
@@ -184,7 +207,8 @@ def build_featurizer(model: str = defaults.MODEL, weights: Optional[str] = defau
                      layer: Optional[str] = None, batch_size: int = defaults.BATCH_SIZE,
                      preprocess: Optional[str] = None, unsafe: bool = False,
                      input_col: str = CONTENT_COL, error_col: str = "",
-                     precision: str = defaults.PRECISION) -> DeepImageFeaturizer:
+                     precision: str = defaults.PRECISION,
+                     engine: str = defaults.ENGINE) -> DeepImageFeaturizer:
     """The :class:`DeepImageFeaturizer` for the API's arguments (``featurize``,
     ``featurize_stream``): ``weights=None`` means untrained, ``None`` layer/preprocess
     mean the model's own."""
@@ -193,18 +217,18 @@ def build_featurizer(model: str = defaults.MODEL, weights: Optional[str] = defau
                                weights="none" if weights is None else str(weights),
                                layer=layer or "", preprocess=preprocess or "",
                                batchSize=batch_size, unsafe=bool(unsafe), precision=precision,
-                               **extra)
+                               engine=engine, **extra)
 
 
 def features_udf(spec: Any, batch_size: int, threads: int = 1) -> Any:
     """The pandas UDF: image column (bytes or image structs) -> struct<features
-    array<float>, error string, precision string>.
+    array<float>, error string, precision string, engine string>.
 
     Reusable for any :class:`~sparkdl_magics.inference.ModelSpec` (``include_top`` gives
     class scores instead of features). Only *spec* (a few hundred bytes) travels.
     """
     return BatchRunner(spec, batch_size, _features_frame, threads=threads,
-                       report_precision=True).udf(UDF_RETURN)
+                       report_precision=True, report_engine=True).udf(UDF_RETURN)
 
 
 def _features_frame(items: Any, features: List[Any], errors: List[Optional[str]]) -> pd.DataFrame:
@@ -218,7 +242,8 @@ def featurize(images: Any, model: str = defaults.MODEL, weights: Optional[str] =
               cache: Optional[str] = "memory", preprocess: Optional[str] = None,
               input_col: Optional[str] = None, unsafe: bool = False,
               augment: Any = None, seed: int = defaults.SEED, partitions: Any = "auto",
-              precision: str = defaults.PRECISION, spark: Any = None) -> FeatureSet:
+              precision: str = defaults.PRECISION, engine: str = defaults.ENGINE,
+              spark: Any = None) -> FeatureSet:
     """Features for every split of *images* (an ImageSet, or a DataFrame of images).
 
     ``cache``: ``memory`` (persist MEMORY_AND_DISK, the default), ``none`` (recompute
@@ -231,13 +256,16 @@ def featurize(images: Any, model: str = defaults.MODEL, weights: Optional[str] =
     tasks; a merge for many; see
     :mod:`sparkdl_magics.partitioning`), ``0`` keeps the input's partitions, a number
     sets them. ``precision``: ``float32``, ``bfloat16``, ``float16`` or ``auto`` (see
-    :mod:`sparkdl_magics.precision`); ``stats['precision']`` says what ran.
+    :mod:`sparkdl_magics.precision`); ``stats['precision']`` says what ran. ``engine``:
+    ``keras`` (the default), ``openvino`` or ``auto`` (see :mod:`sparkdl_magics.engines`);
+    ``stats['engine']`` says which engine the tasks ran.
     """
     from .partitioning import check_partitions
     from .session import ensure_usable
     started = time.perf_counter()  # the whole call: what the cell's progress bar times too
     partitions = check_partitions(partitions)
     precision = precisions.check(precision)
+    engine = engines.check_request(engine, precision)
     splits, classes = _splits_of(images)
     spark = spark or splits["train"].sparkSession
     ensure_usable(spark)
@@ -245,22 +273,24 @@ def featurize(images: Any, model: str = defaults.MODEL, weights: Optional[str] =
         or image_column(splits["train"])
     featurizer, resolved = _resolved_featurizer(
         spark, build_featurizer(model, weights, layer, batch_size, preprocess, unsafe, col,
-                                precision=precision))
+                                precision=precision, engine=engine))
     cache_mode, cache_path = _cache_choice(cache)
     sizes, mean_bytes = _split_sizes(images, splits)
     job = _SplitJob(spark, featurizer.copy()._set(errorCol=ERROR_COL,  # shares the spec
-                                                  precisionCol=PRECISION_COL),
+                                                  precisionCol=PRECISION_COL,
+                                                  engineCol=ENGINE_COL),
                     col, resolved.spec, augment, seed, partitions, sizes, mean_bytes,
                     cache_mode, cache_path, resolved.model_name,
                     images.content_of if isinstance(images, ImageSet) else None)
     _declare_images(job, splits)
     model_seconds = time.perf_counter() - started
-    out, counts, n_bad, invalid_frames, ran = _featurize_splits(job, splits)
+    out, counts, n_bad, invalid_frames, ran, ran_engines = _featurize_splits(job, splits)
     seconds = time.perf_counter() - started
     invalid = _merge_load_invalid(images, _invalid_table(invalid_frames))
     stats = _stats(counts, n_bad, len(invalid), resolved, seconds, job)
     stats["model_seconds"] = round(model_seconds, 2)
     stats["precision"] = precisions.report(resolved.model_name, precision, ran)
+    stats["engine"] = engines.describe(engine, ran_engines)
     return FeatureSet(train=out["train"], test=out.get("test"), classes=classes,
                       featurizer=featurizer, images=images if isinstance(images, ImageSet) else None,
                       model_name=resolved.model_name, weights=resolved.weights,
@@ -341,14 +371,16 @@ class _SplitJob:
 
 
 def _featurize_splits(job: _SplitJob, splits: Dict[str, Any]
-                      ) -> Tuple[Dict[str, Any], Dict[str, int], int, List[Any], Tuple[str, ...]]:
+                      ) -> Tuple[Dict[str, Any], Dict[str, int], int, List[Any], Tuple[str, ...],
+                                 Tuple[str, ...]]:
     """Per split: features of the valid images, their count; in all: the invalid count,
-    the invalid rows (pandas, one frame per split that has any) and the number types
-    the tasks' models ran in."""
+    the invalid rows (pandas, one frame per split that has any), the number types the
+    tasks' models ran in and the engines that ran them."""
     out: Dict[str, Any] = {}
     counts: Dict[str, int] = {}
     invalid_frames = []
     ran: set = set()
+    ran_engines: set = set()
     n_bad = 0
     from .progress import work
     for name, df in splits.items():
@@ -363,14 +395,16 @@ def _featurize_splits(job: _SplitJob, splits: Dict[str, Any]
                   tasks=plan[1] if not job.copies() else None,
                   shuffled=plan[0] == "repartition"):
             feats = job.features(name, df, plan)
-            total, bad, bad_rows, types = _count_invalid(feats)
+            total, bad, bad_rows, types, used = _count_invalid(feats)
         counts[name] = total - bad
         ran.update(types)
+        ran_engines.update(used)
         n_bad += bad
         if bad:
             invalid_frames.append(bad_rows.assign(split=name))
-        out[name] = feats.filter(feats[FEATURES_COL].isNotNull()).drop(ERROR_COL, PRECISION_COL)
-    return out, counts, n_bad, invalid_frames, tuple(sorted(ran))
+        out[name] = feats.filter(feats[FEATURES_COL].isNotNull()).drop(ERROR_COL, PRECISION_COL,
+                                                                        ENGINE_COL)
+    return out, counts, n_bad, invalid_frames, tuple(sorted(ran)), tuple(sorted(ran_engines))
 
 
 def _invalid_table(frames: List[Any]) -> Any:
@@ -467,13 +501,14 @@ def _cached(feats: Any, mode: str, path: Optional[str], split: str) -> Any:
     return feats
 
 
-def _count_invalid(feats: Any) -> Tuple[int, int, Any, List[str]]:
+def _count_invalid(feats: Any) -> Tuple[int, int, Any, List[str], List[str]]:
     """(rows, invalid rows, invalid [path, reason] as pandas, the number types the
-    tasks' models ran in) — one job, then a small one."""
+    tasks' models ran in, the engines that ran them) — one job, then a small one."""
     from pyspark.sql import functions as F
     row = feats.agg(F.count(F.lit(1)).alias("n"),
                     F.sum(F.when(F.col(FEATURES_COL).isNull(), 1).otherwise(0)).alias("bad"),
-                    F.collect_set(PRECISION_COL).alias("ran")).collect()[0]
+                    F.collect_set(PRECISION_COL).alias("ran"),
+                    F.collect_set(ENGINE_COL).alias("engines")).collect()[0]
     total, bad = int(row["n"] or 0), int(row["bad"] or 0)
     rows = None
     if bad:
@@ -481,7 +516,7 @@ def _count_invalid(feats: Any) -> Tuple[int, int, Any, List[str]]:
         rows = (feats.filter(F.col(FEATURES_COL).isNull())
                 .select(path.alias(PATH_COL), F.col(ERROR_COL).alias("reason"))
                 .limit(10_000).toPandas())
-    return total, bad, rows, list(row["ran"] or [])
+    return total, bad, rows, list(row["ran"] or []), list(row["engines"] or [])
 
 
 def _merge_load_invalid(images: Any, invalid: Any) -> Any:

@@ -10,7 +10,8 @@ Everything here runs where the data is (a Spark Python worker, or any process):
   keeps it (a small LRU keyed by the spec, precision included), so every batch and
   every task a reused worker runs shares one model. TensorFlow's thread pools are sized
   to the task's cores before the first model is built; the model runs at the spec's
-  ``precision`` (:mod:`sparkdl_magics.precision`; ``auto`` is decided here, per worker).
+  ``precision`` (:mod:`sparkdl_magics.precision`; ``auto`` is decided here, per worker),
+  in the spec's ``engine`` (:mod:`sparkdl_magics.engines`: Keras, or converted to OpenVINO).
 - :func:`predict_images` — numpy uint8 RGB batch in, float32 features out (the model's
   own ``preprocess_input`` applied).
 - :func:`run_decoded` — decode (compressed bytes or Spark image structs) and infer in
@@ -37,7 +38,7 @@ from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence, 
 
 import numpy as np
 
-from . import devices, imaging
+from . import devices, engines, imaging
 from . import precision as precisions
 from .errors import OptionError
 from .tfimport import import_keras
@@ -115,6 +116,7 @@ class ModelSpec:
     (-1..1), ``caffe``, ``torch``. ``include_top``: the full classifier (top-K
     prediction) instead of pooled features. ``precision``: float32, bfloat16, float16
     or auto (decided on each worker); models at different precisions are cached apart.
+    ``engine``: keras, openvino or auto (:mod:`sparkdl_magics.engines`); cached apart too.
     """
 
     model: str = ""
@@ -127,6 +129,7 @@ class ModelSpec:
     safe_mode: bool = True
     pooling: str = "avg"
     precision: str = precisions.FLOAT32
+    engine: str = engines.KERAS
 
     @property
     def label(self) -> str:
@@ -138,14 +141,18 @@ class ModelSpec:
 class LoadedModel:
     """A built Keras model plus its preprocessing: uint8 RGB batches in, features out.
 
-    ``precision``: the number type the model really runs in (``auto`` decided)."""
+    ``precision``: the number type the model really runs in (``auto`` decided).
+    ``engine``: what runs it (``keras``, or ``openvino`` with *runner* its batch function)."""
 
     def __init__(self, spec: ModelSpec, model: Any, preprocess: Callable[[np.ndarray], Any],
-                 precision: str = precisions.FLOAT32):
+                 precision: str = precisions.FLOAT32, engine: str = engines.KERAS,
+                 runner: Optional[Callable[[np.ndarray], np.ndarray]] = None):
         self.spec = spec
         self.model = model
         self.preprocess = preprocess
         self.precision = precision
+        self.engine = engine
+        self._runner = runner
         self._lock = threading.Lock()
         self._functions: dict = {}
 
@@ -166,6 +173,8 @@ class LoadedModel:
         """The model's raw output (float32 numpy) for a batch that is ready to go in."""
         x = np.asarray(x)
         with self._lock:  # one model, one caller at a time (Keras models are not re-entrant)
+            if self._runner is not None:
+                return self._runner(x)
             key = (x.shape[1:], x.dtype.str)
             function = self._functions.get(key)
             if function is None:
@@ -220,7 +229,7 @@ def get_model(spec: ModelSpec, threads: Optional[int] = None) -> LoadedModel:
             return loaded
         if threads:
             set_tf_threads(threads)
-        loaded = build(spec)
+        loaded = build(spec, threads)
         build_count += 1
         _cache[spec] = loaded
         while len(_cache) > MAX_CACHED_MODELS:
@@ -271,18 +280,47 @@ def set_tf_threads(threads: int) -> None:
         pass
 
 
-def build(spec: ModelSpec) -> LoadedModel:
-    """Build the Keras model a spec describes, at its precision (no caching; see
-    :func:`get_model`)."""
+def build(spec: ModelSpec, threads: Optional[int] = None) -> LoadedModel:
+    """Build the model a spec describes, at its precision, in its engine (no caching;
+    see :func:`get_model`). *threads*: the task's cores (OpenVINO's threads)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     loaded = _build_float32(spec)
     wanted = precisions.resolve(spec.precision)
+    if engines.wants_openvino(spec, wanted):
+        converted = _build_openvino(spec, loaded, wanted, threads)
+        if converted is not None:
+            return converted
     model, ran = precisions.apply(loaded.model, wanted)
     if ran != wanted and spec.precision != precisions.AUTO:
         raise OptionError(
             f"option 'precision': {spec.label} cannot run at {wanted} (only Keras functional "
             "or sequential models can; a SavedModel folder or subclassed model runs at float32)")
     return LoadedModel(spec, model, loaded.preprocess, ran)
+
+
+def _build_openvino(spec: ModelSpec, loaded: LoadedModel, wanted: str,
+                    threads: Optional[int]) -> Optional[LoadedModel]:
+    """*loaded* (float32 Keras) converted to OpenVINO; None where ``auto`` falls back to
+    Keras. ``precision: auto`` that picks float16 (a GPU) runs float32 here."""
+    if wanted not in (precisions.FLOAT32, precisions.BFLOAT16) and \
+            spec.precision == precisions.AUTO:
+        wanted = precisions.FLOAT32
+    try:
+        compiled = engines.compile_model(loaded.model, wanted, threads)
+    except OptionError:
+        if spec.engine == engines.AUTO:
+            return None
+        raise
+    # Broad on purpose: a converter failing on one model (any of TensorFlow's or
+    # OpenVINO's error types) means "not this engine": auto runs Keras, openvino says so.
+    except Exception as exc:
+        if spec.engine == engines.AUTO:
+            return None
+        reason = (str(exc).strip().splitlines() or [""])[0][:160]
+        raise OptionError(f"option 'engine': {spec.label} cannot run in openvino "
+                          f"({type(exc).__name__}: {reason}); use engine: keras") from None
+    return LoadedModel(spec, compiled, loaded.preprocess, engines.ran_precision(compiled),
+                       engines.OPENVINO, engines.batch_runner(compiled))
 
 
 def _build_float32(spec: ModelSpec) -> LoadedModel:
@@ -440,6 +478,8 @@ def run_decoded(model: LoadedModel, items: Sequence[Any], batch_size: int,
 
 #: The struct field a reporting :class:`BatchRunner` adds: the type its task's model ran in.
 PRECISION_FIELD = "precision"
+#: The struct field a :class:`BatchRunner` with ``report_engine`` adds: the engine that ran.
+ENGINE_FIELD = "engine"
 #: Per Arrow batch: (batch, model) -> (items, decoder) for :func:`run_decoded`.
 Adapter = Callable[[Any, LoadedModel], Tuple[Sequence[Any], Decoder]]
 #: Per Arrow batch: (items, outputs, errors) -> the pandas Series/DataFrame the UDF yields.
@@ -464,6 +504,8 @@ class BatchRunner:
     ``precision`` field, the number type this task's model really runs in (``auto``
     decided, a fallback to float32 seen), and :meth:`udf` declares it: what a result
     reports comes from the tasks that made it (:func:`sparkdl_magics.precision.report`).
+    ``report_engine``: likewise an ``engine`` field, the engine that ran (``keras`` or
+    ``openvino``: :mod:`sparkdl_magics.engines`).
     """
 
     spec: ModelSpec
@@ -474,11 +516,16 @@ class BatchRunner:
     raw: bool = False
     derive: Optional[Callable[[LoadedModel], LoadedModel]] = None
     report_precision: bool = False
+    report_engine: bool = False
 
     def __call__(self, batches: Iterable[Any]) -> Iterator[Any]:
         gpus = devices.pin_task_gpus()  # before TensorFlow starts in this worker
         model = get_model(self.spec, self.threads)
-        ran = model.precision
+        reported = {}
+        if self.report_precision:
+            reported[PRECISION_FIELD] = model.precision
+        if self.report_engine:
+            reported[ENGINE_FIELD] = model.engine
         if self.derive is not None:
             model = get_derived(model, self.derive)
         batch_size = devices.device_batch_size(self.batch_size, bool(gpus))
@@ -488,11 +535,12 @@ class BatchRunner:
             outputs, errors = run_decoded(model, items, batch_size, decoder, self.raw,
                                           decode_threads)
             frame = self.formatter(items, outputs, errors)
-            yield frame.assign(**{PRECISION_FIELD: ran}) if self.report_precision else frame
+            yield frame.assign(**reported) if reported else frame
 
     def udf(self, return_type: str) -> Any:
         """This runner as a Spark scalar-iterator pandas UDF returning *return_type*
-        (a struct's fields; with ``report_precision`` a ``precision string`` field more).
+        (a struct's fields; with ``report_precision`` / ``report_engine`` a ``precision
+        string`` / ``engine string`` field more).
 
         A bytes column arrives as Series batches, a struct column as DataFrame batches
         of its fields; the adapter tells them apart.
@@ -502,6 +550,8 @@ class BatchRunner:
         runner = self
         if self.report_precision:
             return_type = f"{return_type}, {PRECISION_FIELD} string"
+        if self.report_engine:
+            return_type = f"{return_type}, {ENGINE_FIELD} string"
 
         def apply(batches):  # type hints set below: pandas is not imported at module level
             return runner(batches)
@@ -525,5 +575,5 @@ __all__ = ["ShippedFile", "ModelSpec", "LoadedModel", "get_model", "clear_cache"
            "load_user_model", "preprocess_function", "get_derived", "predict_images",
            "decode_bytes",
            "decode_struct", "batch_items", "run_decoded", "BatchRunner", "image_batch",
-           "PRECISION_FIELD",
+           "PRECISION_FIELD", "ENGINE_FIELD",
            "check_batch_size", "check_positive_int", "set_tf_threads", "MAX_CACHED_MODELS"]

@@ -54,8 +54,10 @@ FEATURIZE_ERROR_COL = "featurize_error"
 PREDICT_ERROR_COL = "predict_error"
 #: The number type the model ran in, per row, in the task that computed the features
 #: (``featurize`` reads it in its counting job, then drops it) or the predictions
-#: (``Predictions`` reads it with the rows it computes; not in ``Predictions.df``).
+#: (``Predictions`` reads it with the rows it computes; not in ``Predictions.df``);
+#: likewise the engine that ran it (``featurize`` only).
 FEATURIZE_PRECISION_COL = "featurize_precision"
+FEATURIZE_ENGINE_COL = "featurize_engine"
 PREDICT_PRECISION_COL = "predict_precision"
 
 

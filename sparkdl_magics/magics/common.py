@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from .. import defaults
-from ..options import Option, as_bool, as_choice, as_float, as_int, as_str
+from ..engines import ENGINES, NOT_INSTALLED, OPENVINO, openvino_installed
+from ..options import Option, ValueShown, as_bool, as_choice, as_float, as_int, as_str
 from ..precision import PRECISIONS
 
 BATCH_SIZE = Option("batch_size", defaults.BATCH_SIZE, "images per model call in each Spark task",
@@ -30,6 +31,23 @@ PRECISION = Option("precision", defaults.PRECISION, "the number type the model r
                    "the workers (auto: bfloat16 on CPUs with AVX512-BF16/AMX and on GPUs of "
                    "compute capability 8.0+, float16 on older GPUs, else float32); features "
                    "are float32 either way", as_choice(*PRECISIONS), nullable=False)
+_engine_choice = as_choice(*ENGINES)
+
+
+def _engine(value):
+    """An engine name; ``openvino`` refused when the cell is parsed if it is not
+    installed (before a Spark session starts)."""
+    engine = _engine_choice(value)
+    if engine == OPENVINO and not openvino_installed():
+        raise ValueShown(NOT_INSTALLED.removeprefix("option 'engine': "))
+    return engine
+
+
+_engine.choices = ENGINES  # type: ignore[attr-defined]  # the help's "Choices:"
+ENGINE = Option("engine", defaults.ENGINE, "what runs the model on the workers: keras, "
+                "openvino (converted once per worker; pip install 'sparkdl_magics[openvino]') "
+                "or auto (openvino for registry models where it is installed, else keras)",
+                _engine, nullable=False)
 THRESHOLD = Option("threshold", None, "multi-label models: the probability at which a "
                    "label is predicted [default: the model's, 0.5]",
                    as_float(minimum=0.0, maximum=1.0, exclusive_min=True))

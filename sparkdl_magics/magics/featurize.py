@@ -10,7 +10,8 @@ from typing import Any
 from .. import defaults
 from ..errors import OptionError
 from ..options import MagicCall, MagicSpec, Option, as_int, as_str, kwargs_for
-from .common import BATCH_SIZE, PARTITIONS, PRECISION, PREPROCESS, UNSAFE, lookup_images
+from .common import (BATCH_SIZE, ENGINE, PARTITIONS, PRECISION, PREPROCESS, UNSAFE,
+                     lookup_images)
 from .runner import Context
 
 
@@ -41,6 +42,7 @@ SPEC = MagicSpec(
         PREPROCESS,
         BATCH_SIZE,
         PRECISION,
+        ENGINE,
         PARTITIONS,
         Option("cache", "memory", "memory (memory-and-disk), none, or a folder to write the "
                "features to as Parquet", as_str),
@@ -61,7 +63,7 @@ def run(call: MagicCall, ctx: Context) -> Any:
     images = lookup_images(ctx, name)
     kwargs = kwargs_for(call, ("model", "weights", "layer", "preprocess", "batch_size",
                                "cache", "unsafe", "augment", "seed", "partitions",
-                               "precision"))
+                               "precision", "engine"))
     with ctx.progress_scope("featurize"):
         features = featurize(images, **kwargs)
     ctx.store(call.output or f"{name}_features", features)
