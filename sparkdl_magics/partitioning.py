@@ -9,8 +9,8 @@ slots costs one shuffle of the compressed bytes (small next to the CNN) and give
 partitions within a few images of each other. Where Python reads the files (a local
 folder, a bucket: :mod:`sparkdl_magics.loading.stored`) only the paths are shuffled and
 each file is read in the model's own task (:attr:`~sparkdl_magics.results.ImageSet.content_of`):
-measured on 48 phone photos (4032x3024, 116 MB), ResNet50 bfloat16, ``local[2]``, 9.4 ->
-16.4 images/s.
+measured on 48 phone photos (4032x3024, 116 MB), ResNet50 bfloat16, ``local[2]``, 19.6 ->
+34.9 images/s (``benchmarks/featurize.py``).
 
 With many waves (:data:`MANY_WAVES` or more) a partition more or less at the end costs
 little, and shuffling gigabytes of bytes costs memory and time: then the scan's
