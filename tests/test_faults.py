@@ -300,7 +300,7 @@ def test_worker_model_cache_is_bounded(monkeypatch):
     from sparkdl_magics import inference
     built = []
 
-    def fake_build(spec):
+    def fake_build(spec, threads=None):
         built.append(spec)
         return inference.LoadedModel(spec, object(), lambda x: x)
 
