@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from .tfimport import import_keras
 
+import atexit
 import contextlib
 import hashlib
 import os
@@ -311,9 +312,12 @@ _ship_lock = threading.Lock()
 
 
 def _staging_dir() -> str:
+    """This process's folder of files shipped to executors; removed when the process exits
+    (each one holds copies of models, so leaving them would fill /tmp run after run)."""
     global _staging
     if _staging is None or not os.path.isdir(_staging):
         _staging = tempfile.mkdtemp(prefix="sparkdl_magics-ship-")
+        atexit.register(shutil.rmtree, _staging, ignore_errors=True)
     return _staging
 
 

@@ -80,7 +80,8 @@ class ClientVenv:
     def ensure(self) -> "ClientVenv":
         """Made with the commands (once), with this checkout's wheel in it."""
         if not (self.path / ".installed").exists():
-            shutil.rmtree(self.path, ignore_errors=True)
+            for stale in self.path.parent.glob(f"{self.name}-*"):  # older install commands:
+                shutil.rmtree(stale, ignore_errors=True)          # ~3 GB each, never used again
             self.path.parent.mkdir(parents=True, exist_ok=True)
             _run([self.python, "-m", "venv", self.path],
                  f"{self.name}: venv", cwd=self.path.parent, timeout=600, env=_env())
