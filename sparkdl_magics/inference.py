@@ -305,17 +305,15 @@ def _build_openvino(spec: ModelSpec, loaded: LoadedModel, wanted: str,
     if wanted not in (precisions.FLOAT32, precisions.BFLOAT16) and \
             spec.precision == precisions.AUTO:
         wanted = precisions.FLOAT32
-    try:
-        compiled = engines.compile_model(loaded.model, wanted, threads)
-    except OptionError:
-        if spec.engine == engines.AUTO:
-            return None
-        raise
     # Broad on purpose: a converter failing on one model (any of TensorFlow's or
     # OpenVINO's error types) means "not this engine": auto runs Keras, openvino says so.
+    try:
+        compiled = engines.compile_model(loaded.model, wanted, threads)
     except Exception as exc:
         if spec.engine == engines.AUTO:
             return None
+        if isinstance(exc, OptionError):
+            raise
         reason = (str(exc).strip().splitlines() or [""])[0][:160]
         raise OptionError(f"option 'engine': {spec.label} cannot run in openvino "
                           f"({type(exc).__name__}: {reason}); use engine: keras") from None
