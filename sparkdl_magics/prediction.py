@@ -26,19 +26,20 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import pandas as pd
 
-from . import defaults
+from . import defaults, engines
 from . import precision as precisions
 from .errors import DataError, OptionError
 from .frames import image_column, images_frame
-from .inference import PRECISION_FIELD, BatchRunner, check_batch_size, check_positive_int
+from .inference import ENGINE_FIELD, PRECISION_FIELD, BatchRunner, check_batch_size, check_positive_int
 from .results import (CONTENT_COL, FEATURES_COL, IMAGE_COL, LABEL_NAME_COL,
                       LABEL_PROBABILITIES_COL, LABELS_COL, PATH_COL, PREDICT_ERROR_COL,
-                      PREDICT_PRECISION_COL, PREDICTED_LABELS_COL, TOP_K_COL, TOP_LABEL_COL,
+                      PREDICT_ENGINE_COL, PREDICT_PRECISION_COL, PREDICTED_LABELS_COL, TOP_K_COL, TOP_LABEL_COL,
                       TOP_PROBABILITY_COL, FineTunedModel, ImageSet, MultiLabelModel,
                       Predictions)
 
 ERROR_COL = PREDICT_ERROR_COL
 PRECISION_COL = PREDICT_PRECISION_COL
+ENGINE_COL = PREDICT_ENGINE_COL
 _TMP_COL = "__sparkdl_predict"
 
 #: One predicted class.
@@ -106,7 +107,7 @@ def decode_scores(scores: np.ndarray, k: int, labels: Optional[Sequence[str]] = 
 def image_udf(spec: Any, batch_size: int, output: str = "labels", top_k: int = defaults.TOP_K,
               labels: Optional[Sequence[str]] = None, threads: int = 1,
               head: Optional[Any] = None, threshold: Optional[float] = None,
-              report_precision: bool = False) -> Any:
+              report_precision: bool = False, report_engine: bool = False) -> Any:
     """A pandas UDF over an image column: bytes (``content``) *or* image structs.
 
     The input kind is seen per batch (a Series of bytes, or a DataFrame of struct
@@ -119,17 +120,19 @@ def image_udf(spec: Any, batch_size: int, output: str = "labels", top_k: int = d
     :class:`sparkdl_magics.sql.LinearHead` or :class:`~sparkdl_magics.sql.LabelHeads`)
     turns the spec's features into class probabilities on the worker, for a fitted
     classifier. *report_precision* (``labels`` only: a struct): one field more, the type
-    each task's model ran in (see :class:`~sparkdl_magics.inference.BatchRunner`).
+    each task's model ran in (see :class:`~sparkdl_magics.inference.BatchRunner`);
+    *report_engine* likewise the engine that ran it.
     """
     if output not in OUTPUT_TYPES:
         raise OptionError(f"unknown output {output!r} (valid: {', '.join(OUTPUT_TYPES)})")
-    if report_precision and output != "labels":
-        raise ValueError(f"report_precision needs the 'labels' output (a struct), not {output!r}")
+    if (report_precision or report_engine) and output != "labels":
+        raise ValueError(f"reporting needs the 'labels' output (a struct), not {output!r}")
     labels = list(labels) if labels is not None else None
     formatter = functools.partial(_format_scores, output=output, top_k=top_k, labels=labels,
                                   head=head, threshold=threshold)
     return BatchRunner(spec, batch_size, formatter, threads=threads,
-                       report_precision=report_precision).udf(OUTPUT_TYPES[output])
+                       report_precision=report_precision,
+                       report_engine=report_engine).udf(OUTPUT_TYPES[output])
 
 
 def _format_scores(items: Any, scores: List[Optional[np.ndarray]], errors: List[Optional[str]],
@@ -193,12 +196,16 @@ def read_rows(result: Predictions, limit: Optional[int], cols: Optional[Sequence
     becomes what the tasks that computed these rows ran in (see :class:`Predictions`)."""
     reporting = result.reporting_df
     cols = list(cols) if cols is not None else list(result.df.columns)
-    df = result.df.select(*cols) if reporting is None else reporting.select(*cols, PRECISION_COL)
+    reported = [c for c in (PRECISION_COL, ENGINE_COL) if reporting is not None and c in reporting.columns]
+    df = result.df.select(*cols) if reporting is None else reporting.select(*cols, *reported)
     rows = (df if limit is None else df.limit(int(limit))).toPandas()
     if reporting is not None:
         ran = rows.pop(PRECISION_COL).dropna().unique().tolist()
         result.stats["precision"] = precisions.report(result.model_name,
                                                       result.requested_precision, ran)
+        if ENGINE_COL in reported:
+            used = rows.pop(ENGINE_COL).dropna().unique().tolist()
+            result.stats["engine"] = engines.describe(result.requested_engine, used)
     return rows
 
 
@@ -207,7 +214,8 @@ def predict(images: Any, model: str = defaults.MODEL, weights: Optional[str] = d
             labels: Optional[Sequence[str]] = None, preprocess: Optional[str] = None,
             input_col: Optional[str] = None, unsafe: bool = False,
             partitions: Any = "auto", precision: str = defaults.PRECISION,
-            threshold: Optional[float] = None, spark: Any = None) -> Predictions:
+            threshold: Optional[float] = None, spark: Any = None,
+            engine: str = defaults.ENGINE) -> Predictions:
     """Top-K classes per image with a full pretrained model (no training).
 
     *images*: an ImageSet (its ``df``: every split) or a DataFrame with ``content``
@@ -221,15 +229,21 @@ def predict(images: Any, model: str = defaults.MODEL, weights: Optional[str] = d
     *precision*: ``float32``, ``bfloat16``, ``float16`` or ``auto`` (see
     :mod:`sparkdl_magics.precision`); ``stats['precision']`` says what the tasks that
     computed the rows ran in, once rows are computed (``preview``, ``to_pandas``,
-    ``%%predict``), and the request until then.
+    ``%%predict``), and the request until then. *engine*: ``keras`` (the default),
+    ``openvino`` or ``auto`` (see :mod:`sparkdl_magics.engines`); ``stats['engine']``
+    is reported the same way.
     *model* may be a :class:`~sparkdl_magics.results.MultiLabelModel`: then each image
-    gets its label set and one probability per label (:func:`label_sets`; *threshold*).
+    gets its label set and one probability per label (:func:`label_sets`; *threshold*;
+    its featurizer stage runs in the engine it was fitted with).
     """
     from pyspark.sql import functions as F
 
     from .partitioning import check_partitions
     from .session import task_cores
     if isinstance(model, MultiLabelModel):
+        if engines.check(engine) != defaults.ENGINE:
+            raise OptionError("option 'engine': a multi-label model runs in the engine its "
+                              "featurizer stage was fitted with (leave engine out)")
         return label_sets(images, model, threshold, partitions)
     if threshold is not None:
         raise OptionError("option 'threshold' is for multi-label models (one probability "
@@ -242,14 +256,16 @@ def predict(images: Any, model: str = defaults.MODEL, weights: Optional[str] = d
     top_k = check_positive_int("top_k", top_k)
     batch_size = check_batch_size(batch_size)
     precision = precisions.check(precision)
+    engine = engines.check_request(engine, precision)
     spark = spark or df.sparkSession
     col = input_col or (image_set.image_col if image_set else None) or image_column(df)
     if col not in df.columns:
         raise DataError(f"the images have no column {col!r} (columns: {', '.join(df.columns)})")
-    resolved = resolve_classifier(model, weights, preprocess, unsafe, spark, precision)
+    resolved = engines.with_engine(
+        resolve_classifier(model, weights, preprocess, unsafe, spark, precision), engine)
     df, how = _spread(df, image_set, partitions, spark)
     udf = image_udf(resolved.spec, batch_size, "labels", top_k, labels, task_cores(spark),
-                    report_precision=True)
+                    report_precision=True, report_engine=True)
     tmp = F.col(_TMP_COL)
     out = df.withColumn(_TMP_COL, udf(F.col(col)))
     out = (out.withColumn(TOP_LABEL_COL, tmp[TOP_K_COL][0]["label"])
@@ -257,13 +273,16 @@ def predict(images: Any, model: str = defaults.MODEL, weights: Optional[str] = d
               .withColumn(TOP_K_COL, tmp[TOP_K_COL])
               .withColumn(ERROR_COL, tmp["error"])
               .withColumn(PRECISION_COL, tmp[PRECISION_FIELD])
+              .withColumn(ENGINE_COL, tmp[ENGINE_FIELD])
               .drop(_TMP_COL, *[c for c in (CONTENT_COL, IMAGE_COL, col) if c in df.columns]))
-    return Predictions(out.drop(PRECISION_COL), resolved.model_name, resolved.weights, top_k,
+    return Predictions(out.drop(PRECISION_COL, ENGINE_COL), resolved.model_name, resolved.weights, top_k,
                        resolved.untrained,
                        stats={"batch_size": batch_size, "partitioning": how,
                               "precision": precision,  # the request, until rows are computed
+                              "engine": engine,
                               **({"images": image_set.num_images} if image_set else {})},
-                       reporting_df=out, requested_precision=precision)
+                       reporting_df=out, requested_precision=precision,
+                       requested_engine=engine)
 
 
 def _spread(df: Any, image_set: Optional[ImageSet], partitions: Optional[int], spark: Any

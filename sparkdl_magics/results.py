@@ -55,10 +55,11 @@ PREDICT_ERROR_COL = "predict_error"
 #: The number type the model ran in, per row, in the task that computed the features
 #: (``featurize`` reads it in its counting job, then drops it) or the predictions
 #: (``Predictions`` reads it with the rows it computes; not in ``Predictions.df``);
-#: likewise the engine that ran it (``featurize`` only).
+#: likewise the engine that ran it.
 FEATURIZE_PRECISION_COL = "featurize_precision"
 FEATURIZE_ENGINE_COL = "featurize_engine"
 PREDICT_PRECISION_COL = "predict_precision"
+PREDICT_ENGINE_COL = "predict_engine"
 
 
 def _stage(module: str) -> Any:
@@ -306,7 +307,8 @@ class Predictions(_Rendered):
     the tasks that computed them ran in (``auto -> float32`` for a model that cannot run
     at a reduced type): :meth:`preview` and :meth:`to_pandas` read it from
     ``reporting_df`` (``df`` plus ``predict_precision``, one value per row) in the job
-    that computes the rows.
+    that computes the rows. ``stats['engine']`` likewise: the engine asked for, then the
+    engines that ran (``predict_engine``).
     """
 
     df: Any
@@ -321,6 +323,7 @@ class Predictions(_Rendered):
     threshold: Optional[float] = None  # a multi-label model's cut: label sets, not top-K
     reporting_df: Optional[Any] = None  # df + the precision each row's task ran in
     requested_precision: str = ""  # what was asked ("auto", ...): see stats['precision']
+    requested_engine: str = ""  # likewise for stats['engine']
 
     @property
     def multi_label(self) -> bool:

@@ -87,13 +87,19 @@ def featurize_stream(df: Any, model: str = defaults.MODEL,
                      weights: Optional[str] = defaults.WEIGHTS,
                      layer: Optional[str] = None, batch_size: int = defaults.BATCH_SIZE,
                      preprocess: Optional[str] = None, input_col: Optional[str] = None,
-                     unsafe: bool = False, precision: str = defaults.PRECISION) -> Any:
+                     unsafe: bool = False, precision: str = defaults.PRECISION,
+                     engine: str = defaults.ENGINE) -> Any:
     """Pooled features of a (streaming) image DataFrame; failed images keep null
     ``features`` and a reason in ``featurize_error``. Nothing runs until it is written.
-    ``precision``: the number type the model runs in (see :mod:`sparkdl_magics.precision`)."""
+    ``precision``: the number type the model runs in (see :mod:`sparkdl_magics.precision`);
+    ``engine``: what runs it (see :mod:`sparkdl_magics.engines`)."""
+    from . import engines
+    from .precision import check
+    engine = engines.check_request(engine, check(precision))
     col = input_col or image_column(df)
     featurizer = build_featurizer(model, weights, layer, batch_size, preprocess, unsafe,
-                                  input_col=col, error_col=ERROR_COL, precision=precision)
+                                  input_col=col, error_col=ERROR_COL, precision=precision,
+                                  engine=engine)
     out = featurizer.transform(df)
     return out.drop(*[c for c in (CONTENT_COL, IMAGE_COL, col) if c in out.columns])
 

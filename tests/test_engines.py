@@ -171,6 +171,52 @@ def test_openvino_says_in_one_line_when_a_model_cannot_be_converted(tmp_path):
     assert inference.build(dataclasses.replace(spec, engine="auto")).engine == "keras"
 
 
+def test_predict_magic_runs_in_openvino_with_keras_top_k(spark, ip, image_folder,
+                                                         top_weights):
+    """``%%predict`` with ``engine: openvino``: the tasks run OpenVINO (``stats['engine']``
+    read from the rows' tasks) and the top-K classes and probabilities equal plain Keras'."""
+    from helpers import assert_top_k_equal, keras_scores
+    ip.user_ns["roses"] = binary_images(spark, image_folder / "roses").orderBy("path").limit(4)
+    ip.run_cell(f"%%predict roses -> ranked\nmodel: {SMALL}\nweights: {top_weights}\n"
+                "top_k: 3\nengine: openvino\nshow: 4\n")
+    result = ip.user_ns["ranked"]
+    assert result.stats["engine"] == "openvino"
+    assert "predict_engine" not in result.df.columns
+    rows = result.preview().set_index("path")
+    assert len(rows) == 4
+    paths = sorted(rows.index)
+    assert_top_k_equal([rows.loc[p, "predictions"] for p in paths],
+                       keras_scores(top_weights, paths), 3)
+
+
+def test_predict_engine_choices_are_checked_before_spark_runs(spark, image_folder):
+    from sparkdl_magics import predict
+    from sparkdl_magics.errors import OptionError
+    df = binary_images(spark, image_folder / "roses")
+    with pytest.raises(OptionError, match=re.escape(
+            "unknown engine 'onnx' (valid: keras, openvino, auto)")):
+        predict(df, model=SMALL, weights="none", engine="onnx")
+    keras_run = predict(df, model=SMALL, weights="none")
+    assert keras_run.stats["engine"] == "keras"
+
+
+def test_featurize_stream_takes_the_engine(spark, image_folder, weights, reference):
+    """``featurize_stream(engine=...)`` (a static frame here: the same transform) runs the
+    OpenVINO model: Keras float32's features; a bad engine is one line."""
+    from sparkdl_magics.errors import OptionError
+    from sparkdl_magics.streaming import featurize_stream
+    df = binary_images(spark, image_folder)
+    with pytest.raises(OptionError, match=re.escape("unknown engine 'onnx'")):
+        featurize_stream(df, model=SMALL, weights=str(weights), engine="onnx")
+    out = featurize_stream(df, model=SMALL, weights=str(weights), engine="openvino",
+                           batch_size=8)
+    got = {local_path(p): v for p, v in features_by_path(out).items()}
+    assert sorted(got) == sorted(reference)
+    cos = cosines(np.stack([got[p] for p in sorted(got)]),
+                  np.stack([reference[p] for p in sorted(got)]))
+    assert cos.min() >= FLOAT32_COSINE, cos.min()
+
+
 MISSING_SCRIPT = """
 import sys
 sys.modules["openvino"] = None  # as if the package were not installed

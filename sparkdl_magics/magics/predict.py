@@ -10,7 +10,7 @@ from typing import Any
 from .. import defaults
 from ..options import MagicCall, MagicSpec, Option, as_int, as_list_of, as_str, kwargs_for
 from ..results import FineTunedModel, MultiLabelModel
-from .common import (BATCH_SIZE, PARTITIONS, PRECISION, PREPROCESS, THRESHOLD, UNSAFE,
+from .common import (BATCH_SIZE, ENGINE, PARTITIONS, PRECISION, PREPROCESS, THRESHOLD, UNSAFE,
                      lookup_images)
 from .runner import Context
 
@@ -31,6 +31,7 @@ SPEC = MagicSpec(
                nullable=False),
         BATCH_SIZE,
         PRECISION,
+        ENGINE,
         PARTITIONS,
         Option("labels", None, "user model files: class names, in output order [default: "
                "ImageNet names for 1000 outputs, else the index]", as_list_of(as_str)),
@@ -50,7 +51,8 @@ def run(call: MagicCall, ctx: Context) -> Any:
     name = call.positional[0]
     images = lookup_images(ctx, name)
     kwargs = kwargs_for(call, ("model", "weights", "top_k", "batch_size", "labels",
-                               "preprocess", "unsafe", "partitions", "precision", "threshold"))
+                               "preprocess", "unsafe", "partitions", "precision", "threshold",
+                               "engine"))
     named = ctx.shell.user_ns.get(str(kwargs.get("model")))
     if isinstance(named, (FineTunedModel, MultiLabelModel)):  # a %%finetune / %%fit result
         kwargs["model"] = named
