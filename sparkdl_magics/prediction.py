@@ -30,12 +30,13 @@ from . import defaults, engines
 from . import precision as precisions
 from .errors import DataError, OptionError
 from .frames import image_column, images_frame
-from .inference import ENGINE_FIELD, PRECISION_FIELD, BatchRunner, check_batch_size, check_positive_int
+from .inference import (ENGINE_FIELD, PRECISION_FIELD, BatchRunner, check_batch_size,
+                        check_positive_int)
 from .results import (CONTENT_COL, FEATURES_COL, IMAGE_COL, LABEL_NAME_COL,
                       LABEL_PROBABILITIES_COL, LABELS_COL, PATH_COL, PREDICT_ERROR_COL,
-                      PREDICT_ENGINE_COL, PREDICT_PRECISION_COL, PREDICTED_LABELS_COL, TOP_K_COL, TOP_LABEL_COL,
-                      TOP_PROBABILITY_COL, FineTunedModel, ImageSet, MultiLabelModel,
-                      Predictions)
+                      PREDICT_ENGINE_COL, PREDICT_PRECISION_COL, PREDICTED_LABELS_COL,
+                      TOP_K_COL, TOP_LABEL_COL, TOP_PROBABILITY_COL, FineTunedModel, ImageSet,
+                      MultiLabelModel, Predictions)
 
 ERROR_COL = PREDICT_ERROR_COL
 PRECISION_COL = PREDICT_PRECISION_COL
@@ -196,7 +197,8 @@ def read_rows(result: Predictions, limit: Optional[int], cols: Optional[Sequence
     becomes what the tasks that computed these rows ran in (see :class:`Predictions`)."""
     reporting = result.reporting_df
     cols = list(cols) if cols is not None else list(result.df.columns)
-    reported = [c for c in (PRECISION_COL, ENGINE_COL) if reporting is not None and c in reporting.columns]
+    reported = [c for c in (PRECISION_COL, ENGINE_COL)
+                if reporting is not None and c in reporting.columns]
     df = result.df.select(*cols) if reporting is None else reporting.select(*cols, *reported)
     rows = (df if limit is None else df.limit(int(limit))).toPandas()
     if reporting is not None:
@@ -275,7 +277,8 @@ def predict(images: Any, model: str = defaults.MODEL, weights: Optional[str] = d
               .withColumn(PRECISION_COL, tmp[PRECISION_FIELD])
               .withColumn(ENGINE_COL, tmp[ENGINE_FIELD])
               .drop(_TMP_COL, *[c for c in (CONTENT_COL, IMAGE_COL, col) if c in df.columns]))
-    return Predictions(out.drop(PRECISION_COL, ENGINE_COL), resolved.model_name, resolved.weights, top_k,
+    return Predictions(out.drop(PRECISION_COL, ENGINE_COL), resolved.model_name,
+                       resolved.weights, top_k,
                        resolved.untrained,
                        stats={"batch_size": batch_size, "partitioning": how,
                               "precision": precision,  # the request, until rows are computed

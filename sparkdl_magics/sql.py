@@ -27,11 +27,12 @@ model's) or one probability per label in the order of ``model.classes``
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Any, Optional, Sequence, Tuple
 
 import numpy as np
 
 from . import defaults
+from . import engines
 from . import precision as precisions
 from .errors import OptionError, unknown_choice
 from .inference import check_batch_size, check_positive_int
@@ -54,6 +55,7 @@ class SqlFunction:
     return_type: str
     udf: Any
     precision: str = defaults.PRECISION
+    engine: str = defaults.ENGINE
 
     def __call__(self, *cols: Any) -> Any:
         return self.udf(*cols)
@@ -65,12 +67,15 @@ def register_sql_function(name: str = "classify", model: Any = defaults.MODEL,
                           labels: Optional[Sequence[str]] = None,
                           layer: Optional[str] = None, preprocess: Optional[str] = None,
                           unsafe: bool = False, precision: Optional[str] = None,
-                          threshold: Optional[float] = None, spark: Any = None) -> SqlFunction:
+                          threshold: Optional[float] = None, spark: Any = None,
+                          engine: Optional[str] = None) -> SqlFunction:
     """Register *model* as the SQL function *name* in *spark* (the active session).
 
     *precision*: float32, bfloat16, float16 or auto; None: a fitted model's own
-    (its featurizer's), else :data:`defaults.PRECISION`. *threshold*: a multi-label
-    model's cut for its label sets (default: the model's)."""
+    (its featurizer's), else :data:`defaults.PRECISION`. *engine* likewise: keras,
+    openvino or auto (:mod:`sparkdl_magics.engines`); None: a fitted model's own, else
+    :data:`defaults.ENGINE`. *threshold*: a multi-label model's cut for its label sets
+    (default: the model's)."""
     name = str(name).strip()
     if not name.isidentifier():
         raise OptionError(f"option 'name': {name!r} is not a valid SQL function name")
@@ -80,30 +85,46 @@ def register_sql_function(name: str = "classify", model: Any = defaults.MODEL,
     top_k = check_positive_int("top_k", top_k)
     batch_size = check_batch_size(batch_size)
     precision = None if precision is None else precisions.check(precision)
+    if engine is not None:
+        engine = engines.check_request(engine, precision or defaults.PRECISION)
     spark = spark or get_spark()
     if isinstance(model, FineTunedModel):  # its Keras file is the whole classifier
         model, labels, preprocess = model.model_file, list(model.classes), model.preprocess
     if isinstance(model, FittedModel):
-        return _register_fitted(name, model, output, top_k, batch_size, spark, precision)
+        return _register_fitted(name, model, output, top_k, batch_size, spark,
+                                (precision, engine))
     if isinstance(model, MultiLabelModel):
-        return _register_label_sets(name, model, output, batch_size, spark, precision,
-                                    threshold)
+        return _register_label_sets(name, model, output, batch_size, spark,
+                                    (precision, engine), threshold)
     precision = precision or defaults.PRECISION
     if output == "features":
-        resolved = precisions.with_precision(
-            resolve_spec(str(model), "none" if weights is None else str(weights),
-                         layer, preprocess, unsafe=bool(unsafe), spark=spark), precision)
+        resolved = resolve_spec(str(model), "none" if weights is None else str(weights),
+                                layer, preprocess, unsafe=bool(unsafe), spark=spark)
     else:
         if layer:
             raise OptionError("option 'layer': only with output: features")
-        resolved = resolve_classifier(model, weights, preprocess, unsafe, spark, precision)
+        resolved = resolve_classifier(model, weights, preprocess, unsafe, spark)
+    resolved = _run_as(resolved, (precision, engine or defaults.ENGINE))
     # SQL users get the top-K array itself ("topk"), not the (array, error) pair
     udf = image_udf(resolved.spec, batch_size, "topk" if output == "labels" else output,
                     top_k, labels, task_cores(spark))
     registered = spark.udf.register(name, udf)
     rtype = OUTPUT_TYPES["topk" if output == "labels" else output]
-    return SqlFunction(name, output, resolved.model_name, resolved.weights, rtype,
-                       registered, precision)
+    return _registered(name, output, resolved, rtype, registered)
+
+
+def _run_as(resolved: Any, choice: Tuple[Optional[str], Optional[str]]) -> Any:
+    """*resolved* at the (precision, engine) asked for; None keeps its own."""
+    precision, engine = choice
+    if precision is not None:
+        resolved = precisions.with_precision(resolved, precision)
+    return resolved if engine is None else engines.with_engine(resolved, engine)
+
+
+def _registered(name: str, output: str, resolved: Any, return_type: str, udf: Any
+                ) -> SqlFunction:
+    return SqlFunction(name, output, resolved.model_name, resolved.weights, return_type, udf,
+                       resolved.spec.precision, resolved.spec.engine)
 
 
 @dataclass(frozen=True)
@@ -161,7 +182,7 @@ LABEL_SET_OUTPUTS = ("labels", "probabilities")
 
 
 def _register_fitted(name: str, fitted: FittedModel, output: str, top_k: int, batch_size: int,
-                     spark: Any, precision: Optional[str] = None) -> SqlFunction:
+                     spark: Any, choice: Tuple[Optional[str], Optional[str]]) -> SqlFunction:
     """A SQL function for a fitted pipeline: featurizer on the workers, then its LR head."""
     if output not in FITTED_OUTPUTS:
         raise unknown_choice("output for a fitted model", output, FITTED_OUTPUTS)
@@ -173,20 +194,15 @@ def _register_fitted(name: str, fitted: FittedModel, output: str, top_k: int, ba
             f"option 'model': a SQL function needs a logistic_regression model (this one is "
             f"{fitted.classifier}); for other classifiers use fitted.transform(df) and query "
             "the result as a view")
-    featurizer = fitted.pipeline_model.stages[0]
-    resolved = featurizer.resolve(spark)
-    if precision is not None:
-        resolved = precisions.with_precision(resolved, precision)
+    resolved = _run_as(fitted.pipeline_model.stages[0].resolve(spark), choice)
     udf = image_udf(resolved.spec, batch_size, output, top_k, list(fitted.classes),
                     task_cores(spark), head=linear_head(fitted.classifier_model))
-    registered = spark.udf.register(name, udf)
-    return SqlFunction(name, output, resolved.model_name, resolved.weights,
-                       OUTPUT_TYPES[output], registered, resolved.spec.precision)
+    return _registered(name, output, resolved, OUTPUT_TYPES[output], spark.udf.register(name, udf))
 
 
 def _register_label_sets(name: str, model: MultiLabelModel, output: str, batch_size: int,
-                         spark: Any, precision: Optional[str], threshold: Optional[float]
-                         ) -> SqlFunction:
+                         spark: Any, choice: Tuple[Optional[str], Optional[str]],
+                         threshold: Optional[float]) -> SqlFunction:
     """A SQL function for a multi-label model: featurizer on the workers, then one
     sigmoid per label; the label set, or the probabilities."""
     from .multilabel import check_threshold
@@ -198,15 +214,11 @@ def _register_label_sets(name: str, model: MultiLabelModel, output: str, batch_s
                           "(its features did not come from %%featurize), so SQL cannot feed "
                           "it images")
     cut = model.threshold if threshold is None else check_threshold(threshold)
-    resolved = model.pipeline_model.stages[0].resolve(spark)
-    if precision is not None:
-        resolved = precisions.with_precision(resolved, precision)
+    resolved = _run_as(model.pipeline_model.stages[0].resolve(spark), choice)
     kind = "label_set" if output == "labels" else "probabilities"
     udf = image_udf(resolved.spec, batch_size, kind, 1, list(model.classes), task_cores(spark),
                     head=label_heads(model), threshold=cut)
-    registered = spark.udf.register(name, udf)
-    return SqlFunction(name, output, resolved.model_name, resolved.weights,
-                       OUTPUT_TYPES[kind], registered, resolved.spec.precision)
+    return _registered(name, output, resolved, OUTPUT_TYPES[kind], spark.udf.register(name, udf))
 
 
 __all__ = ["register_sql_function", "SqlFunction", "SQL_OUTPUTS", "LinearHead", "LabelHeads",

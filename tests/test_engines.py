@@ -217,6 +217,23 @@ def test_featurize_stream_takes_the_engine(spark, image_folder, weights, referen
     assert cos.min() >= FLOAT32_COSINE, cos.min()
 
 
+def test_a_sql_function_runs_in_the_engine_asked_for(spark, image_folder, top_weights):
+    """``register_sql_function(engine="openvino")``: the function says so and classifies as
+    the Keras one does."""
+    from sparkdl_magics import register_sql_function
+    df = binary_images(spark, image_folder / "daisy").orderBy("path").limit(4)
+    df.createOrReplaceTempView("engine_images")
+    labels = {}
+    for name, engine in (("classify_keras", None), ("classify_ov", "openvino")):
+        fn = register_sql_function(name, model=SMALL, weights=str(top_weights), engine=engine,
+                                   spark=spark)
+        assert fn.engine == (engine or "keras")
+        labels[name] = {r["path"]: r["label"] for r in spark.sql(
+            f"SELECT path, {name}(content) AS label FROM engine_images").collect()}
+    assert len(labels["classify_ov"]) == 4
+    assert labels["classify_ov"] == labels["classify_keras"]
+
+
 MISSING_SCRIPT = """
 import sys
 sys.modules["openvino"] = None  # as if the package were not installed
