@@ -339,17 +339,22 @@ class _SplitJob:
         aug = parse_augment(self.augment)
         return aug.copies if aug is not None else 0
 
+    def reads_in_task(self, df: Any) -> bool:
+        """Whether the model's tasks read the files (the image set can; only the paths
+        are shuffled)."""
+        return (self.content_of is not None and self.col == CONTENT_COL
+                and CONTENT_COL in df.columns)
+
     def plan(self, name: str, df: Any) -> Tuple[str, Optional[int]]:
         from .partitioning import partition_plan
         return partition_plan(df, self.sizes.get(name), self.mean_bytes, self.partitions,
-                              self.spark)
+                              self.spark, reads_in_task=self.reads_in_task(df))
 
     def features(self, name: str, df: Any, plan: Tuple[str, Optional[int]]) -> Any:
         """One split's features (+ ``featurize_error``), cached as asked; lazy (a
         Parquet cache runs the model here)."""
         how, count = plan
-        if how == "repartition" and self.content_of is not None \
-                and self.col == CONTENT_COL and CONTENT_COL in df.columns:
+        if how == "repartition" and self.reads_in_task(df):
             # shuffle the paths, read the bytes in the model's tasks (Python reads them),
             # a partition at a time as before (its chunks overlap decoding and the model)
             from .partitioning import IMAGES_PER_PARTITION

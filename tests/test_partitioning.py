@@ -38,6 +38,22 @@ def test_large_files_make_smaller_partitions():
     assert images_per_partition(None) == images_per_partition(0) == 128
 
 
+def test_files_read_in_the_task_make_bigger_partitions(spark):
+    """Where the model's task reads the files (only paths are shuffled), the partitions
+    hold up to READ_IN_TASK_IMAGES_PER_PARTITION images, whatever the files' size: 300
+    photos on two slots are one wave of 150, not two of 75."""
+    from sparkdl_magics.partitioning import (READ_IN_TASK_IMAGES_PER_PARTITION,
+                                             partition_plan)
+    df = spark.range(1)  # the plan reads only the sizes it is given
+    five_mb = 5 * 1024 * 1024
+    assert partition_plan(df, 300, None, None, spark) == ("repartition", 4)
+    assert partition_plan(df, 300, five_mb, None, spark, reads_in_task=True) == \
+        ("repartition", 2)
+    many = 20 * READ_IN_TASK_IMAGES_PER_PARTITION
+    assert partition_plan(df, many, None, None, spark, reads_in_task=True) == \
+        ("coalesce", 20)  # 10 waves of 2 x 512
+
+
 def test_partitions_option_values():
     from sparkdl_magics.errors import OptionError
     from sparkdl_magics.partitioning import check_partitions
