@@ -193,21 +193,22 @@ def preview_rows(result: Predictions, n: Optional[int] = None) -> pd.DataFrame:
 def read_rows(result: Predictions, limit: Optional[int], cols: Optional[Sequence[str]] = None
               ) -> pd.DataFrame:
     """*limit* rows (None: all) of *result*'s *cols* (default: all) as pandas, one job.
-    Where the result reports its precision (``reporting_df``), ``stats['precision']``
-    becomes what the tasks that computed these rows ran in (see :class:`Predictions`)."""
+    Where the result reports what ran (``reporting_df``), ``stats['precision']`` and
+    ``stats['engine']`` become what the tasks that computed these rows ran (see
+    :class:`Predictions`)."""
     reporting = result.reporting_df
     cols = list(cols) if cols is not None else list(result.df.columns)
-    reported = [c for c in (PRECISION_COL, ENGINE_COL)
-                if reporting is not None and c in reporting.columns]
-    df = result.df.select(*cols) if reporting is None else reporting.select(*cols, *reported)
+    if reporting is None:
+        df = result.df.select(*cols)
+    else:
+        df = reporting.select(*cols, PRECISION_COL, ENGINE_COL)
     rows = (df if limit is None else df.limit(int(limit))).toPandas()
     if reporting is not None:
         ran = rows.pop(PRECISION_COL).dropna().unique().tolist()
         result.stats["precision"] = precisions.report(result.model_name,
                                                       result.requested_precision, ran)
-        if ENGINE_COL in reported:
-            used = rows.pop(ENGINE_COL).dropna().unique().tolist()
-            result.stats["engine"] = engines.describe(result.requested_engine, used)
+        used = rows.pop(ENGINE_COL).dropna().unique().tolist()
+        result.stats["engine"] = engines.describe(result.requested_engine, used)
     return rows
 
 

@@ -306,9 +306,9 @@ class Predictions(_Rendered):
     ``stats['precision']``: the precision asked for until rows are computed, then what
     the tasks that computed them ran in (``auto -> float32`` for a model that cannot run
     at a reduced type): :meth:`preview` and :meth:`to_pandas` read it from
-    ``reporting_df`` (``df`` plus ``predict_precision``, one value per row) in the job
-    that computes the rows. ``stats['engine']`` likewise: the engine asked for, then the
-    engines that ran (``predict_engine``).
+    ``reporting_df`` (``df`` plus ``predict_precision`` and ``predict_engine``, one value
+    per row) in the job that computes the rows. ``stats['engine']`` likewise: the engine
+    asked for, then the engines that ran.
     """
 
     df: Any
@@ -321,7 +321,7 @@ class Predictions(_Rendered):
     rows: Optional[Any] = None  # pandas: the first rows, once computed
     classes: Optional[List[str]] = None  # a multi-label model's labels
     threshold: Optional[float] = None  # a multi-label model's cut: label sets, not top-K
-    reporting_df: Optional[Any] = None  # df + the precision each row's task ran in
+    reporting_df: Optional[Any] = None  # df + the precision and engine each row's task ran
     requested_precision: str = ""  # what was asked ("auto", ...): see stats['precision']
     requested_engine: str = ""  # likewise for stats['engine']
 
