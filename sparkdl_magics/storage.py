@@ -406,14 +406,15 @@ def staged_folder(spark: Any, url: str, action: str, keep: bool = False) -> Iter
     Spark writes (or reads) the local folder, Python copies it to (or from) the store.
     Only where the driver's disk is the executors' too (a classic ``local`` master);
     elsewhere one line says what to configure. *keep*: leave the folder (a loaded
-    model may read its files later)."""
+    model may read its files later) until the process exits (:mod:`sparkdl_magics.scratch`)."""
     import shutil
-    import tempfile
+
+    from .scratch import scratch_dir
     if not shares_driver_disk(spark):
         raise DataError(f"cannot {action} {url}: this Spark has no file system for "
                         f"{scheme_of(url)}:// (add the Hadoop connector, e.g. hadoop-aws for "
                         "s3a://, to the cluster), or use a folder the cluster writes")
-    folder = tempfile.mkdtemp(prefix="sparkdl-staged-")
+    folder = scratch_dir("staged-")
     try:
         yield os.path.join(folder, "model")
     finally:

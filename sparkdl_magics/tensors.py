@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import os
-import tempfile
 from typing import Any, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -22,6 +21,7 @@ import pandas as pd
 from . import defaults
 from .errors import DataError, OptionError
 from .inference import BatchRunner, ModelSpec, check_batch_size
+from .scratch import scratch_dir
 from .session import task_cores
 from .weights import ship
 
@@ -79,7 +79,7 @@ def _model_path(model: Any) -> str:
             raise OptionError(f"option 'model': no model file at {str(model)!r}")
         return path
     if hasattr(model, "save") and hasattr(model, "inputs"):
-        folder = tempfile.mkdtemp(prefix="sparkdl_magics-model-")
+        folder = scratch_dir("model-")
         path = os.path.join(folder, f"{getattr(model, 'name', 'model') or 'model'}.keras")
         model.save(path)
         return path

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from .tfimport import import_keras
 
-import atexit
 import contextlib
 import hashlib
 import os
@@ -28,6 +27,7 @@ from typing import Any, Iterator, Optional, Set, Tuple
 
 from .errors import EnvironmentProblem, OptionError, did_you_mean
 from .inference import ModelSpec, ShippedFile
+from .scratch import scratch_dir
 from .models import cached_weights_path, get_model_info, is_model_name, keras_cache_dir
 
 MODEL_FILE_SUFFIXES = (".keras", ".h5", ".hdf5")
@@ -312,12 +312,11 @@ _ship_lock = threading.Lock()
 
 
 def _staging_dir() -> str:
-    """This process's folder of files shipped to executors; removed when the process exits
-    (each one holds copies of models, so leaving them would fill /tmp run after run)."""
+    """This process's folder of files shipped to executors (copies of models): a scratch
+    folder, removed when the process exits (:mod:`sparkdl_magics.scratch`)."""
     global _staging
     if _staging is None or not os.path.isdir(_staging):
-        _staging = tempfile.mkdtemp(prefix="sparkdl_magics-ship-")
-        atexit.register(shutil.rmtree, _staging, ignore_errors=True)
+        _staging = scratch_dir("ship-")
     return _staging
 
 

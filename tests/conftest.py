@@ -97,10 +97,13 @@ class SessionPool:
     def remote_url(self) -> str:
         """The separate server's sc:// URL, starting it when needed."""
         if self.server is None:
+            import shutil
             import tempfile
             from connect_server import ConnectServer
+            workdir = tempfile.mkdtemp(prefix="sparkdl-connect-")
+            atexit.register(shutil.rmtree, workdir, ignore_errors=True)  # after the stop below
             # started in notebooks/, so the notebooks' relative paths mean the same to it
-            self.server = ConnectServer(Path(tempfile.mkdtemp(prefix="sparkdl-connect-")),
+            self.server = ConnectServer(Path(workdir),
                                         cwd=Path(__file__).resolve().parent.parent / "notebooks")
             atexit.register(self.server.stop)  # a run that dies still stops it
         self.server.ensure_running()

@@ -14,7 +14,6 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -58,8 +57,8 @@ def test_a_full_pyspark_is_not_a_connect_only_client():
 # --------------------------------------------------------------------------- the venvs
 
 @pytest.fixture(scope="session")
-def wheels():
-    return build_wheels(Path(tempfile.mkdtemp(prefix="sparkdl-wheels-")))
+def wheels(tmp_path_factory):
+    return build_wheels(tmp_path_factory.mktemp("wheels"))
 
 
 def _fake_java(root: Path) -> Path:

@@ -3,13 +3,13 @@ records as tables (history, warm-up, checksums) and the FineTunedModel around th
 from __future__ import annotations
 
 import os
-import tempfile
 import uuid
 from dataclasses import asdict
 from typing import Any, Dict, List, Optional
 
 from .. import defaults
 from ..results import FineTunedModel, ImageSet
+from ..scratch import scratch_dir
 from .network import NetworkSpec
 from .options import FineTuneOptions, unfreeze_param
 
@@ -26,7 +26,7 @@ def keep_model_file(data: bytes, model_name: str) -> str:
     """The trained model as a file on the driver (the session's staging folder)."""
     global _kept_dir
     if _kept_dir is None or not os.path.isdir(_kept_dir):
-        _kept_dir = tempfile.mkdtemp(prefix="sparkdl_magics-finetuned-")
+        _kept_dir = scratch_dir("finetuned-")
     path = os.path.join(_kept_dir, f"finetuned-{model_name}-{uuid.uuid4().hex[:8]}.keras")
     with open(path, "wb") as f:
         f.write(data)

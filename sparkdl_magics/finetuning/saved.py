@@ -8,9 +8,10 @@ writes the file back to a local file and points the pipeline's model stage at it
 from __future__ import annotations
 
 import os
-import tempfile
 import uuid
 from typing import Any
+
+from ..scratch import scratch_dir
 
 #: The sub-folder of a saved fine-tuned model that holds its Keras file.
 MODEL_FILE_DIR = "keras_model"
@@ -31,7 +32,7 @@ def write_model_file(spark: Any, model_file: str, path: str) -> None:
 def read_model_file(spark: Any, path: str) -> str:
     """The saved Keras file, written to a new local file; its path."""
     row = spark.read.parquet(_dir(path)).first()
-    folder = tempfile.mkdtemp(prefix="sparkdl_magics-finetuned-")
+    folder = scratch_dir("finetuned-")
     local = os.path.join(folder, f"{uuid.uuid4().hex[:8]}-{row['name']}")
     with open(local, "wb") as f:
         f.write(bytes(row["data"]))
