@@ -16,7 +16,10 @@ pre-decoded batches (the package's traced ``tf.function``, the ceiling) at each
 precision, plain Keras decode + ``model.predict`` (float32), and the Spark path
 (``featurize()``) at each precision of ``--precisions`` (default float32 and bfloat16,
 plus float16 where a GPU is visible), and the Spark path's ratio to decoding alone on
-all cores (the bound on big photos). ``--engine openvino`` (or ``auto``) runs the Spark
+all cores (the bound on big photos). Between them, the package's task loop without Spark
+(``task_loop.py``: one process per core, each decoding and running its share at once):
+its ratio to the ceiling is the bound decoding on the same cores sets, and the Spark
+path's ratio to it is Spark's own cost. ``--engine openvino`` (or ``auto``) runs the Spark
 path's model in that engine (the ceilings stay Keras': a ratio above 1 is its gain).
 Then the quality of reduced precision: the per-image cosine between its features and
 float32's (same images), and the test accuracy of a logistic regression (scikit-learn,
@@ -56,6 +59,7 @@ import time
 import numpy as np
 
 from peak_rss import PeakRSS  # next to this script
+from task_loop import task_loop
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -303,6 +307,11 @@ def one_size(spark, folder, args, weights, precisions):
         line(f"model only, {precision}", result, precision, f"; ran {result['ran']}")
     line("plain Keras decode+predict", plain, "float32",
          f"; peak RSS {plain['peak_rss_mb']:.0f} MB")
+    loop = task_loop(folder, args.model, weights, args.cores, args.batch_size, args.repeat,
+                     precisions)
+    for precision, result in loop.items():
+        line(f"task loop, no Spark, {precision}", result, precision,
+             f"; {args.cores} processes at once")
     with PeakRSS() as peaks:
         spark_runs = spark_paths(spark, folder, args.model, weights, args.batch_size,
                                  args.repeat, precisions, keep_features=True,
@@ -312,10 +321,13 @@ def one_size(spark, folder, args, weights, precisions):
         line(f"Spark path, {precision}", sp, precision,
              f"; {sp['images_per_s'] / decode_all:.2f}x decode alone on {args.cores} cores; "
              f"{sp['partitions']} partitions; ran {sp['precision']} in {sp['engine']}")
-    base = spark_runs["float32"]
-    print(f"  Spark float32 / plain Keras: "
-          f"{base['images_per_s'] / plain['images_per_s']:.2f}x")
-    for precision in precisions[1:]:
+        print(f"  Spark path / task loop, {precision}: "
+              f"{sp['images_per_s'] / loop[precision]['images_per_s']:.2f}x (Spark's own cost)")
+    base = spark_runs.get("float32")
+    if base is not None:
+        print(f"  Spark float32 / plain Keras: "
+              f"{base['images_per_s'] / plain['images_per_s']:.2f}x")
+    for precision in precisions[1:] if base is not None else ():
         sp = spark_runs[precision]
         cos = cosines(base["features"], sp["features"])
         print(f"  Spark {precision} / Spark float32: "
